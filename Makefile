@@ -1,0 +1,45 @@
+# Two commands set up everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
+export STREAMAPP_DATA_DIR ?= ./var/$(or $(STREAMAPP_ID),streamapp)
+
+.PHONY: run test lint format schemas kafka-start kafka-stop clean
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+## Start a local broker unless KAFKA_BROKER is set, then the worker in the foreground.
+run: $(STAMP)
+	@if [ -z "$$KAFKA_BROKER" ]; then scripts/kafka-local.sh start >/dev/null; fi
+	exec $(VENV)/bin/faust -A streamapp.app worker -l info
+
+## Lint, format check, then every test (a local broker is started when none is configured).
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## Regenerate schemas/ from the pydantic models.
+schemas: $(STAMP)
+	$(PY) -m streamapp.schemas
+
+kafka-start:
+	scripts/kafka-local.sh start
+
+kafka-stop:
+	scripts/kafka-local.sh stop
+
+clean:
+	rm -rf var build *.egg-info

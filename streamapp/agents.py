@@ -1,0 +1,159 @@
+"""Agents: source topics -> tables -> affinity-updates, bad records -> dead letters.
+
+Each agent body is a loop over events; the work per event is in plain functions
+(parsing.py, pair_state.py, features.py). Nothing raised by one record stops the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from faust.types import EventT, StreamT
+
+from streamapp import tables, topics
+from streamapp.app import app, settings
+from streamapp.features import feature_vector
+from streamapp.metrics import stats
+from streamapp.models import AffinityUpdate, RoutedInteraction
+from streamapp.pair_state import Outcome, PairState, apply
+from streamapp.parsing import (
+    Delete,
+    Record,
+    Rejected,
+    dead_letter,
+    parse_interaction,
+    parse_seller,
+    parse_user,
+)
+from streamapp.score import Scoring
+
+log = logging.getLogger(__name__)
+
+scoring = Scoring(settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+def record_of(event: EventT) -> Record:
+    message = event.message
+    ts = message.timestamp
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_us=round(ts * 1000) * 1000 if ts is not None and ts >= 0 else None,
+        key=message.key,
+        value=message.value,
+    )
+
+
+async def send_dead_letter(source: str, record: Record, reason: str) -> None:
+    letter = dead_letter(record, reason)
+    await topics.dead_letters[source].send(key=record.key, value=letter.model_dump_json().encode())
+    stats.dead_letters[source] += 1
+    log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+
+
+@app.agent(topics.interactions)
+async def route_interactions(stream: StreamT) -> None:
+    """Validate every interaction and re-key it by user id (or dead-letter it)."""
+    async for event in stream.events():
+        record = record_of(event)
+        try:
+            result = parse_interaction(record, settings.max_message_bytes)
+        except Exception as exc:  # a bug must not stop the stream; the record is kept
+            log.exception("unexpected error parsing %s@%d", record.topic, record.offset)
+            result = Rejected(f"internal error: {type(exc).__name__}: {exc}")
+        if isinstance(result, Rejected):
+            await send_dead_letter("interactions", record, result.reason)
+            continue
+        await topics.interactions_by_user.send(
+            key=result.user_id.encode(), value=result.model_dump_json().encode()
+        )
+
+
+@app.agent(topics.interactions_by_user)
+async def count_interactions(stream: StreamT) -> None:
+    """Count each interaction once into its pair's state; publish the new feature vector."""
+    async for event in stream.events():
+        message = event.message
+        interaction = RoutedInteraction.model_validate_json(message.value)
+        key = tables.pair_key(interaction.user_id, interaction.seller_id)
+        stored = tables.pair_state.get(key)
+        state = PairState.from_json(stored) if stored else PairState()
+        outcome = apply(
+            state,
+            interaction,
+            message.offset,
+            now_us(),
+            settings.half_life_s,
+            settings.dedupe_horizon_s,
+        )
+        # Also on a replay: re-writing lets the changelog catch up with local RocksDB.
+        tables.pair_state[key] = state.to_json()
+        if stored is None or outcome is Outcome.REPLAY:
+            known = tables.user_sellers.get(interaction.user_id) or []
+            if interaction.seller_id not in known:
+                tables.user_sellers[interaction.user_id] = [*known, interaction.seller_id]
+        if outcome is Outcome.DUPLICATE:
+            stats.duplicates += 1
+            continue
+        if outcome is Outcome.COUNTED:
+            stats.counted += 1
+        await publish_update(interaction, state)
+
+
+async def publish_update(interaction: RoutedInteraction, state: PairState) -> None:
+    user = tables.users.get(interaction.user_id)
+    seller = tables.sellers.get(interaction.seller_id)
+    vector = feature_vector(
+        interaction.user_id,
+        interaction.seller_id,
+        state,
+        user["favorite_categories"] if user else (),
+        seller["categories"] if seller else (),
+        now_us(),
+        scoring,
+    )
+    update = AffinityUpdate(**vector, interaction_id=interaction.id)
+    await topics.affinity_updates.send(
+        key=interaction.user_id.encode(), value=update.model_dump_json().encode()
+    )
+    stats.updates += 1
+
+
+async def _store_profiles(stream: StreamT, source: str, table: Any, parse: Any) -> None:
+    async for event in stream.events():
+        record = record_of(event)
+        try:
+            result = parse(record, settings.max_message_bytes)
+        except Exception as exc:
+            log.exception("unexpected error parsing %s@%d", record.topic, record.offset)
+            result = Rejected(f"internal error: {type(exc).__name__}: {exc}")
+        if isinstance(result, Rejected):
+            await send_dead_letter(source, record, result.reason)
+        elif isinstance(result, Delete):
+            table.pop(result.id, None)
+        else:
+            table[result.id] = result.model_dump(mode="json")
+
+
+@app.agent(topics.users)
+async def store_users(stream: StreamT) -> None:
+    await _store_profiles(stream, "users", tables.users, parse_user)
+
+
+@app.agent(topics.sellers)
+async def store_sellers(stream: StreamT) -> None:
+    await _store_profiles(stream, "sellers", tables.sellers, parse_seller)
+
+
+@app.task
+async def declare_outputs() -> None:
+    # Topics only written to are not declared by faust; create them with our partition count.
+    for topic in topics.outputs:
+        await topic.maybe_declare()

@@ -1,0 +1,61 @@
+"""The faust application: `faust -A streamapp.app worker`.
+
+Data flow, one file each:
+  topics.py  -> agents.py -> tables.py -> views.py (HTTP) / affinity-updates (topic)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import faust
+
+from streamapp.config import ConfigError, Settings, load_settings
+from streamapp.startup import broker_unreachable
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        # One clear line instead of a traceback: the setting, what is wrong, the fix.
+        sys.stderr.write(f"streamapp: configuration error: {exc}\n")
+        raise SystemExit(2) from None
+
+
+settings = _settings()
+
+
+class StreamApp(faust.App):
+    async def on_first_start(self) -> None:
+        problem = await broker_unreachable(settings.broker_addresses, settings.broker_wait_s)
+        if problem:
+            sys.stderr.write(
+                f"streamapp: cannot reach the Kafka broker {settings.broker} (KAFKA_BROKER): "
+                f"{problem}. Start one with `scripts/kafka-local.sh start` or set KAFKA_BROKER.\n"
+            )
+            sys.stderr.flush()
+            os._exit(2)  # nothing is running yet; a SystemExit here becomes a traceback wall
+        await super().on_first_start()
+
+
+app = StreamApp(
+    settings.app_id,
+    broker=settings.broker,
+    store="rocksdb://",
+    datadir=str(settings.data_dir),
+    topic_partitions=settings.partitions,
+    topic_allow_declare=True,
+    table_standby_replicas=settings.standby_replicas,
+    consumer_auto_offset_reset="earliest",
+    web_port=settings.web_port,
+    web_host=settings.web_host,
+    web_bind=settings.web_host,
+    canonical_url=settings.canonical_url or f"http://{settings.web_host}:{settings.web_port}",
+    web_tables_enabled=False,
+    producer_linger=0.005,
+)
+
+# Registration happens on import; these modules use `app` and `settings` from here.
+from streamapp import agents, views  # noqa: E402, F401

@@ -1,0 +1,223 @@
+"""Message contracts: every JSON that crosses a topic or the HTTP API.
+
+schemas/ is generated from these models (`python -m streamapp.schemas`), and a test
+keeps the two in sync.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+
+MAX_ID_LENGTH = 256
+MAX_CATEGORIES = 1_000
+
+
+class InteractionKind(StrEnum):
+    LIKE = "LIKE"
+    VIEW = "VIEW"
+    PURCHASE = "PURCHASE"
+    OTHER = "OTHER"
+
+
+# Index order of per-kind arrays in pair state and weights.
+KIND_ORDER: tuple[InteractionKind, ...] = (
+    InteractionKind.LIKE,
+    InteractionKind.VIEW,
+    InteractionKind.PURCHASE,
+    InteractionKind.OTHER,
+)
+KIND_INDEX: dict[str, int] = {kind.value: i for i, kind in enumerate(KIND_ORDER)}
+OTHER_INDEX = KIND_INDEX["OTHER"]
+
+
+def kind_of(text: str) -> InteractionKind:
+    """The original's rule: LIKE/VIEW/PURCHASE exactly (case-sensitive), else OTHER."""
+    return KIND_ORDER[KIND_INDEX.get(text, OTHER_INDEX)]
+
+
+def _only_str(value: Any) -> Any:
+    # Pydantic's lax mode would turn a number into a datetime; the contract says ISO-8601.
+    if value is not None and not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 string")
+    return value
+
+
+# An entity id: non-empty, bounded, printable (control characters would break keys).
+EntityId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$"),
+]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+# Lax inside: after the before-validator pydantic parses in Python mode, where strict
+# would refuse the ISO string.
+EventTime = Annotated[Annotated[datetime, Strict(False)] | None, BeforeValidator(_only_str)]
+
+
+def _strict_model(title: str) -> ConfigDict:
+    # Unknown fields are ignored (producers may send more); present ones are typed strictly.
+    return ConfigDict(title=title, strict=True, extra="ignore")
+
+
+class InteractionMessage(BaseModel):
+    """A value on the `interactions` topic."""
+
+    model_config = _strict_model("InteractionMessage")
+
+    id: EntityId = Field(description="Unique interaction id; the dedupe key.")
+    user_id: EntityId
+    seller_id: EntityId
+    interaction_kind: Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)] = Field(
+        description="LIKE, VIEW or PURCHASE exactly; any other string counts as OTHER."
+    )
+    on: EventTime = Field(
+        default=None,
+        description="Event time, ISO-8601 (UTC when no offset); missing: the record timestamp.",
+    )
+
+
+class User(BaseModel):
+    """A value on the `users` topic (key: the user id; a null value deletes)."""
+
+    model_config = _strict_model("User")
+
+    id: EntityId
+    age: Annotated[int, Field(ge=0, le=200)] | None = None
+    favorite_categories: Annotated[list[Category], Field(max_length=MAX_CATEGORIES)] = []
+
+
+class Seller(BaseModel):
+    """A value on the `sellers` topic (key: the seller id; a null value deletes)."""
+
+    model_config = _strict_model("Seller")
+
+    id: EntityId
+    categories: Annotated[list[Category], Field(max_length=MAX_CATEGORIES)] = []
+
+
+class RoutedInteraction(BaseModel):
+    """An accepted interaction, re-keyed by user id on the app's internal topic."""
+
+    model_config = ConfigDict(title="RoutedInteraction", extra="ignore")
+
+    id: str
+    user_id: str
+    seller_id: str
+    kind: InteractionKind
+    on_us: int = Field(description="Event time, microseconds since the epoch.")
+    seen_us: int = Field(description="Record timestamp of the source message, microseconds.")
+
+
+class KindCounts(BaseModel):
+    model_config = ConfigDict(title="KindCounts")
+
+    LIKE: int = 0
+    VIEW: int = 0
+    PURCHASE: int = 0
+    OTHER: int = 0
+
+
+class FeatureVector(BaseModel):
+    """The features of one user-seller pair as of a moment."""
+
+    model_config = ConfigDict(title="FeatureVector")
+
+    id: str = Field(description='"<user_id>-<seller_id>"')
+    user_id: str
+    seller_id: str
+    number_of_interactions: int
+    interactions_by_kind: KindCounts
+    interactions_1d: int
+    interactions_7d: int
+    interactions_30d: int
+    first_interaction_at: datetime | None
+    last_interaction_at: datetime | None
+    favorites_match: bool
+    category_overlap: int
+    category_jaccard: float
+    user_seller_score: float
+    as_of: datetime
+
+
+class AffinityUpdate(FeatureVector):
+    """A value on `affinity-updates` (key: the user id): the pair after a change."""
+
+    model_config = ConfigDict(title="AffinityUpdate")
+
+    interaction_id: str = Field(description="The interaction whose counting caused this update.")
+
+
+class DeadLetter(BaseModel):
+    """A value on `<source>-dlq`: a source message that could not be accepted."""
+
+    model_config = ConfigDict(title="DeadLetter")
+
+    error: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime | None = None
+    key: str | None
+    key_encoding: Literal["utf-8", "base64"] | None
+    value: str | None
+    value_encoding: Literal["utf-8", "base64"] | None
+
+
+class PairRef(BaseModel):
+    model_config = ConfigDict(title="PairRef", strict=True, extra="forbid")
+
+    user_id: EntityId
+    seller_id: EntityId
+
+
+class AffinityQuery(BaseModel):
+    """Body of POST /affinity/query."""
+
+    model_config = ConfigDict(title="AffinityQuery", strict=True, extra="forbid")
+
+    pairs: list[PairRef]
+
+
+class AffinityQueryResult(BaseModel):
+    model_config = ConfigDict(title="AffinityQueryResult")
+
+    results: list[FeatureVector]
+
+
+class RankedSeller(BaseModel):
+    model_config = ConfigDict(title="RankedSeller")
+
+    seller_id: str
+    user_seller_score: float
+    number_of_interactions: int
+
+
+class TopSellers(BaseModel):
+    model_config = ConfigDict(title="TopSellers")
+
+    user_id: str
+    sellers: list[RankedSeller]
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(title="Error")
+
+    error: str
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(moment: datetime) -> int:
+    """Aware or naive (taken as UTC) datetime -> integer microseconds since the epoch."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)

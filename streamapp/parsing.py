@@ -1,0 +1,155 @@
+"""Source records -> validated messages, or a dead letter that says why not.
+
+Bad records are a stream of their own: every function here returns either the
+accepted value or a `Rejected` reason, never raises on input data.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from streamapp.models import (
+    DeadLetter,
+    InteractionMessage,
+    RoutedInteraction,
+    Seller,
+    User,
+    from_micros,
+    kind_of,
+    to_micros,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """The parts of a Kafka record that parsing and dead letters need."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_us: int | None
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class Delete:
+    """A tombstone (null value) on a profile topic."""
+
+    id: str
+
+
+def describe(exc: ValidationError, limit: int = 3) -> str:
+    """A short, stable one-line reason from a pydantic error."""
+    parts = []
+    for err in exc.errors(include_url=False)[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "message"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"(+{more} more)")
+    return "invalid message: " + "; ".join(parts)
+
+
+def _validate(model: type[M], value: bytes, max_bytes: int) -> M | Rejected:
+    if len(value) > max_bytes:
+        return Rejected(f"message too large: {len(value)} bytes (limit {max_bytes})")
+    try:
+        return model.model_validate_json(value)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            return Rejected("not valid JSON: " + exc.errors()[0]["msg"])
+        if any(e["type"] == "model_type" for e in exc.errors()):
+            return Rejected("invalid message: not a JSON object")
+        return Rejected(describe(exc))
+    except UnicodeDecodeError:
+        return Rejected("not UTF-8")
+
+
+def parse_interaction(record: Record, max_bytes: int) -> RoutedInteraction | Rejected:
+    """An `interactions` record -> the routed form (kind mapped, event time fixed)."""
+    if record.value is None:
+        return Rejected("null value: an interaction must be a JSON object")
+    msg = _validate(InteractionMessage, record.value, max_bytes)
+    if isinstance(msg, Rejected):
+        return msg
+    seen_us = record.timestamp_us
+    if msg.on is not None:
+        on_us = to_micros(msg.on)
+    elif seen_us is not None:
+        on_us = seen_us
+    else:
+        return Rejected("no event time: field 'on' is missing and the record has no timestamp")
+    return RoutedInteraction(
+        id=msg.id,
+        user_id=msg.user_id,
+        seller_id=msg.seller_id,
+        kind=kind_of(msg.interaction_kind),
+        on_us=on_us,
+        seen_us=seen_us if seen_us is not None else on_us,
+    )
+
+
+def _profile(model: type[M], record: Record, max_bytes: int, keyed: bool) -> M | Delete | Rejected:
+    key = None
+    if record.key is not None:
+        try:
+            key = record.key.decode("utf-8")
+        except UnicodeDecodeError:
+            return Rejected("key is not UTF-8")
+    if record.value is None:
+        if not key:
+            return Rejected("null value without a key: nothing to delete")
+        return Delete(key)
+    msg = _validate(model, record.value, max_bytes)
+    if isinstance(msg, Rejected):
+        return msg
+    # A user's profile must sit in the partition its key hashes to, beside the user's pairs.
+    if keyed and key != msg.id:  # type: ignore[attr-defined]
+        return Rejected(f"key {key!r} must equal the id {msg.id!r}")  # type: ignore[attr-defined]
+    return msg
+
+
+def parse_user(record: Record, max_bytes: int) -> User | Delete | Rejected:
+    return _profile(User, record, max_bytes, keyed=True)
+
+
+def parse_seller(record: Record, max_bytes: int) -> Seller | Delete | Rejected:
+    # Sellers live in a global table, so their key does not decide where they are read.
+    return _profile(Seller, record, max_bytes, keyed=False)
+
+
+def _as_text(raw: bytes | None) -> tuple[str | None, str | None]:
+    if raw is None:
+        return None, None
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def dead_letter(record: Record, reason: str) -> DeadLetter:
+    key, key_encoding = _as_text(record.key)
+    value, value_encoding = _as_text(record.value)
+    return DeadLetter(
+        error=reason,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp=from_micros(record.timestamp_us) if record.timestamp_us is not None else None,
+        key=key,
+        key_encoding=key_encoding,
+        value=value,
+        value_encoding=value_encoding,
+    )

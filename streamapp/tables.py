@@ -1,0 +1,45 @@
+"""State, in RocksDB (rocksdict) with a Kafka changelog behind every table.
+
+- pair_state:   "<user>\\x1f<seller>" -> PairState JSON   (partition of the user)
+- user_sellers: user id -> [seller id, ...]               (partition of the user; top-k index)
+- users:        user id -> User JSON                      (partition of the user)
+- sellers:      seller id -> Seller JSON                  (global: every worker has all)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamapp.app import app, settings
+
+PAIR_SEPARATOR = "\x1f"  # ids may contain '-', never control characters (models.EntityId)
+
+
+def pair_key(user_id: str, seller_id: str) -> str:
+    return f"{user_id}{PAIR_SEPARATOR}{seller_id}"
+
+
+def _options(cache_mb: int) -> dict[str, Any]:
+    # faust's defaults (2 GiB cache, 3 x 64 MB memtables) are per partition and table.
+    return {
+        "driver": "rocksdict",
+        "block_cache_size": cache_mb * 1024 * 1024,
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024,
+        "max_write_buffer_number": 2,
+    }
+
+
+def _table(name: str, cache_mb: int, *, global_: bool = False):
+    factory = app.GlobalTable if global_ else app.Table
+    return factory(
+        name,
+        default=None,
+        partitions=settings.partitions,
+        options=_options(cache_mb),
+    )
+
+
+pair_state = _table("pair_state", settings.rocksdb_cache_mb)
+user_sellers = _table("user_sellers", max(1, settings.rocksdb_cache_mb // 4))
+users = _table("users", max(1, settings.rocksdb_cache_mb // 4))
+sellers = _table("sellers", max(1, settings.rocksdb_cache_mb // 4), global_=True)

@@ -1,0 +1,221 @@
+"""HTTP API on faust's web server: lookups served from the tables on this worker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web as aiohttp_web
+from faust.web import Request, Response, View
+from pydantic import TypeAdapter, ValidationError
+
+from streamapp import tables
+from streamapp.agents import now_us, scoring
+from streamapp.app import app, settings
+from streamapp.features import feature_vector
+from streamapp.models import AffinityQuery, EntityId
+from streamapp.pair_state import PairState
+from streamapp.parsing import describe
+from streamapp.score import Ranked, top_k, user_seller_score
+
+log = logging.getLogger(__name__)
+
+_entity_id: TypeAdapter[str] = TypeAdapter(EntityId)
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> aiohttp_web.Response:
+    return aiohttp_web.json_response({"error": message}, status=status, headers=headers)
+
+
+@aiohttp_web.middleware
+async def json_errors(
+    request: aiohttp_web.Request,
+    handler: Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]],
+) -> aiohttp_web.StreamResponse:
+    """Every error is JSON {"error": ...}; a request problem is a 4xx, never a 5xx."""
+    try:
+        return await handler(request)
+    except HTTPError as exc:
+        return _error(exc.status, exc.message, exc.headers)
+    except aiohttp_web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason or "error")
+    except Exception:
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        return _error(500, "internal error")
+
+
+app.web.web_app.middlewares.append(json_errors)
+
+
+def ready() -> bool:
+    """True once table recovery has finished and no rebalance is under way."""
+    recovery = app.tables.recovery
+    return recovery.completed.is_set() and not app.in_recovery and not app.rebalancing
+
+
+def require_ready() -> None:
+    if not ready():
+        raise HTTPError(
+            503, "recovering: state is being restored, retry shortly", {"Retry-After": "1"}
+        )
+
+
+def valid_id(name: str, value: str) -> str:
+    try:
+        return _entity_id.validate_python(value)
+    except ValidationError as exc:
+        raise HTTPError(400, f"{name}: {exc.errors(include_url=False)[0]['msg']}") from None
+
+
+def pair_state_of(user_id: str, seller_id: str) -> PairState | None:
+    stored = tables.pair_state.get(tables.pair_key(user_id, seller_id))
+    return PairState.from_json(stored) if stored else None
+
+
+def favorites_of(user_id: str) -> list[str]:
+    user = tables.users.get(user_id)
+    return user["favorite_categories"] if user else []
+
+
+def categories_of(seller_id: str) -> list[str]:
+    seller = tables.sellers.get(seller_id)
+    return seller["categories"] if seller else []
+
+
+def vector_of(user_id: str, seller_id: str, as_of_us: int) -> dict[str, Any]:
+    return feature_vector(
+        user_id,
+        seller_id,
+        pair_state_of(user_id, seller_id),
+        favorites_of(user_id),
+        categories_of(seller_id),
+        as_of_us,
+        scoring,
+    )
+
+
+def _jsonable(vector: dict[str, Any]) -> dict[str, Any]:
+    out = dict(vector)
+    for name in ("first_interaction_at", "last_interaction_at", "as_of"):
+        if out[name] is not None:
+            out[name] = out[name].isoformat()
+    return out
+
+
+@app.page("/health")
+class Health(View):
+    async def get(self, request: Request) -> Response:
+        if ready():
+            return self.json({"status": "ok"})
+        return self.json({"status": "recovering"}, status=503, headers={"Retry-After": "1"})
+
+
+@app.page("/affinity/{user_id}/{seller_id}")
+class Affinity(View):
+    async def get(self, request: Request, user_id: str, seller_id: str) -> Response:
+        user_id, seller_id = valid_id("user_id", user_id), valid_id("seller_id", seller_id)
+        require_ready()
+        return self.json(_jsonable(vector_of(user_id, seller_id, now_us())))
+
+
+@app.page("/affinity/query")
+class AffinityBulk(View):
+    async def post(self, request: Request) -> Response:
+        body = await read_body(request)
+        try:
+            query = AffinityQuery.model_validate_json(body)
+        except ValidationError as exc:
+            raise HTTPError(
+                400, describe(exc).replace("invalid message", "invalid query")
+            ) from None
+        if len(query.pairs) > settings.max_bulk_pairs:
+            raise HTTPError(
+                413, f"too many pairs: {len(query.pairs)} (limit {settings.max_bulk_pairs})"
+            )
+        require_ready()
+        as_of = now_us()  # one moment for the whole answer, so rows compare
+        cache: dict[tuple[str, str], dict[str, Any]] = {}
+        results = []
+        for pair in query.pairs:
+            ref = (pair.user_id, pair.seller_id)
+            if ref not in cache:
+                cache[ref] = _jsonable(vector_of(pair.user_id, pair.seller_id, as_of))
+            results.append(cache[ref])
+        return self.json({"results": results})
+
+
+async def read_body(request: Request) -> bytes:
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        raise HTTPError(413, f"body too large: {length} bytes (limit {settings.max_body_bytes})")
+    raw = await request.content.read(settings.max_body_bytes + 1)  # type: ignore[attr-defined]
+    if len(raw) > settings.max_body_bytes:
+        raise HTTPError(413, f"body too large (limit {settings.max_body_bytes} bytes)")
+    return raw
+
+
+@app.page("/users/{user_id}/top-sellers")
+class TopSellersView(View):
+    async def get(self, request: Request, user_id: str) -> Response:
+        user_id = valid_id("user_id", user_id)
+        raw_k = request.query.get("k", "10")
+        if not raw_k.isdigit() or not 1 <= int(raw_k) <= settings.max_top_k:
+            raise HTTPError(400, f"k must be an integer from 1 to {settings.max_top_k}")
+        require_ready()
+        as_of = now_us()
+        favorites = set(favorites_of(user_id))
+        ranked = []
+        for seller_id in tables.user_sellers.get(user_id) or []:
+            state = pair_state_of(user_id, seller_id)
+            if state is None:
+                continue
+            match = bool(favorites & set(categories_of(seller_id)))
+            score = user_seller_score(state, match, as_of, scoring)
+            ranked.append(Ranked(score, state.total, seller_id))
+        best = top_k(ranked, int(raw_k))
+        return self.json(
+            {
+                "user_id": user_id,
+                "sellers": [
+                    {
+                        "seller_id": r.seller_id,
+                        "user_seller_score": r.score,
+                        "number_of_interactions": r.number_of_interactions,
+                    }
+                    for r in best
+                ],
+            }
+        )
+
+
+def _profile_view(table: Any, kind: str) -> Callable[..., Awaitable[Response]]:
+    async def get(self: View, request: Request, **match: str) -> Response:
+        entity_id = valid_id("id", match["entity_id"])
+        require_ready()
+        found = table.get(entity_id)
+        if found is None:
+            raise HTTPError(404, f"unknown {kind}: {entity_id}")
+        return self.json(found)
+
+    return get
+
+
+app.page("/users/{entity_id}")(
+    type("UserView", (View,), {"get": _profile_view(tables.users, "user")})
+)
+app.page("/sellers/{entity_id}")(
+    type("SellerView", (View,), {"get": _profile_view(tables.sellers, "seller")})
+)

@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+
+from streamapp.config import ConfigError, broker_addresses, load_settings, parse_duration
+
+
+def test_defaults_follow_the_contract() -> None:
+    s = load_settings({})
+    assert s.broker == "kafka://127.0.0.1:9092"
+    assert s.app_id == "streamapp" and s.topic_prefix == ""
+    assert s.data_dir == Path("./var/streamapp")
+    assert s.partitions == 8 and s.web_port == 6066 and s.web_host == "127.0.0.1"
+    assert s.weights.as_tuple() == (3.0, 1.0, 5.0, 0.5)
+    assert s.half_life_s == 7 * 86400 and s.favorites_bonus == 1.0
+    assert s.dedupe_horizon_s == 7 * 86400
+    assert s.topic("interactions") == "interactions"
+
+
+def test_overrides() -> None:
+    s = load_settings(
+        {
+            "STREAMAPP_ID": "t1",
+            "STREAMAPP_TOPIC_PREFIX": "x-",
+            "STREAMAPP_PARTITIONS": "4",
+            "STREAMAPP_HALF_LIFE": "12h",
+            "STREAMAPP_WEIGHT_VIEW": "2.5",
+            "KAFKA_BROKER": "kafka://127.0.0.1:1;127.0.0.1:2",
+        }
+    )
+    assert s.data_dir == Path("./var/t1")
+    assert s.topic("users") == "x-users" and s.internal_topic("r") == "x-t1-r"
+    assert s.partitions == 4 and s.half_life_s == 43200
+    assert s.weights.VIEW == 2.5 and s.weights.LIKE == 3.0
+    assert s.broker_addresses == [("127.0.0.1", 1), ("127.0.0.1", 2)]
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"STREAMAPP_PARTITIONS": "zero"}, "STREAMAPP_PARTITIONS='zero' is not a int"),
+        ({"STREAMAPP_PARTITIONS": "0"}, "out of range"),
+        ({"WEB_PORT": "70000"}, "WEB_PORT"),
+        ({"STREAMAPP_HALF_LIFE": "soon"}, "STREAMAPP_HALF_LIFE"),
+        ({"STREAMAPP_ID": "bad id!"}, "STREAMAPP_ID"),
+        ({"KAFKA_BROKER": "kafka://"}, "KAFKA_BROKER"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_durations_and_addresses() -> None:
+    assert parse_duration("7d") == 604800 and parse_duration("90") == 90
+    assert parse_duration("250ms") == 0.25
+    assert broker_addresses("h:1,k") == [("h", 1), ("k", 9092)]
