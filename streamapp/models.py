@@ -199,7 +199,8 @@ class TopSellers(BaseModel):
     model_config = ConfigDict(title="TopSellers")
 
     user_id: str
-    sellers: list[RankedSeller]
+    as_of: datetime = Field(description="The moment the scores were computed for.")
+    sellers: list[RankedSeller] = Field(description="Best first.")
 
 
 class ErrorBody(BaseModel):

@@ -14,7 +14,7 @@ from streamapp import tables
 from streamapp.agents import now_us, scoring
 from streamapp.app import app, settings
 from streamapp.features import feature_vector
-from streamapp.models import AffinityQuery, EntityId
+from streamapp.models import AffinityQuery, EntityId, from_micros
 from streamapp.pair_state import PairState
 from streamapp.parsing import describe
 from streamapp.score import Ranked, top_k, user_seller_score
@@ -189,6 +189,7 @@ class TopSellersView(View):
         return self.json(
             {
                 "user_id": user_id,
+                "as_of": from_micros(as_of).isoformat(),
                 "sellers": [
                     {
                         "seller_id": r.seller_id,

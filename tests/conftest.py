@@ -1,0 +1,35 @@
+"""Session fixtures: a real Kafka broker (the project's script) unless KAFKA_BROKER is set."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness import ROOT
+
+TEST_BROKER_PORT = os.environ.get("STREAMAPP_TEST_KAFKA_PORT", "19092")
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> Iterator[str]:
+    """host:port of a broker; started (and stopped again) here when none is configured."""
+    configured = os.environ.get("KAFKA_BROKER")
+    if configured:
+        yield configured.removeprefix("kafka://").split(";")[0].split(",")[0]
+        return
+    script = ROOT / "scripts" / "kafka-local.sh"
+    env = {**os.environ, "KAFKA_LOCAL_PORT": TEST_BROKER_PORT}
+    was_running = subprocess.run([script, "status"], env=env, capture_output=True).returncode == 0
+    started = subprocess.run(
+        [script, "start"], env=env, capture_output=True, text=True, timeout=600
+    )
+    if started.returncode != 0:
+        pytest.fail(f"could not start the local broker:\n{started.stderr[-3000:]}")
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        if not was_running:
+            subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120)

@@ -1,0 +1,262 @@
+"""Real parts for integration tests: the project's broker script, worker processes, Kafka I/O.
+
+Every process started here is stopped by its PID (process group), also when a test fails,
+and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Any, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+    """Poll `check()` until it returns a truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:
+            last_error = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
+
+
+@dataclass
+class Namespace:
+    """One isolated app: its id, topic prefix and bootstrap address."""
+
+    bootstrap: str
+    app_id: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
+    partitions: int = 8
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.app_id}-"
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMAPP_", "WEB_"))}
+        env.update(
+            KAFKA_BROKER=f"kafka://{self.bootstrap}",
+            STREAMAPP_ID=self.app_id,
+            STREAMAPP_TOPIC_PREFIX=self.prefix,
+            STREAMAPP_PARTITIONS=str(self.partitions),
+            STREAMAPP_LOG_EVERY="5s",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+
+class Worker:
+    """`faust -A streamapp.app worker` as a real process with its own port and data dir."""
+
+    def __init__(self, ns: Namespace, data_dir: Path, name: str = "w", **env: str) -> None:
+        self.ns = ns
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.name = name
+        self.extra_env = env
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"{ns.app_id}-{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True, timeout: float = 90.0) -> Worker:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        env = self.ns.env(
+            STREAMAPP_DATA_DIR=str(self.data_dir), WEB_PORT=str(self.port), **self.extra_env
+        )
+        log = self.log_path.open("ab")
+        log.write(f"\n===== start {self.starts} =====\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "faust", "-A", "streamapp.app", "worker", "-l", "info"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop it and all it spawned
+        )
+        log.close()
+        self.starts += 1
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        def ready() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"worker exited: see {self.log_path}\n{self.tail()}")
+            try:
+                return self.get("/health")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, timeout, what=f"worker {self.name} ready")
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 45.0) -> int | None:
+        """Signal the worker's process group; SIGKILL it if it outlives `timeout`."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    # -- HTTP ----------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[int, Any]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, _decode(resp.read(), resp.headers.get_content_type())
+        except urllib.error.HTTPError as err:
+            return err.code, _decode(err.read(), err.headers.get_content_type())
+
+    def get(self, path: str, **kw: Any) -> tuple[int, Any]:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
+        return self.request("POST", path, body=body, **kw)
+
+    def query(self, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        status, body = self.post(
+            "/affinity/query", {"pairs": [{"user_id": u, "seller_id": s} for u, s in pairs]}
+        )
+        assert status == 200, body
+        return body["results"]
+
+
+def _decode(raw: bytes, content_type: str) -> Any:
+    if content_type == "application/json":
+        return json.loads(raw)
+    return raw.decode(errors="replace")
+
+
+# -- Kafka I/O ---------------------------------------------------------------------------
+@dataclass
+class Out:
+    """One record to produce."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    timestamp_ms: int | None = None
+
+
+def produce(bootstrap: str, records: Iterable[Out]) -> None:
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+        await producer.start()
+        try:
+            futures = [
+                await producer.send(r.topic, r.value, key=r.key, timestamp_ms=r.timestamp_ms)
+                for r in records
+            ]
+            await producer.flush()
+            for f in futures:
+                await f
+        finally:
+            await producer.stop()
+
+    asyncio.run(asyncio.wait_for(run(), 120))
+
+
+def consume_all(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    expect: int = 0,
+    timeout: float = 60.0,
+    settle: float = 2.0,
+) -> list[Any]:
+    """Every record of `topic` from the start: at least `expect` of them (or the timeout),
+    then until nothing new arrived for `settle` seconds, so extras are seen too."""
+
+    async def run() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+            await consumer.seek_to_beginning()
+            out: list[Any] = []
+            deadline = time.monotonic() + timeout
+            quiet_since = time.monotonic()
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=200)
+                got = [m for msgs in batch.values() for m in msgs]
+                out.extend(got)
+                if got:
+                    quiet_since = time.monotonic()
+                elif len(out) >= expect and time.monotonic() - quiet_since > settle:
+                    break
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())

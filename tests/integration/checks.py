@@ -1,0 +1,79 @@
+"""Comparisons of what the worker answers with the ground truth."""
+
+from __future__ import annotations
+
+import math
+
+from tests.dataset import DataSet
+from tests.harness import Worker, wait_until
+from tests.truth import assert_vector_equal, parse_time
+
+CHUNK = 500
+
+
+def all_vectors(worker: Worker, pairs: list[tuple[str, str]]) -> list[dict]:
+    out: list[dict] = []
+    for i in range(0, len(pairs), CHUNK):
+        out.extend(worker.query(pairs[i : i + CHUNK]))
+    return out
+
+
+def total_counted(worker: Worker, ds: DataSet) -> int:
+    return sum(v["number_of_interactions"] for v in all_vectors(worker, ds.pairs))
+
+
+def wait_for_total(worker: Worker, ds: DataSet, timeout: float = 120.0) -> None:
+    wait_until(
+        lambda: total_counted(worker, ds) == ds.total,
+        timeout,
+        interval=0.5,
+        what=f"{ds.total} interactions counted",
+    )
+
+
+def assert_matches_truth(
+    worker: Worker, ds: DataSet, extra_pairs: list[tuple[str, str]] = ()
+) -> int:
+    """Every pair's vector equals the truth at the as_of the worker reported."""
+    pairs = ds.pairs + list(extra_pairs)
+    vectors = all_vectors(worker, pairs)
+    assert len(vectors) == len(pairs)
+    for (user, seller), got in zip(pairs, vectors, strict=True):
+        assert (got["user_id"], got["seller_id"]) == (user, seller)
+        assert_vector_equal(got, ds.truth.vector(user, seller, parse_time(got["as_of"])))
+    return len(pairs)
+
+
+def eventually_matches_truth(worker: Worker, ds: DataSet, timeout: float = 60.0) -> int:
+    """Profiles arrive on their own topics: allow them to catch up, then compare strictly."""
+
+    def check() -> int:
+        return assert_matches_truth(worker, ds)
+
+    try:
+        return wait_until(check, timeout, interval=1.0, what="vectors equal to truth")
+    except TimeoutError:
+        return assert_matches_truth(worker, ds)  # fail with the real difference
+
+
+def truth_ranking(ds: DataSet, user: str, as_of) -> list[tuple[str, float, int]]:
+    rows = []
+    for u, s in ds.truth.pairs:
+        if u == user:
+            v = ds.truth.vector(u, s, as_of)
+            rows.append((s, v["user_seller_score"], v["number_of_interactions"]))
+    rows.sort(key=lambda r: (-r[1], -r[2], r[0]))
+    return rows
+
+
+def assert_ranking(got: list[dict], want: list[tuple[str, float, int]]) -> None:
+    assert len(got) == len(want), (got, want)
+    for g, (seller, score, n) in zip(got, want, strict=True):
+        assert math.isclose(g["user_seller_score"], score, rel_tol=1e-6, abs_tol=1e-9), (
+            g,
+            seller,
+            score,
+        )
+        tied = [w for w in want if math.isclose(w[1], score, rel_tol=1e-9) and w[2] == n]
+        assert g["seller_id"] in {w[0] for w in tied}, (got, want)
+    assert sorted(g["seller_id"] for g in got) == sorted(w[0] for w in want)

@@ -1,0 +1,230 @@
+"""The whole product against a real broker: generated data in, exact features out."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamapp.models import AffinityUpdate, DeadLetter
+from tests import dataset
+from tests.harness import ROOT, Namespace, Worker, consume_all, produce
+from tests.integration.checks import (
+    assert_matches_truth,
+    assert_ranking,
+    eventually_matches_truth,
+    truth_ranking,
+    wait_for_total,
+)
+from tests.truth import assert_vector_equal, parse_time
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def loaded(
+    bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Namespace, dataset.DataSet, Worker]]:
+    ns = Namespace(bootstrap)
+    ds = dataset.build(ns)
+    worker = Worker(ns, tmp_path_factory.mktemp("data") / "w1", "main")
+    try:
+        worker.start()
+        produce(bootstrap, ds.records)
+        wait_for_total(worker, ds)
+        eventually_matches_truth(worker, ds)
+        yield ns, ds, worker
+    finally:
+        worker.kill()
+
+
+def test_every_pair_matches_the_ground_truth(loaded) -> None:
+    _ns, ds, worker = loaded
+    unknown = [("123", "nobody"), ("nobody", "456"), ("ghost-user", "ghost-seller")]
+    checked = assert_matches_truth(worker, ds, unknown)
+    assert checked == len(ds.pairs) + 3
+    assert len(ds.pairs) > 500 and ds.total > 3000  # the data set is as large as intended
+
+
+def test_single_lookup_equals_the_truth(loaded) -> None:
+    _ns, ds, worker = loaded
+    for user, seller in [*ds.pairs[:: max(1, len(ds.pairs) // 40)], ("123", "456")]:
+        status, got = worker.get(f"/affinity/{user}/{seller}")
+        assert status == 200
+        assert_vector_equal(got, ds.truth.vector(user, seller, parse_time(got["as_of"])))
+
+
+def test_bulk_keeps_order_and_duplicates(loaded) -> None:
+    _ns, ds, worker = loaded
+    pairs = [("123", s) for s in dataset.EXAMPLE_SELLERS] + [("nobody", "456"), ("123", "456")]
+    results = worker.query(pairs)
+    assert [(r["user_id"], r["seller_id"]) for r in results] == pairs
+    assert len({r["as_of"] for r in results}) == 1  # one moment for the whole answer
+    for (user, seller), got in zip(pairs, results, strict=True):
+        assert_vector_equal(got, ds.truth.vector(user, seller, parse_time(got["as_of"])))
+    assert results[0] == results[4] == results[8]
+
+
+def test_top_sellers_equal_the_ground_truth_ranking(loaded) -> None:
+    _ns, ds, worker = loaded
+    busiest = Counter(u for (u, _s) in ds.truth.pairs).most_common(15)
+    for user, _ in [*busiest, ("nobody", 0)]:
+        for k in (1, 5, 1000):
+            status, body = worker.get(f"/users/{user}/top-sellers?k={k}")
+            assert status == 200, body
+            assert body["user_id"] == user
+            want = truth_ranking(ds, user, parse_time(body["as_of"]))[:k]
+            assert_ranking(body["sellers"], want)
+
+
+def test_profiles(loaded) -> None:
+    _ns, ds, worker = loaded
+    for uid in ds.user_ids[:60]:
+        status, body = worker.get(f"/users/{uid}")
+        if uid in ds.truth.favorites:
+            assert status == 200 and body["id"] == uid
+            assert set(body["favorite_categories"]) == ds.truth.favorites[uid]
+        else:
+            assert status == 404 and body == {"error": f"unknown user: {uid}"}
+    for sid in ds.seller_ids[:60]:
+        status, body = worker.get(f"/sellers/{sid}")
+        if sid in ds.truth.categories:
+            assert status == 200 and set(body["categories"]) == ds.truth.categories[sid]
+        else:
+            assert status == 404 and "unknown seller" in body["error"]
+
+
+def test_affinity_updates_carry_every_counted_interaction(loaded) -> None:
+    ns, ds, _worker = loaded
+    records = consume_all(
+        ns.bootstrap,
+        ns.topic("affinity-updates"),
+        ns.partitions,
+        expect=ds.total,
+        timeout=60,
+        settle=3,
+    )
+    updates = [AffinityUpdate.model_validate_json(r.value) for r in records]
+    assert len(updates) == ds.total  # one per counted interaction, none for duplicates
+    assert sorted(u.interaction_id for u in updates) == sorted(ds.counted_ids)
+    assert all(r.key == u.user_id.encode() for r, u in zip(records, updates, strict=True))
+    last: dict[tuple[str, str], AffinityUpdate] = {}
+    for u in updates:  # per key, topic order is processing order
+        pair = (u.user_id, u.seller_id)
+        if pair not in last or u.number_of_interactions > last[pair].number_of_interactions:
+            last[pair] = u
+    assert set(last) == set(ds.truth.pairs)
+    for pair, u in last.items():
+        want = ds.truth.vector(*pair, u.as_of)
+        got = json.loads(u.model_dump_json())
+        names = (
+            "id",
+            "number_of_interactions",
+            "interactions_by_kind",
+            "first_interaction_at",
+            "last_interaction_at",
+        )
+        assert_vector_equal(got, {name: want[name] for name in names})
+
+
+def test_dead_letters_hold_every_bad_record(loaded) -> None:
+    ns, ds, worker = loaded
+    for source, bad in ds.bad.items():
+        records = consume_all(
+            ns.bootstrap,
+            ns.topic(f"{source}-dlq"),
+            ns.partitions,
+            expect=len(bad),
+            timeout=20,
+            settle=2,
+        )
+        letters = [DeadLetter.model_validate_json(r.value) for r in records]
+        assert len(letters) == len(bad), source
+        assert all(letter.error and letter.topic == ns.topic(source) for letter in letters)
+
+        def original(letter: DeadLetter) -> bytes | None:
+            if letter.value is None:
+                return None
+            if letter.value_encoding == "base64":
+                return base64.b64decode(letter.value)
+            return letter.value.encode()
+
+        assert sorted(original(x) or b"" for x in letters) == sorted(b.value or b"" for b in bad)
+        assert all(
+            letter.offset >= 0 and 0 <= letter.partition < ns.partitions for letter in letters
+        )
+    assert worker.alive() and worker.starts == 1  # bad input never stopped the worker
+
+
+def test_http_errors_are_json_4xx(loaded) -> None:
+    _ns, _ds, worker = loaded
+    cases = [
+        ("GET", "/nope", None, 404),
+        ("GET", "/users/123/top-sellers?k=0", None, 400),
+        ("GET", "/users/123/top-sellers?k=abc", None, 400),
+        ("GET", "/affinity/" + "x" * 300 + "/456", None, 400),
+        ("POST", "/affinity/query", b"not json", 400),
+        ("POST", "/affinity/query", b'{"pairs": [{"user_id": 1, "seller_id": "2"}]}', 400),
+        ("POST", "/affinity/query", b'{"pairs": "x"}', 400),
+        ("POST", "/affinity/query", b"{}", 400),
+        (
+            "POST",
+            "/affinity/query",
+            json.dumps({"pairs": [{"user_id": "u", "seller_id": "s"}] * 1001}).encode(),
+            413,
+        ),
+        ("POST", "/affinity/query", b"[" * 2_000_000, 413),
+        ("DELETE", "/affinity/query", None, 405),
+    ]
+    for method, path, raw, want in cases:
+        status, body = worker.request(method, path, raw=raw)
+        assert status == want, (method, path, status, body)
+        assert isinstance(body, dict) and isinstance(body.get("error"), str), body
+
+
+def test_example_query_script(loaded) -> None:
+    _ns, ds, worker = loaded
+    out = subprocess.run(
+        [sys.executable, "examples/example_query.py"],
+        cwd=ROOT,
+        env={**os.environ, "STREAMAPP_URL": worker.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[2:] if line.strip()]
+    assert [r[1] for r in rows] == dataset.EXAMPLE_SELLERS
+    for row in rows:
+        want = ds.truth.vector("123", row[1], parse_time("2030-01-01T00:00:00+00:00"))
+        assert row[0] == "123"
+        assert row[2] == str(want["favorites_match"]).lower()
+        assert int(row[3]) == want["number_of_interactions"]
+
+
+def test_restart_keeps_exact_state(loaded, tmp_path: Path) -> None:
+    """Same data dir (RocksDB + changelog tail), then an empty one (changelog only)."""
+    ns, ds, worker = loaded
+    assert worker.stop() == 0  # SIGTERM is a clean stop
+    worker.start()
+    assert_matches_truth(worker, ds)
+    worker.stop()
+    worker.data_dir = tmp_path / "empty"
+    worker.start()
+    assert_matches_truth(worker, ds)
+    records = consume_all(
+        ns.bootstrap,
+        ns.topic("affinity-updates"),
+        ns.partitions,
+        expect=ds.total,
+        timeout=10,
+        settle=2,
+    )
+    assert len(records) == ds.total  # restarts replayed nothing that had been committed
