@@ -31,11 +31,11 @@ class StreamApp(faust.App):
     async def on_first_start(self) -> None:
         problem = await broker_unreachable(settings.broker_addresses, settings.broker_wait_s)
         if problem:
-            sys.stderr.write(
+            line = (
                 f"streamapp: cannot reach the Kafka broker {settings.broker} (KAFKA_BROKER): "
                 f"{problem}. Start one with `scripts/kafka-local.sh start` or set KAFKA_BROKER.\n"
             )
-            sys.stderr.flush()
+            os.write(2, line.encode())  # the real stderr: faust's worker redirects sys.stderr
             os._exit(2)  # nothing is running yet; a SystemExit here becomes a traceback wall
         await super().on_first_start()
 

@@ -1,0 +1,166 @@
+"""Bulk-load existing data (JSON Lines) into the topics: the counterpart of the original's
+Postgres source.
+
+    python -m streamapp.loader --users users.jsonl --sellers sellers.jsonl \
+        --interactions interactions.jsonl [--rejects rejects.jsonl]
+
+Each line is validated with the same models the worker uses; invalid lines are not sent
+but reported (and written to --rejects with the reason). Profiles are keyed by id,
+interactions by user id. Broker and topic prefix come from the usual environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
+from tqdm import tqdm
+
+from streamapp.config import ConfigError, Settings, load_settings
+from streamapp.models import InteractionMessage, Seller, User
+from streamapp.parsing import describe
+from streamapp.startup import broker_unreachable
+
+SOURCES: dict[str, type[BaseModel]] = {
+    "users": User,
+    "sellers": Seller,
+    "interactions": InteractionMessage,
+}
+
+
+@dataclass
+class Summary:
+    sent: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def render(self) -> str:
+        lines = [f"{'source':<14}{'sent':>10}{'rejected':>10}"]
+        for source in SOURCES:
+            if self.sent[source] or self.rejected[source]:
+                lines.append(f"{source:<14}{self.sent[source]:>10}{self.rejected[source]:>10}")
+        for reason, n in self.reasons.most_common(5):
+            lines.append(f"  {n} x {reason}")
+        return "\n".join(lines)
+
+
+def key_of(source: str, message: BaseModel) -> bytes:
+    if isinstance(message, InteractionMessage):
+        return message.user_id.encode()
+    return message.id.encode()  # type: ignore[attr-defined]
+
+
+def validated(
+    source: str, path: Path, rejects: TextIO | None, summary: Summary
+) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) for every valid line of `path`; invalid ones are counted and set aside."""
+    model = SOURCES[source]
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                message = model.model_validate_json(line)
+            except ValidationError as exc:
+                reason = describe(exc)
+                summary.rejected[source] += 1
+                summary.reasons[reason.split(":", 2)[-1].strip()[:80]] += 1
+                if rejects:
+                    record = {
+                        "source": source,
+                        "file": str(path),
+                        "line": number,
+                        "error": reason,
+                        "value": line.decode("utf-8", "replace").rstrip("\n"),
+                    }
+                    rejects.write(json.dumps(record) + "\n")
+                continue
+            yield key_of(source, message), line.strip()
+
+
+async def load(
+    settings: Settings, files: dict[str, Path], rejects: TextIO | None, progress: bool = True
+) -> Summary:
+    summary = Summary()
+    bootstrap = ",".join(f"{h}:{p}" for h, p in settings.broker_addresses)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        acks="all",
+        max_batch_size=256 * 1024,
+        enable_idempotence=True,
+    )
+    try:
+        await producer.start()
+        # Profiles first, so the first interactions already see their categories.
+        for source in ("users", "sellers", "interactions"):
+            if source not in files:
+                continue
+            topic = settings.topic(source)
+            bar = tqdm(desc=f"{source:<12}", unit=" msg", disable=not progress, file=sys.stderr)
+            pending = []
+            for key, value in validated(source, files[source], rejects, summary):
+                pending.append(await producer.send(topic, value, key=key))
+                summary.sent[source] += 1
+                bar.update()
+                if len(pending) >= 10_000:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+            await asyncio.gather(*pending)
+            bar.close()
+    finally:
+        await producer.stop()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="streamapp-load", description=__doc__.split("\n\n")[0])
+    for source in SOURCES:
+        parser.add_argument(f"--{source}", type=Path, help=f"JSON Lines file of {source}")
+    parser.add_argument("--rejects", type=Path, help="write rejected lines here, with the reason")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    files = {s: getattr(args, s) for s in SOURCES if getattr(args, s)}
+    if not files:
+        parser.error("nothing to load: give --users, --sellers and/or --interactions")
+    for path in files.values():
+        if not path.is_file():
+            parser.error(f"no such file: {path}")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"streamapp-load: configuration error: {exc}", file=sys.stderr)
+        return 2
+    problem = asyncio.run(broker_unreachable(settings.broker_addresses, settings.broker_wait_s))
+    if problem:
+        print(
+            f"streamapp-load: cannot reach the broker {settings.broker}: {problem}", file=sys.stderr
+        )
+        return 2
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # errors are reported below, once
+    rejects = args.rejects.open("w") if args.rejects else None
+    try:
+        summary = asyncio.run(load(settings, files, rejects, not args.no_progress))
+    except (OSError, KafkaError) as exc:
+        print(f"streamapp-load: cannot reach the broker {settings.broker}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if rejects:
+            rejects.close()
+    print(summary.render())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

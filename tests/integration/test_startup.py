@@ -1,0 +1,56 @@
+"""Start-up problems are one clear line and a non-zero exit, not a traceback wall."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def run_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMAPP_", "KAFKA_"))}
+    full.update({"STREAMAPP_DATA_DIR": str(tmp_path), "WEB_PORT": str(free_port()), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "faust", "-A", "streamapp.app", "worker"],
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_unreachable_broker(tmp_path: Path) -> None:
+    out = run_worker(tmp_path, KAFKA_BROKER="kafka://127.0.0.1:1", STREAMAPP_BROKER_WAIT="1s")
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.startswith("streamapp:")]
+    assert lines == [
+        "streamapp: cannot reach the Kafka broker kafka://127.0.0.1:1 (KAFKA_BROKER): "
+        "127.0.0.1:1: Connect call failed ('127.0.0.1', 1). Start one with "
+        "`scripts/kafka-local.sh start` or set KAFKA_BROKER."
+    ]
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STREAMAPP_PARTITIONS": "many"}, "STREAMAPP_PARTITIONS='many' is not a int number"),
+        ({"WEB_PORT": "0"}, "WEB_PORT='0' is out of range: use 1 to 65535"),
+        ({"KAFKA_BROKER": "kafka://"}, "KAFKA_BROKER='kafka://' is invalid"),
+    ],
+)
+def test_bad_setting(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    out = run_worker(tmp_path, **env)
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip().splitlines()[-1].startswith(f"streamapp: configuration error: {message}")
+    )
+    assert "Traceback" not in out.stderr
