@@ -12,10 +12,9 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from streamapp import tables, topics
+from streamapp import metrics, tables, topics
 from streamapp.app import app, settings
 from streamapp.features import feature_vector
-from streamapp.metrics import stats
 from streamapp.models import AffinityUpdate, RoutedInteraction
 from streamapp.pair_state import Outcome, PairState, apply
 from streamapp.parsing import (
@@ -54,7 +53,7 @@ def record_of(event: EventT) -> Record:
 async def send_dead_letter(source: str, record: Record, reason: str) -> None:
     letter = dead_letter(record, reason)
     await topics.dead_letters[source].send(key=record.key, value=letter.model_dump_json().encode())
-    stats.dead_letters[source] += 1
+    metrics.dead_letters.labels(source).inc()
     log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
 
 
@@ -100,10 +99,9 @@ async def count_interactions(stream: StreamT) -> None:
             if interaction.seller_id not in known:
                 tables.user_sellers[interaction.user_id] = [*known, interaction.seller_id]
         if outcome is Outcome.DUPLICATE:
-            stats.duplicates += 1
+            metrics.duplicates.inc()
             continue
-        if outcome is Outcome.COUNTED:
-            stats.counted += 1
+        (metrics.counted if outcome is Outcome.COUNTED else metrics.replays).inc()
         await publish_update(interaction, state)
 
 
@@ -123,7 +121,7 @@ async def publish_update(interaction: RoutedInteraction, state: PairState) -> No
     await topics.affinity_updates.send(
         key=interaction.user_id.encode(), value=update.model_dump_json().encode()
     )
-    stats.updates += 1
+    metrics.updates.inc()
 
 
 async def _store_profiles(stream: StreamT, source: str, table: Any, parse: Any) -> None:
@@ -138,8 +136,10 @@ async def _store_profiles(stream: StreamT, source: str, table: Any, parse: Any) 
             await send_dead_letter(source, record, result.reason)
         elif isinstance(result, Delete):
             table.pop(result.id, None)
+            metrics.profiles.labels(source, "delete").inc()
         else:
             table[result.id] = result.model_dump(mode="json")
+            metrics.profiles.labels(source, "upsert").inc()
 
 
 @app.agent(topics.users)

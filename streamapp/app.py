@@ -12,6 +12,7 @@ import sys
 import faust
 
 from streamapp.config import ConfigError, Settings, load_settings
+from streamapp.security import broker_credentials
 from streamapp.startup import broker_unreachable
 
 
@@ -55,6 +56,10 @@ app = StreamApp(
     canonical_url=settings.canonical_url or f"http://{settings.web_host}:{settings.web_port}",
     web_tables_enabled=False,
     producer_linger=0.005,
+    broker_credentials=broker_credentials(settings),
+    # A crashed worker's partitions move after this long (faust's default is 60 s).
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 4),
 )
 
 # Registration happens on import; these modules use `app` and `settings` from here.

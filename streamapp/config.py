@@ -73,6 +73,15 @@ class Settings:
     broker_wait_s: float = 15.0
     rocksdb_cache_mb: int = 16
     rocksdb_write_buffer_mb: int = 8
+    session_timeout_s: float = 10.0
+    # Kafka connection security (faust broker_credentials).
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
 
     def topic(self, name: str) -> str:
         """The full name of one of the contract's topics."""
@@ -178,6 +187,36 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     duration("STREAMAPP_DEDUPE_HORIZON", "dedupe_horizon_s", 0.0)
     duration("STREAMAPP_LOG_EVERY", "log_every_s", 1.0)
     duration("STREAMAPP_BROKER_WAIT", "broker_wait_s", 0.0)
+    duration("STREAMAPP_SESSION_TIMEOUT", "session_timeout_s", 6.0)
+    text(
+        "KAFKA_SECURITY_PROTOCOL",
+        "security_protocol",
+        "PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL",
+        "use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    )
+    text(
+        "KAFKA_SASL_MECHANISM",
+        "sasl_mechanism",
+        "PLAIN|SCRAM-SHA-256|SCRAM-SHA-512",
+        "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+    )
+    text("KAFKA_SASL_USERNAME", "sasl_username")
+    text("KAFKA_SASL_PASSWORD", "sasl_password")
+    for name, attr in (
+        ("KAFKA_SSL_CAFILE", "ssl_cafile"),
+        ("KAFKA_SSL_CERTFILE", "ssl_certfile"),
+        ("KAFKA_SSL_KEYFILE", "ssl_keyfile"),
+    ):
+        text(name, attr)
+        if attr in values and not Path(str(values[attr])).is_file():
+            raise ConfigError(f"{name}={values[attr]!r}: no such file")
+    protocol = str(values.get("security_protocol", "PLAINTEXT"))
+    if protocol.startswith("SASL") and not (
+        values.get("sasl_username") and values.get("sasl_password")
+    ):
+        raise ConfigError(
+            f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+        )
 
     weights = {}
     for kind in ("LIKE", "VIEW", "PURCHASE", "OTHER"):

@@ -1,17 +1,29 @@
-"""Counters the worker keeps about itself (served by /metrics, logged periodically)."""
+"""What the worker counts about itself, exposed at /metrics (Prometheus text format)."""
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from prometheus_client import Counter, Gauge, Histogram
 
-
-@dataclass
-class Stats:
-    counted: int = 0
-    duplicates: int = 0
-    updates: int = 0
-    dead_letters: Counter[str] = field(default_factory=Counter)
-
-
-stats = Stats()
+counted = Counter("streamapp_interactions_counted", "Interactions counted into pair state")
+duplicates = Counter(
+    "streamapp_interactions_duplicate", "Interactions skipped: id seen within the dedupe horizon"
+)
+replays = Counter(
+    "streamapp_interactions_replayed", "Source records applied before (redelivery after a crash)"
+)
+dead_letters = Counter(
+    "streamapp_dead_letters", "Source records sent to a dead-letter topic", ["source"]
+)
+updates = Counter("streamapp_affinity_updates", "Feature vectors published to affinity-updates")
+profiles = Counter("streamapp_profile_changes", "Profile upserts and deletes", ["source", "op"])
+consumer_lag = Gauge(
+    "streamapp_consumer_lag", "Records behind the high watermark", ["topic", "partition"]
+)
+ready = Gauge("streamapp_ready", "1 when recovery has finished and lookups are served")
+recovering = Gauge("streamapp_recovering", "1 while tables are being restored")
+request_seconds = Histogram(
+    "streamapp_http_request_duration_seconds",
+    "HTTP request latency by endpoint",
+    ["endpoint", "status"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5),
+)

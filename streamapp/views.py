@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter, ValidationError
 
-from streamapp import tables
+from streamapp import metrics, openapi, tables
 from streamapp.agents import now_us, scoring
 from streamapp.app import app, settings
 from streamapp.features import feature_vector
@@ -43,18 +46,39 @@ async def json_errors(
     request: aiohttp_web.Request,
     handler: Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]],
 ) -> aiohttp_web.StreamResponse:
-    """Every error is JSON {"error": ...}; a request problem is a 4xx, never a 5xx."""
+    """Every error is JSON {"error": ...}; a request problem is a 4xx, never a 5xx.
+    Also: the optional bearer token, and latency per endpoint."""
+    started = time.perf_counter()
+    route = request.match_info.route.resource
+    endpoint = route.canonical if route is not None else "unmatched"
     try:
-        return await handler(request)
+        if settings.api_token and request.path not in PUBLIC_PATHS:
+            check_token(request.headers.get("Authorization", ""))
+        response = await handler(request)
     except HTTPError as exc:
-        return _error(exc.status, exc.message, exc.headers)
+        response = _error(exc.status, exc.message, exc.headers)
     except aiohttp_web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error(exc.status, exc.reason or "error")
+        response = _error(exc.status, exc.reason or "error")
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, request.path)
-        return _error(500, "internal error")
+        response = _error(500, "internal error")
+    metrics.request_seconds.labels(endpoint, str(response.status)).observe(
+        time.perf_counter() - started
+    )
+    return response
+
+
+PUBLIC_PATHS = frozenset({"/health"})
+
+
+def check_token(header: str) -> None:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), settings.api_token.encode()
+    ):
+        raise HTTPError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
 
 
 app.web.web_app.middlewares.append(json_errors)
@@ -202,21 +226,54 @@ class TopSellersView(View):
         )
 
 
-def _profile_view(table: Any, kind: str) -> Callable[..., Awaitable[Response]]:
-    async def get(self: View, request: Request, **match: str) -> Response:
-        entity_id = valid_id("id", match["entity_id"])
-        require_ready()
-        found = table.get(entity_id)
-        if found is None:
-            raise HTTPError(404, f"unknown {kind}: {entity_id}")
-        return self.json(found)
-
-    return get
+def profile_response(view: View, table: Any, kind: str, entity_id: str) -> Response:
+    entity_id = valid_id(f"{kind}_id", entity_id)
+    require_ready()
+    found = table.get(entity_id)
+    if found is None:
+        raise HTTPError(404, f"unknown {kind}: {entity_id}")
+    return view.json(found)
 
 
-app.page("/users/{entity_id}")(
-    type("UserView", (View,), {"get": _profile_view(tables.users, "user")})
-)
-app.page("/sellers/{entity_id}")(
-    type("SellerView", (View,), {"get": _profile_view(tables.sellers, "seller")})
-)
+@app.page("/users/{user_id}")
+class UserView(View):
+    async def get(self, request: Request, user_id: str) -> Response:
+        return profile_response(self, tables.users, "user", user_id)
+
+
+@app.page("/sellers/{seller_id}")
+class SellerView(View):
+    async def get(self, request: Request, seller_id: str) -> Response:
+        return profile_response(self, tables.sellers, "seller", seller_id)
+
+
+_openapi_document = openapi.build(settings)
+
+
+@app.page("/openapi.json")
+class OpenAPIView(View):
+    async def get(self, request: Request) -> Response:
+        return self.json(_openapi_document)
+
+
+@app.page("/metrics")
+class MetricsView(View):
+    async def get(self, request: Request) -> Response:
+        refresh_gauges()
+        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def refresh_gauges() -> None:
+    metrics.ready.set(1 if ready() else 0)
+    metrics.recovering.set(1 if app.in_recovery else 0)
+    consumer = app.consumer
+    changelogs = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
+    for tp in consumer.assignment():
+        if tp.topic in changelogs:
+            continue
+        highwater = consumer.highwater(tp)
+        # faust keeps the last offset it read per partition; there is no public accessor.
+        read = consumer._read_offset.get(tp)
+        if highwater is not None:
+            behind = highwater - (read + 1 if read is not None else 0)
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, behind))

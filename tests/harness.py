@@ -209,7 +209,10 @@ class Out:
 
 def produce(bootstrap: str, records: Iterable[Out]) -> None:
     async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+        # Idempotence keeps per-partition order through retries (profile updates depend on it).
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=5, acks="all", enable_idempotence=True
+        )
         await producer.start()
         try:
             futures = [

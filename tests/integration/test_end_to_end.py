@@ -228,3 +228,44 @@ def test_restart_keeps_exact_state(loaded, tmp_path: Path) -> None:
         settle=2,
     )
     assert len(records) == ds.total  # restarts replayed nothing that had been committed
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format."""
+    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+    for line in text.splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"no sample {want}")
+
+
+def test_metrics_agree_with_what_was_sent(loaded) -> None:
+    ns, ds, worker = loaded
+    status, text = worker.get("/metrics")
+    assert status == 200 and isinstance(text, str)
+    retries = (
+        sum(1 for r in ds.records if r.topic == ns.topic("interactions") and r.value) - ds.total
+    )
+    retries -= len(ds.bad["interactions"])
+    assert metric(text, "streamapp_interactions_counted_total") == ds.total
+    assert metric(text, "streamapp_interactions_duplicate_total") == retries
+    assert metric(text, "streamapp_affinity_updates_total") == ds.total
+    for source, bad in ds.bad.items():
+        assert metric(text, "streamapp_dead_letters_total", source=source) == len(bad)
+    assert metric(text, "streamapp_ready") == 1
+    lag = [line for line in text.splitlines() if line.startswith("streamapp_consumer_lag{")]
+    assert len(lag) >= 4 * ns.partitions and all(line.endswith(" 0.0") for line in lag)
+    assert (
+        'streamapp_http_request_duration_seconds_count{endpoint="/affinity/query",status="200"}'
+        in text
+    )
+
+
+def test_openapi_is_served(loaded) -> None:
+    from streamapp.config import load_settings
+    from streamapp.openapi import build
+
+    _ns, _ds, worker = loaded
+    status, body = worker.get("/openapi.json")
+    assert status == 200
+    assert body == json.loads(json.dumps(build(load_settings({}))))

@@ -57,3 +57,32 @@ def test_durations_and_addresses() -> None:
     assert parse_duration("7d") == 604800 and parse_duration("90") == 90
     assert parse_duration("250ms") == 0.25
     assert broker_addresses("h:1,k") == [("h", 1), ("k", 9092)]
+
+
+def test_kafka_security_settings(tmp_path) -> None:
+    from streamapp.security import broker_credentials
+
+    assert broker_credentials(load_settings({})) is None
+    sasl = load_settings(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_USERNAME": "u",
+            "KAFKA_SASL_PASSWORD": "p",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+        }
+    )
+    creds = broker_credentials(sasl)
+    assert (creds.username, creds.password, str(creds.mechanism.value)) == (
+        "u",
+        "p",
+        "SCRAM-SHA-256",
+    )
+    assert str(creds.protocol.value) == "SASL_PLAINTEXT"
+    ssl_creds = broker_credentials(load_settings({"KAFKA_SECURITY_PROTOCOL": "SSL"}))
+    assert str(ssl_creds.protocol.value) == "SSL"
+    with pytest.raises(ConfigError, match="needs KAFKA_SASL_USERNAME"):
+        load_settings({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings({"KAFKA_SSL_CAFILE": str(tmp_path / "missing.pem")})
+    with pytest.raises(ConfigError, match="KAFKA_SECURITY_PROTOCOL"):
+        load_settings({"KAFKA_SECURITY_PROTOCOL": "TLS"})

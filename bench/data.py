@@ -1,0 +1,273 @@
+"""Synthetic data with Zipf-like skew, and fast ways to put it on / read it off Kafka.
+
+Users are `u<rank>`, sellers `s<rank>`; rank 0 is the most active. The k-th user (or seller)
+is drawn with probability proportional to 1 / (k + 1) ** skew, so a few users and sellers
+get most of the interactions, as in real traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
+
+from bench.common import PARTITIONS
+
+DAY_S = 86_400.0
+CATEGORIES = [f"c{i}" for i in range(50)]
+# Any string other than LIKE/VIEW/PURCHASE counts as OTHER: SHARE exercises that rule.
+KINDS = ("VIEW", "LIKE", "PURCHASE", "SHARE")
+KIND_WEIGHTS = (0.6, 0.25, 0.1, 0.05)
+
+
+def zipf_cum_weights(n: int, skew: float) -> list[float]:
+    return list(itertools.accumulate(1.0 / (k + 1) ** skew for k in range(n)))
+
+
+class Sampler:
+    """Draws (user, seller) ranks and interaction kinds with the configured skew."""
+
+    def __init__(self, users: int, sellers: int, user_skew: float, seller_skew: float, seed: int):
+        self.rng = random.Random(seed)
+        self.users = users
+        self.sellers = sellers
+        self._user_cw = zipf_cum_weights(users, user_skew)
+        self._seller_cw = zipf_cum_weights(sellers, seller_skew)
+        self._kind_cw = list(itertools.accumulate(KIND_WEIGHTS))
+        self._user_range = range(users)
+        self._seller_range = range(sellers)
+
+    def pairs(self, k: int) -> list[tuple[int, int]]:
+        users = self.rng.choices(self._user_range, cum_weights=self._user_cw, k=k)
+        sellers = self.rng.choices(self._seller_range, cum_weights=self._seller_cw, k=k)
+        return list(zip(users, sellers, strict=True))
+
+    def kinds(self, k: int) -> list[str]:
+        return self.rng.choices(KINDS, cum_weights=self._kind_cw, k=k)
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def interaction(id_: str, user: int, seller: int, kind: str, on_ts: float) -> bytes:
+    return orjson.dumps(
+        {
+            "id": id_,
+            "user_id": f"u{user}",
+            "seller_id": f"s{seller}",
+            "interaction_kind": kind,
+            "on": iso(on_ts),
+        }
+    )
+
+
+def partition_of(key: bytes, partitions: int = PARTITIONS) -> int:
+    """The Java client's (and aiokafka's) default partitioner."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class Preloaded:
+    """What was put on the interactions topic, and enough truth to check the answers."""
+
+    interactions: int
+    distinct_pairs: int
+    truth: dict[tuple[str, str], int] = field(default_factory=dict)  # sample pair -> count
+    lookup_pairs: list[tuple[str, str]] = field(default_factory=list)  # known pairs
+    seconds: float = 0.0
+
+
+def plan_interactions(
+    sampler: Sampler, n: int, pairs: int | None, chunk: int = 50_000
+) -> Iterator[list[tuple[int, int]]]:
+    """Chunks of (user, seller) for `n` interactions.
+
+    pairs=None: every interaction draws its pair from the skewed distribution (the number of
+    distinct pairs follows). pairs=P: exactly P distinct skewed pairs, each used at least
+    once, the remaining n - P interactions spread uniformly over them.
+    """
+    if pairs is None:
+        for start in range(0, n, chunk):
+            yield sampler.pairs(min(chunk, n - start))
+        return
+    if pairs > n:
+        raise ValueError(f"--pairs {pairs} needs at least as many interactions (got {n})")
+    if pairs > sampler.users * sampler.sellers // 2:
+        raise ValueError("--pairs is too large for --users x --sellers")
+    distinct: dict[tuple[int, int], None] = {}
+    while len(distinct) < pairs:
+        for p in sampler.pairs(min(chunk, 2 * (pairs - len(distinct)))):
+            distinct[p] = None
+            if len(distinct) == pairs:
+                break
+    unique = list(distinct)
+    sampler.rng.shuffle(unique)
+    for start in range(0, pairs, chunk):
+        yield unique[start : start + chunk]
+    rest = n - pairs
+    for start in range(0, rest, chunk):
+        yield [unique[sampler.rng.randrange(pairs)] for _ in range(min(chunk, rest - start))]
+
+
+async def create_topics(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        compact = {"cleanup.policy": "compact"}
+        await admin.create_topics(
+            [
+                NewTopic(f"{prefix}interactions", PARTITIONS, 1),
+                NewTopic(f"{prefix}users", PARTITIONS, 1, topic_configs=compact),
+                NewTopic(f"{prefix}sellers", PARTITIONS, 1, topic_configs=compact),
+                NewTopic(f"{prefix}affinity-updates", PARTITIONS, 1),
+            ]
+        )
+    finally:
+        await admin.close()
+
+
+class BatchSender:
+    """Appends records straight into per-partition batches: far less Python per record
+    than producer.send(), so the preload is not what a run waits for."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.batches: dict[int, object] = {}
+        self.futures: list[asyncio.Future] = []
+        self.sent = 0
+
+    async def add(self, key: bytes, value: bytes, partition: int | None = None) -> None:
+        p = partition_of(key) if partition is None else partition
+        batch = self.batches.get(p)
+        if batch is None:
+            batch = self.batches[p] = self.producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:  # type: ignore[attr-defined]
+            await self._flush(p)
+            batch = self.batches[p] = self.producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:  # type: ignore[attr-defined]
+                raise ValueError("record larger than a batch")
+        self.sent += 1
+
+    async def _flush(self, p: int) -> None:
+        batch = self.batches.pop(p)
+        self.futures.append(await self.producer.send_batch(batch, self.topic, partition=p))
+        if len(self.futures) >= 64:
+            await asyncio.gather(*self.futures)
+            self.futures.clear()
+
+    async def close(self) -> None:
+        for p in list(self.batches):
+            await self._flush(p)
+        await asyncio.gather(*self.futures)
+        self.futures.clear()
+
+
+def fast_producer(bootstrap: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
+
+
+async def preload(
+    bootstrap: str,
+    prefix: str,
+    sampler: Sampler,
+    n: int,
+    pairs: int | None,
+    truth_sample: int = 200,
+    lookup_sample: int = 20_000,
+) -> Preloaded:
+    """Profiles of every user and seller, then `n` interactions (ids i0..i<n-1>)."""
+    t0 = time.monotonic()
+    rng = random.Random(sampler.rng.random())
+    producer = fast_producer(bootstrap)
+    await producer.start()
+    try:
+        users = BatchSender(producer, f"{prefix}users")
+        for u in range(sampler.users):
+            favs = rng.sample(CATEGORIES, rng.randint(1, 3))
+            value = orjson.dumps(
+                {"id": f"u{u}", "age": rng.randint(18, 80), "favorite_categories": favs}
+            )
+            await users.add(f"u{u}".encode(), value)
+        await users.close()
+        sellers = BatchSender(producer, f"{prefix}sellers")
+        for s in range(sampler.sellers):
+            cats = rng.sample(CATEGORIES, rng.randint(1, 4))
+            await sellers.add(f"s{s}".encode(), orjson.dumps({"id": f"s{s}", "categories": cats}))
+        await sellers.close()
+
+        counts: dict[tuple[int, int], int] = {}
+        now = time.time()
+        sender = BatchSender(producer, f"{prefix}interactions")
+        seq = 0
+        for chunk in plan_interactions(sampler, n, pairs):
+            kinds = sampler.kinds(len(chunk))
+            for (u, s), kind in zip(chunk, kinds, strict=True):
+                counts[(u, s)] = counts.get((u, s), 0) + 1
+                on = now - rng.random() * 30 * DAY_S
+                await sender.add(f"u{u}".encode(), interaction(f"i{seq}", u, s, kind, on))
+                seq += 1
+        await sender.close()
+    finally:
+        await producer.stop()
+
+    keys = list(counts)
+    truth_keys = rng.sample(keys, min(truth_sample, len(keys)))
+    # Lookups hit pairs that exist, drawn like traffic: by interaction, so hot pairs recur.
+    lookup = rng.choices(keys, weights=list(counts.values()), k=min(lookup_sample, n))
+    return Preloaded(
+        interactions=n,
+        distinct_pairs=len(counts),
+        truth={(f"u{u}", f"s{s}"): counts[(u, s)] for u, s in truth_keys},
+        lookup_pairs=[(f"u{u}", f"s{s}") for u, s in lookup],
+        seconds=time.monotonic() - t0,
+    )
+
+
+async def end_offsets_total(consumer: AIOKafkaConsumer, topic: str) -> int:
+    """Records ever written to `topic` (sum of the partitions' high-water marks)."""
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    offsets = await consumer.end_offsets(tps)
+    return sum(offsets.values())
+
+
+async def raw_consume(bootstrap: str, topic: str, expect: int, timeout: float) -> dict:
+    """The ceiling: read `topic` from the beginning and decode every value; nothing else."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        await consumer.seek_to_beginning()
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        seen = 0
+        while seen < expect:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"raw consumer read {seen}/{expect} in {timeout:.0f}s")
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batch.values():
+                for record in records:
+                    orjson.loads(record.value)
+                seen += len(records)
+        elapsed = time.monotonic() - t0
+    finally:
+        await consumer.stop()
+    return {"events": seen, "seconds": round(elapsed, 3), "events_per_s": round(seen / elapsed)}

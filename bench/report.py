@@ -1,0 +1,248 @@
+"""Results -> a markdown table, judged against the targets of issue #6."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GIB_KB = 1024 * 1024
+TARGET_PAIRS = 10_000_000
+TARGET_RATE = 2000  # req/s at which the lookup targets apply
+TARGET_FRESHNESS_RATE = 5000  # interactions/s at which the freshness target applies
+
+
+def _ms(v: float | None) -> str:
+    return "fail" if v is None else f"{v:,.1f}" if v >= 100 else f"{v:.2f}"
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return {True: "**met**", False: "**not met**", None: "not measured"}[ok]
+
+
+def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(figure, measured, target, verdict, how) for every figure present in `res`."""
+    out: list[tuple[str, str, str, str, str]] = []
+    st = res.get("stages", {})
+
+    ing = st.get("ingest", {})
+    ceil = st.get("ceiling", {})
+    if "events_per_s_total" in ing:
+        n = ing["interactions"]
+        out.append(
+            (
+                "Ingest, worker start → last update",
+                f"{_num(ing['events_per_s_total'])} /s ({n:,} in {ing['seconds_total']:.1f} s)",
+                "≥ 50,000 /s",
+                _verdict(ing["events_per_s_total"] >= 50_000),
+                "preloaded topic, one fresh worker; done when affinity-updates has N records",
+            )
+        )
+        out.append(
+            (
+                "Ingest, first → last update (steady)",
+                f"{_num(ing['events_per_s_steady'])} /s",
+                "≥ 50,000 /s",
+                _verdict(ing["events_per_s_steady"] >= 50_000),
+                f"start-up excluded: first update after {ing['first_update_s']:.1f} s",
+            )
+        )
+        cpu = ing.get("cpu", {})
+        out.append(
+            (
+                "Worker CPU during ingest",
+                f"{cpu.get('process_cpu_pct_of_one_core', '—')} % of one core",
+                "",
+                "",
+                f"machine busy {cpu.get('machine_busy_pct', '—')} % of {cpu.get('cores')} cores",
+            )
+        )
+        out.append(
+            (
+                "Answers correct after ingest",
+                f"{ing['truth_matched']}/{ing['truth_checked']} sample pairs",
+                "all",
+                _verdict(ing["truth_matched"] == ing["truth_checked"]),
+                "number_of_interactions vs the generator's own count",
+            )
+        )
+    if "events_per_s" in ceil:
+        out.append(
+            (
+                "Ceiling: raw consumer + JSON decode",
+                f"{_num(ceil['events_per_s'])} /s",
+                "",
+                "",
+                "aiokafka, one process, same topic, orjson.loads per record",
+            )
+        )
+    if "events_per_s_steady" in ing and "events_per_s" in ceil:
+        ratio = ing["events_per_s_steady"] / ceil["events_per_s"]
+        out.append(
+            (
+                "Worker / ceiling (steady)",
+                f"{ratio:.3f}",
+                "≥ 0.5",
+                _verdict(ratio >= 0.5),
+                "",
+            )
+        )
+
+    lat = st.get("latency", {})
+    for run in lat.get("runs", []):
+        kind = "single GET" if run["mode"] == "single" else f"bulk({run['bulk_size']}) POST"
+        limit = 2.0 if run["mode"] == "single" else 10.0
+        p = run["latency_ms"]
+        target, verdict = "", ""
+        if run["target_rate"] == TARGET_RATE:
+            target = f"p99 < {limit:g} ms"
+            verdict = _verdict(p["p99"] is not None and p["p99"] < limit)
+        errs = sum(run["errors"].values())
+        out.append(
+            (
+                f"Lookup {kind} @ {run['target_rate']:,.0f} req/s",
+                f"p50 {_ms(p['p50'])} / p99 {_ms(p['p99'])} / p99.9 {_ms(p['p99.9'])} ms",
+                target,
+                verdict,
+                f"achieved {run['achieved_rate']:,.0f} req/s, {errs} errors"
+                f"{' ' + str(run['errors']) if errs else ''}, client lag p99 "
+                f"{_ms(run['client_lag_ms']['p99'])} ms, n={run['requests']}",
+            )
+        )
+    if lat.get("runs") and not any(r["target_rate"] == TARGET_RATE for r in lat["runs"]):
+        out.append(
+            (
+                f"Lookup p99 @ {TARGET_RATE:,} req/s",
+                "—",
+                "single < 2 ms, bulk(100) < 10 ms",
+                _verdict(None),
+                "this run used other rates (quick mode)",
+            )
+        )
+    if "background" in lat:
+        bg = lat["background"]
+        out.append(
+            (
+                "Background ingest during lookups",
+                f"{bg.get('achieved_rate')} /s",
+                "",
+                "",
+                f"{bg.get('sent')} interactions from a separate producer process",
+            )
+        )
+
+    fr = st.get("freshness", {})
+    if "freshness_ms" in fr:
+        f = fr["freshness_ms"]
+        met = None
+        if fr["target_rate"] == TARGET_FRESHNESS_RATE:
+            met = f["p99"] is not None and f["p99"] < 100
+        out.append(
+            (
+                f"Freshness @ {fr['target_rate']:,.0f} interactions/s",
+                f"p50 {_ms(f['p50'])} / p99 {_ms(f['p99'])} / max {_ms(f['max'])} ms",
+                "p99 < 100 ms @ 5,000/s",
+                _verdict(met),
+                f"achieved {fr['achieved_rate']} /s for {fr['seconds']:.0f} s, "
+                f"{fr['updates_missing']} missing, producer lag p99 "
+                f"{_ms(fr['send_lag_ms']['p99'])} ms",
+            )
+        )
+
+    if "peak_rss_kb" in ing:
+        pairs = ing.get("distinct_pairs", 0)
+        rss = ing["peak_rss_kb"]
+        met: bool | None = None
+        if rss >= GIB_KB:
+            met = False
+        elif pairs >= TARGET_PAIRS:
+            met = True
+        out.append(
+            (
+                "Peak RSS during ingest",
+                f"{rss / 1024:,.0f} MiB with {pairs:,} pairs",
+                "< 1 GiB with 10M pairs",
+                _verdict(met),
+                f"VmHWM of the worker; data dir {ing.get('data_dir_mib', 0):,.0f} MiB"
+                + ("" if pairs >= TARGET_PAIRS else f"; only {pairs:,} pairs measured"),
+            )
+        )
+    rec = st.get("recovery", {})
+    if "ready_intact_s" in rec:
+        out.append(
+            (
+                "Ready after restart, data dir intact",
+                f"{rec['ready_intact_s']:.2f} s",
+                "< 5 s",
+                _verdict(rec["ready_intact_s"] < 5),
+                f"process start → /health 200; sample {rec['intact_matched']}/{rec['checked']} same",
+            )
+        )
+    if "ready_empty_s" in rec:
+        out.append(
+            (
+                "Ready after restart, empty data dir",
+                f"{rec['ready_empty_s']:.2f} s",
+                "",
+                "",
+                f"full changelog recovery; peak RSS {rec['empty_peak_rss_kb'] / 1024:,.0f} MiB; "
+                f"sample {rec['empty_matched']}/{rec['checked']} same",
+            )
+        )
+    if "cold_ready_s" in ing:
+        out.append(
+            (
+                "Cold start, no state → /health 200",
+                f"{ing['cold_ready_s']:.2f} s",
+                "",
+                "",
+                "Python + faust start-up, first rebalance",
+            )
+        )
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m = res["machine"]
+    lines = [
+        f"# streamapp benchmark, {res['mode']} mode — {res['started_at']}",
+        "",
+        f"- command: `{res['command']}`",
+        f"- machine: {m['cores']} cores, {m['mem_gib']} GiB; load average at start "
+        f"{m['loadavg_start']}, at end {m['loadavg_end']} (other work shares these cores)",
+        f"- git {res.get('git', '?')}; python {m['python']}; total {res['elapsed_s']:.0f} s",
+        f"- data: {res['params']['interactions']:,} interactions, {res['params']['users']:,} users, "
+        f"{res['params']['sellers']:,} sellers, skew users {res['params']['user_skew']} / sellers "
+        f"{res['params']['seller_skew']}",
+        "",
+        f"Every figure below: {m['cores']} cores, command `{res['command']}`.",
+        "",
+        "| figure | measured | target | verdict | how / notes |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows(res):
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+    errors = {k: v["error"] for k, v in res.get("stages", {}).items() if "error" in v}
+    if errors:
+        lines += ["", "Errors:"]
+        lines += [f"- {k}: {v}" for k, v in errors.items()]
+    prof = res.get("profile", {})
+    if prof.get("top_self"):
+        lines += [
+            "",
+            f"Profile (py-spy, {prof['samples']} samples over {prof['seconds']} s of ingest, "
+            "% of non-idle samples):",
+            "",
+            "| # | function (self) | self % | | function (inclusive) | incl. % |",
+            "|---|---|---|---|---|---|",
+        ]
+        for i, (a, b) in enumerate(zip(prof["top_self"], prof["top_inclusive"], strict=False), 1):
+            lines.append(f"| {i} | `{a[0]}` | {a[1]:.1f} | | `{b[0]}` | {b[1]:.1f} |")
+        if prof.get("by_package"):
+            lines += [
+                "",
+                "By package (self %): " + ", ".join(f"{k} {v:.1f}" for k, v in prof["by_package"]),
+            ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,118 @@
+"""Schema-driven fuzzing of the HTTP API: any request gets a JSON answer and never a 5xx."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.harness import Namespace, Out, Worker, produce, wait_until
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "fuzz-token-123"
+
+
+@pytest.fixture(scope="module")
+def worker(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    ns = Namespace(bootstrap)
+    w = Worker(ns, tmp_path_factory.mktemp("fuzz") / "data", "fuzz", STREAMAPP_API_TOKEN=TOKEN)
+    try:
+        w.start()
+        produce(
+            bootstrap,
+            [
+                Out(
+                    ns.topic("interactions"),
+                    json.dumps(
+                        {"id": "i1", "user_id": "u1", "seller_id": "s1", "interaction_kind": "LIKE"}
+                    ).encode(),
+                )
+            ],
+        )
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        wait_until(
+            lambda: w.get("/affinity/u1/s1", headers=auth)[1]["number_of_interactions"] == 1, 30
+        )
+        yield w
+    finally:
+        w.kill()
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+ids = st.text(min_size=0, max_size=300) | st.sampled_from(["u1", "s1", "123", "%00", "..", "a/b"])
+pair = st.fixed_dictionaries({"user_id": ids | json_values, "seller_id": ids | json_values})
+bodies = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.builds(lambda ps: json.dumps({"pairs": ps}).encode(), st.lists(pair, max_size=5)),
+    st.builds(
+        lambda ps, extra: json.dumps({"pairs": ps, **extra}).encode(),
+        st.lists(pair, max_size=3),
+        st.dictionaries(st.text(max_size=5), json_values, max_size=2),
+    ),
+)
+
+
+def q(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
+requests = st.one_of(
+    st.builds(lambda u, s: ("GET", f"/affinity/{q(u)}/{q(s)}", None), ids, ids),
+    st.builds(
+        lambda u, k: ("GET", f"/users/{q(u)}/top-sellers?k={q(k)}", None),
+        ids,
+        st.text(max_size=6) | st.integers(-5, 5000).map(str),
+    ),
+    st.builds(lambda u: ("GET", f"/users/{q(u)}", None), ids),
+    st.builds(lambda s: ("GET", f"/sellers/{q(s)}", None), ids),
+    st.builds(lambda b: ("POST", "/affinity/query", b), bodies),
+    st.builds(
+        lambda m, p: (m, p, None),
+        st.sampled_from(["PUT", "DELETE", "PATCH", "POST", "GET"]),
+        st.sampled_from(
+            ["/health", "/affinity/query", "/metrics", "/openapi.json", "/x", "/users/u1"]
+        ),
+    ),
+)
+
+
+@settings(
+    max_examples=1500,
+    deadline=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+@given(request=requests, authorised=st.booleans())
+def test_no_request_gets_a_5xx(
+    worker: Worker, request: tuple[str, str, bytes | None], authorised: bool
+) -> None:
+    method, path, body = request
+    status, answer = worker.request(method, path, raw=body, headers=AUTH if authorised else {})
+    assert status < 500, (method, path, body, status, answer)
+    if status >= 400:
+        assert isinstance(answer, dict) and isinstance(answer.get("error"), str), answer
+    if not authorised and path.split("?")[0] != "/health":
+        assert status in (401, 404, 405), (method, path, status)
+    assert worker.alive()
+
+
+def test_token_is_required_but_health_is_open(worker: Worker) -> None:
+    assert worker.get("/health")[0] == 200
+    status, body = worker.get("/affinity/u1/s1")
+    assert (status, body) == (401, {"error": "missing or wrong bearer token"})
+    assert worker.get("/affinity/u1/s1", headers={"Authorization": "Bearer wrong-token"})[0] == 401
+    status, body = worker.get("/affinity/u1/s1", headers=AUTH)
+    assert status == 200 and body["number_of_interactions"] == 1
