@@ -154,6 +154,27 @@ def build(settings: Settings) -> dict[str, Any]:
                 },
             )
         },
+        "/stats": {
+            "get": op(
+                "The worker's counters as JSON (for the page at /)",
+                {
+                    "200": _json({"type": "object"}, "counters"),
+                    **({"401": _errors(401)["401"]} if auth else {}),
+                },
+            )
+        },
+        "/": {
+            "get": {
+                "summary": "A live page: counters, pair lookup, top sellers",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "HTML",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This document",

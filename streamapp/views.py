@@ -6,6 +6,7 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web as aiohttp_web
@@ -70,7 +71,7 @@ async def json_errors(
     return response
 
 
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/"})  # the page itself holds no data
 
 
 def check_token(header: str) -> None:
@@ -261,6 +262,55 @@ class MetricsView(View):
     async def get(self, request: Request) -> Response:
         refresh_gauges()
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+@app.page("/")
+class IndexView(View):
+    """A small live page (no build step, no CDN): counters, pair lookup, top sellers."""
+
+    async def get(self, request: Request) -> Response:
+        return self.html((STATIC / "index.html").read_text())
+
+
+@app.page("/stats")
+class StatsView(View):
+    """The counters of /metrics as JSON, for the page."""
+
+    async def get(self, request: Request) -> Response:
+        refresh_gauges()
+        return self.json(
+            {
+                "ready": ready(),
+                "interactions_counted": int(metrics.counted._value.get()),
+                "duplicates": int(metrics.duplicates._value.get()),
+                "affinity_updates": int(metrics.updates._value.get()),
+                "dead_letters": {
+                    source: int(metrics.dead_letters.labels(source)._value.get())
+                    for source in ("interactions", "users", "sellers")
+                },
+                "consumer_lag": int(sum(lag_by_partition().values())),
+            }
+        )
+
+
+def lag_by_partition() -> dict[tuple[str, int], int]:
+    consumer = app.consumer
+    changelogs = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
+    lags = {}
+    for tp in consumer.assignment():
+        if tp.topic in changelogs:
+            continue
+        highwater = consumer.highwater(tp)
+        # faust keeps the last offset it read per partition; there is no public accessor.
+        read = consumer._read_offset.get(tp)
+        if highwater is not None:
+            lags[(tp.topic, tp.partition)] = max(
+                0, highwater - (read + 1 if read is not None else 0)
+            )
+    return lags
 
 
 def refresh_gauges() -> None:
