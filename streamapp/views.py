@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -14,9 +15,10 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter, ValidationError
 
-from streamapp import metrics, openapi, tables
+from streamapp import metrics, openapi, routing, tables
 from streamapp.agents import now_us, scoring
 from streamapp.app import app, settings
+from streamapp.errors import HTTPError
 from streamapp.features import feature_vector
 from streamapp.models import AffinityQuery, EntityId, from_micros
 from streamapp.pair_state import PairState
@@ -26,14 +28,6 @@ from streamapp.score import Ranked, top_k, user_seller_score
 log = logging.getLogger(__name__)
 
 _entity_id: TypeAdapter[str] = TypeAdapter(EntityId)
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 def _error(
@@ -152,6 +146,8 @@ class Health(View):
 class Affinity(View):
     async def get(self, request: Request, user_id: str, seller_id: str) -> Response:
         user_id, seller_id = valid_id("user_id", user_id), valid_id("seller_id", seller_id)
+        if (owner := routing.remote_owner(request, user_id)) is not None:
+            return await routing.forward(request, owner)
         require_ready()
         return self.json(_jsonable(vector_of(user_id, seller_id, now_us())))
 
@@ -170,15 +166,32 @@ class AffinityBulk(View):
             raise HTTPError(
                 413, f"too many pairs: {len(query.pairs)} (limit {settings.max_bulk_pairs})"
             )
-        require_ready()
-        as_of = now_us()  # one moment for the whole answer, so rows compare
-        cache: dict[tuple[str, str], dict[str, Any]] = {}
-        results = []
-        for pair in query.pairs:
-            ref = (pair.user_id, pair.seller_id)
-            if ref not in cache:
-                cache[ref] = _jsonable(vector_of(pair.user_id, pair.seller_id, as_of))
-            results.append(cache[ref])
+        # One moment for the whole answer, so rows compare (also across workers).
+        as_of = routing.as_of_from(request) or now_us()
+        by_owner: dict[Any, list[int]] = {}
+        for i, pair in enumerate(query.pairs):
+            by_owner.setdefault(routing.remote_owner(request, pair.user_id), []).append(i)
+        results: list[dict[str, Any] | None] = [None] * len(query.pairs)
+        remote = [(url, idx) for url, idx in by_owner.items() if url is not None]
+        if None in by_owner:
+            require_ready()
+            cache: dict[tuple[str, str], dict[str, Any]] = {}
+            for i in by_owner[None]:
+                ref = (query.pairs[i].user_id, query.pairs[i].seller_id)
+                if ref not in cache:
+                    cache[ref] = _jsonable(vector_of(*ref, as_of))
+                results[i] = cache[ref]
+        answers = await asyncio.gather(
+            *(
+                routing.forward_query(
+                    request, url, [query.pairs[i].model_dump() for i in idx], as_of
+                )
+                for url, idx in remote
+            )
+        )
+        for (_, idx), part in zip(remote, answers, strict=True):
+            for i, vector in zip(idx, part, strict=True):
+                results[i] = vector
         return self.json({"results": results})
 
 
@@ -199,6 +212,8 @@ class TopSellersView(View):
         raw_k = request.query.get("k", "10")
         if not raw_k.isdigit() or not 1 <= int(raw_k) <= settings.max_top_k:
             raise HTTPError(400, f"k must be an integer from 1 to {settings.max_top_k}")
+        if (owner := routing.remote_owner(request, user_id)) is not None:
+            return await routing.forward(request, owner)
         require_ready()
         as_of = now_us()
         favorites = set(favorites_of(user_id))
@@ -239,6 +254,8 @@ def profile_response(view: View, table: Any, kind: str, entity_id: str) -> Respo
 @app.page("/users/{user_id}")
 class UserView(View):
     async def get(self, request: Request, user_id: str) -> Response:
+        if (owner := routing.remote_owner(request, valid_id("user_id", user_id))) is not None:
+            return await routing.forward(request, owner)
         return profile_response(self, tables.users, "user", user_id)
 
 
