@@ -43,3 +43,13 @@ kafka-stop:
 
 clean:
 	rm -rf var build *.egg-info
+
+## Benchmarks (docs/performance.md) against a broker of their own on 127.0.0.1:$(BENCH_KAFKA_PORT),
+## stopped at the end whatever happens. py-spy (profile only) goes into the venv, not setup.cfg.
+BENCH_KAFKA_PORT ?= 29092
+.PHONY: bench bench-quick
+bench bench-quick: $(STAMP)
+	@test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q --disable-pip-version-check py-spy \
+	  || echo "bench: py-spy could not be installed; running without a profile"
+	@trap 'KAFKA_LOCAL_PORT=$(BENCH_KAFKA_PORT) scripts/kafka-local.sh stop' EXIT; \
+	  BENCH_KAFKA_PORT=$(BENCH_KAFKA_PORT) $(PY) -m bench.run $(if $(filter bench-quick,$@),--quick) $(BENCH_ARGS)

@@ -27,7 +27,8 @@ from bench.common import summary_ms
 
 
 async def run(args: argparse.Namespace) -> dict:
-    pairs: list[list[str]] = orjson.loads(open(args.pairs, "rb").read())
+    with open(args.pairs, "rb") as f:
+        pairs: list[list[str]] = orjson.loads(f.read())
     rng = random.Random(args.seed)
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     connector = aiohttp.TCPConnector(limit=args.connections, limit_per_host=args.connections)

@@ -177,7 +177,8 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{rec['ready_intact_s']:.2f} s",
                 "< 5 s",
                 _verdict(rec["ready_intact_s"] < 5),
-                f"process start → /health 200; sample {rec['intact_matched']}/{rec['checked']} same",
+                f"process start → /health 200; sample {rec['intact_matched']}/{rec['checked']} "
+                "same",
             )
         )
     if "ready_empty_s" in rec:
@@ -206,6 +207,7 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
 
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
+    prm = res["params"]
     lines = [
         f"# streamapp benchmark, {res['mode']} mode — {res['started_at']}",
         "",
@@ -213,9 +215,9 @@ def markdown(res: dict[str, Any]) -> str:
         f"- machine: {m['cores']} cores, {m['mem_gib']} GiB; load average at start "
         f"{m['loadavg_start']}, at end {m['loadavg_end']} (other work shares these cores)",
         f"- git {res.get('git', '?')}; python {m['python']}; total {res['elapsed_s']:.0f} s",
-        f"- data: {res['params']['interactions']:,} interactions, {res['params']['users']:,} users, "
-        f"{res['params']['sellers']:,} sellers, skew users {res['params']['user_skew']} / sellers "
-        f"{res['params']['seller_skew']}",
+        f"- data: {prm['interactions']:,} interactions, {prm['users']:,} users, "
+        f"{prm['sellers']:,} sellers, skew users {prm['user_skew']} / sellers "
+        f"{prm['seller_skew']}",
         "",
         f"Every figure below: {m['cores']} cores, command `{res['command']}`.",
         "",

@@ -148,7 +148,8 @@ def test_workers_share_partitions_and_route_exactly(
         assert len({r["as_of"] for r in results}) == 1
 
     print(
-        f"\ntakeover after SIGKILL: serving in {takeover:.1f}s, exact in {exact_after_kill:.1f}s more;"
+        f"\ntakeover after SIGKILL: serving in {takeover:.1f}s,"
+        f" exact in {exact_after_kill:.1f}s more;"
         f" join: ready in {join_ready:.1f}s, exact in {exact_after_join:.1f}s more;"
         f" poller: {poller.ok} exact answers, {poller.unavailable} x 503, {len(poller.wrong)} wrong"
     )
