@@ -29,5 +29,7 @@ def test_compose_file_is_valid() -> None:
     out = subprocess.run([*command, "config"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "streamapp.app" in (ROOT / "Dockerfile").read_text()
-    for service in ("kafka:", "worker"):
+    for service in ("kafka:", "worker-1:", "worker-2:", "loader:"):
         assert service in out.stdout
+    # Routing between containers needs each worker's own canonical URL.
+    assert "http://worker-1:6066" in out.stdout and "http://worker-2:6066" in out.stdout
