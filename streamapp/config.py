@@ -74,6 +74,7 @@ class Settings:
     rocksdb_cache_mb: int = 16
     rocksdb_write_buffer_mb: int = 8
     session_timeout_s: float = 10.0
+    replication_factor: int = 1
     # Kafka connection security (faust broker_credentials).
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "PLAIN"
@@ -177,6 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     number("STREAMAPP_PARTITIONS", "partitions", int, 1, 1024)
     number("WEB_PORT", "web_port", int, 1, 65535)
     number("STREAMAPP_STANDBY_REPLICAS", "standby_replicas", int, 0, 10)
+    number("STREAMAPP_REPLICATION_FACTOR", "replication_factor", int, 1, 10)
     number("STREAMAPP_FAVORITES_BONUS", "favorites_bonus", float, -1e9, 1e9)
     number("STREAMAPP_MAX_MESSAGE_BYTES", "max_message_bytes", int, 256, 16 * 1024 * 1024)
     number("STREAMAPP_MAX_BULK_PAIRS", "max_bulk_pairs", int, 1, 100_000)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streamapp.config import Settings
 
 
 async def broker_unreachable(addresses: list[tuple[str, int]], wait_s: float) -> str | None:
@@ -23,3 +30,67 @@ async def broker_unreachable(addresses: list[tuple[str, int]], wait_s: float) ->
         if time.monotonic() >= deadline:
             return problem
         await asyncio.sleep(0.5)
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every topic the app reads or writes (besides faust's changelogs), with its config."""
+    compact = {"cleanup.policy": "compact"}
+    names = {settings.topic(n): {} for n in ("interactions", "affinity-updates")}
+    names.update({settings.topic(n): dict(compact) for n in ("users", "sellers")})
+    names[settings.internal_topic("interactions-by-user")] = {}
+    names.update({settings.topic(f"{n}-dlq"): {} for n in ("interactions", "users", "sellers")})
+    return names
+
+
+def admin_security(settings: Settings) -> dict[str, Any]:
+    if settings.security_protocol == "PLAINTEXT":
+        return {}
+    from streamapp.security import ssl_context  # faust-free, but keeps ssl setup in one place
+
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if "SSL" in settings.security_protocol:
+        options["ssl_context"] = ssl_context(settings)
+    if settings.security_protocol.startswith("SASL"):
+        options.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password,
+        )
+    return options
+
+
+async def ensure_topics(settings: Settings) -> str | None:
+    """Create missing topics before the consumer subscribes (faust ignores topics that do
+    not exist at its first assignment); None, or why the existing ones cannot be used."""
+    bootstrap = ",".join(f"{h}:{p}" for h, p in settings.broker_addresses)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin_security(settings))
+    await admin.start()
+    try:
+        wanted = topic_configs(settings)
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config)
+            for name, config in wanted.items()
+            if name not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
+                await admin.create_topics(missing)
+        # A user's profile and pairs must share a partition: equal partition counts.
+        together = [settings.topic("users"), settings.internal_topic("interactions-by-user")]
+        counts = {}
+        for _ in range(50):  # new topics take a moment to show up in metadata
+            described = await admin.describe_topics(together)
+            counts = {d["topic"]: len(d["partitions"]) for d in described if d["partitions"]}
+            if len(counts) == len(together):
+                break
+            await asyncio.sleep(0.1)
+        if len(set(counts.values())) > 1 or any(n != settings.partitions for n in counts.values()):
+            found = ", ".join(f"{t} has {n}" for t, n in sorted(counts.items()))
+            return (
+                f"topics must have STREAMAPP_PARTITIONS={settings.partitions} partitions, "
+                f"but {found} (recreate them, or set STREAMAPP_PARTITIONS to match)"
+            )
+        return None
+    finally:
+        await admin.close()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import ROOT
+from tests.harness import ROOT, kill_all_workers
 
 TEST_BROKER_PORT = os.environ.get("STREAMAPP_TEST_KAFKA_PORT", "19092")
 
@@ -28,8 +29,21 @@ def bootstrap() -> Iterator[str]:
     )
     if started.returncode != 0:
         pytest.fail(f"could not start the local broker:\n{started.stderr[-3000:]}")
+
+    def stop_broker() -> None:
+        if not was_running:
+            subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120)
+
+    def on_signal(signum: int, frame: object) -> None:
+        kill_all_workers()
+        stop_broker()
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield started.stdout.strip().splitlines()[-1]
     finally:
-        if not was_running:
-            subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120)
+        kill_all_workers()
+        stop_broker()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

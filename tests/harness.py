@@ -79,6 +79,20 @@ class Namespace:
         return env
 
 
+LIVE: set[subprocess.Popen[bytes]] = set()  # every worker process still running
+
+
+def kill_all_workers() -> None:
+    """Last resort (session end, SIGTERM/SIGINT of the test run): no worker outlives it."""
+    for proc in list(LIVE):
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+        LIVE.discard(proc)
+
+
 class Worker:
     """`faust -A streamapp.app worker` as a real process with its own port and data dir."""
 
@@ -114,6 +128,7 @@ class Worker:
             start_new_session=True,  # its own process group: stop it and all it spawned
         )
         log.close()
+        LIVE.add(self.proc)
         self.starts += 1
         if wait:
             self.wait_ready(timeout)
@@ -151,6 +166,7 @@ class Worker:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
+        LIVE.discard(self.proc)
         return self.proc.returncode
 
     def kill(self) -> None:

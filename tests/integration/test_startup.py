@@ -54,3 +54,36 @@ def test_bad_setting(tmp_path: Path, env: dict[str, str], message: str) -> None:
         out.stderr.strip().splitlines()[-1].startswith(f"streamapp: configuration error: {message}")
     )
     assert "Traceback" not in out.stderr
+
+
+def test_topics_with_other_partition_counts_are_refused(bootstrap: str, tmp_path: Path) -> None:
+    """A user's profile and pairs must share a partition; a mismatch would silently split them."""
+    import asyncio
+    import uuid
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(f"{prefix}users", 3, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    out = run_worker(
+        tmp_path,
+        KAFKA_BROKER=f"kafka://{bootstrap}",
+        STREAMAPP_ID=prefix.rstrip("-"),
+        STREAMAPP_TOPIC_PREFIX=prefix,
+    )
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.startswith("streamapp:")]
+    assert lines == [
+        f"streamapp: topics must have STREAMAPP_PARTITIONS=8 partitions, but "
+        f"{prefix}{prefix.rstrip('-')}-interactions-by-user has 8, {prefix}users has 3 "
+        "(recreate them, or set STREAMAPP_PARTITIONS to match)"
+    ]
