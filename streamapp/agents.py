@@ -10,13 +10,15 @@ import logging
 import time
 from typing import Any
 
+import orjson
+from aiokafka.partitioner import murmur2
 from faust.types import EventT, StreamT
 
 from streamapp import metrics, tables, topics
-from streamapp.app import app, settings
-from streamapp.features import feature_vector
-from streamapp.models import AffinityUpdate, RoutedInteraction
-from streamapp.pair_state import Outcome, PairState, apply
+from streamapp.app import app, scoring, settings
+from streamapp.features import feature_vector, jsonable
+from streamapp.models import RoutedInteraction, now_us
+from streamapp.pair_state import DIRECT, ROUTED, Outcome, PairState, apply
 from streamapp.parsing import (
     Delete,
     Record,
@@ -26,15 +28,8 @@ from streamapp.parsing import (
     parse_seller,
     parse_user,
 )
-from streamapp.score import Scoring
 
 log = logging.getLogger(__name__)
-
-scoring = Scoring(settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus)
-
-
-def now_us() -> int:
-    return time.time_ns() // 1_000
 
 
 def record_of(event: EventT) -> Record:
@@ -59,7 +54,7 @@ async def send_dead_letter(source: str, record: Record, reason: str) -> None:
 
 @app.agent(topics.interactions)
 async def route_interactions(stream: StreamT) -> None:
-    """Validate every interaction and re-key it by user id (or dead-letter it)."""
+    """Validate every interaction (or dead-letter it) and get it to its user's partition."""
     async for event in stream.events():
         record = record_of(event)
         try:
@@ -69,40 +64,47 @@ async def route_interactions(stream: StreamT) -> None:
             result = Rejected(f"internal error: {type(exc).__name__}: {exc}")
         if isinstance(result, Rejected):
             await send_dead_letter("interactions", record, result.reason)
-            continue
-        await topics.interactions_by_user.send(
-            key=result.user_id.encode(), value=result.model_dump_json().encode()
-        )
+        elif app.direct_path and record.partition == home_partition(result.user_id):
+            await count(result, record.offset, DIRECT)  # already where re-keying would send it
+        else:
+            await topics.interactions_by_user.send(
+                key=result.user_id.encode(), value=result.model_dump_json().encode()
+            )
+
+
+def home_partition(user_id: str) -> int:
+    """The partition a producer keying by user id picks (Kafka's default partitioner)."""
+    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % settings.partitions
 
 
 @app.agent(topics.interactions_by_user)
 async def count_interactions(stream: StreamT) -> None:
-    """Count each interaction once into its pair's state; publish the new feature vector."""
+    """Count each re-keyed interaction into its pair's state."""
     async for event in stream.events():
-        message = event.message
-        interaction = RoutedInteraction.model_validate_json(message.value)
-        key = tables.pair_key(interaction.user_id, interaction.seller_id)
-        stored = tables.pair_state.get(key)
-        state = PairState.from_json(stored) if stored else PairState()
-        outcome = apply(
-            state,
-            interaction,
-            message.offset,
-            now_us(),
-            settings.half_life_s,
-            settings.dedupe_horizon_s,
-        )
-        # Also on a replay: re-writing lets the changelog catch up with local RocksDB.
-        tables.pair_state[key] = state.to_json()
-        if stored is None or outcome is Outcome.REPLAY:
-            known = tables.user_sellers.get(interaction.user_id) or []
-            if interaction.seller_id not in known:
-                tables.user_sellers[interaction.user_id] = [*known, interaction.seller_id]
-        if outcome is Outcome.DUPLICATE:
-            metrics.duplicates.inc()
-            continue
-        (metrics.counted if outcome is Outcome.COUNTED else metrics.replays).inc()
-        await publish_update(interaction, state)
+        interaction = RoutedInteraction.model_validate_json(event.message.value)
+        await count(interaction, event.message.offset, ROUTED)
+
+
+async def count(interaction: RoutedInteraction, offset: int, path: int) -> None:
+    """Count one interaction once into its pair's state; publish the new feature vector.
+    Runs inside the event of the user's partition, so every table write lands there."""
+    key = tables.pair_key(interaction.user_id, interaction.seller_id)
+    stored = tables.pair_state.get(key)
+    state = PairState.from_json(stored) if stored else PairState()
+    outcome = apply(
+        state, interaction, offset, now_us(), settings.half_life_s, settings.dedupe_horizon_s, path
+    )
+    # Also on a replay: re-writing lets the changelog catch up with local RocksDB.
+    tables.pair_state[key] = state.to_json()
+    if stored is None or outcome is Outcome.REPLAY:
+        known = tables.user_sellers.get(interaction.user_id) or []
+        if interaction.seller_id not in known:
+            tables.user_sellers[interaction.user_id] = [*known, interaction.seller_id]
+    if outcome is Outcome.DUPLICATE:
+        metrics.duplicates.inc()
+        return
+    (metrics.counted if outcome is Outcome.COUNTED else metrics.replays).inc()
+    await publish_update(interaction, state)
 
 
 async def publish_update(interaction: RoutedInteraction, state: PairState) -> None:
@@ -117,10 +119,10 @@ async def publish_update(interaction: RoutedInteraction, state: PairState) -> No
         now_us(),
         scoring,
     )
-    update = AffinityUpdate(**vector, interaction_id=interaction.id)
-    await topics.affinity_updates.send(
-        key=interaction.user_id.encode(), value=update.model_dump_json().encode()
-    )
+    # The AffinityUpdate model's fields, serialised directly: this runs once per event.
+    update = jsonable(vector)
+    update["interaction_id"] = interaction.id
+    await topics.affinity_updates.send(key=interaction.user_id.encode(), value=orjson.dumps(update))
     metrics.updates.inc()
 
 

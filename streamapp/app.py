@@ -12,6 +12,7 @@ import sys
 import faust
 
 from streamapp.config import ConfigError, Settings, load_settings
+from streamapp.score import Scoring
 from streamapp.security import broker_credentials
 from streamapp.startup import broker_unreachable, ensure_topics
 
@@ -26,9 +27,12 @@ def _settings() -> Settings:
 
 
 settings = _settings()
+scoring = Scoring(settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus)
 
 
 class StreamApp(faust.App):
+    direct_path = False
+
     async def on_first_start(self) -> None:
         problem = await broker_unreachable(settings.broker_addresses, settings.broker_wait_s)
         if problem:
@@ -37,9 +41,12 @@ class StreamApp(faust.App):
                 f"{problem}. Start one with `scripts/kafka-local.sh start` or set KAFKA_BROKER.\n"
             )
             fail(line)
-        problem = await ensure_topics(settings)
+        problem, partitions = await ensure_topics(settings)
         if problem:
             fail(f"streamapp: {problem}\n")
+        # Records already in their user's partition skip the re-keying hop, but only when
+        # `interactions` has the same partition count (else its table writes would not match).
+        self.direct_path = partitions.get(settings.topic("interactions")) == settings.partitions
         await super().on_first_start()
 
 

@@ -58,3 +58,15 @@ def feature_vector(
 
 def _moment(micros: int | None) -> Any:
     return None if micros is None else from_micros(micros)
+
+
+TIME_FIELDS = ("first_interaction_at", "last_interaction_at", "as_of")
+
+
+def jsonable(vector: dict[str, Any]) -> dict[str, Any]:
+    """The vector with its times as ISO-8601 strings (what the API and topic carry)."""
+    out = dict(vector)
+    for name in TIME_FIELDS:
+        if out[name] is not None:
+            out[name] = out[name].isoformat()
+    return out

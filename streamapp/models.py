@@ -6,6 +6,7 @@ keeps the two in sync.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -222,3 +223,8 @@ def to_micros(moment: datetime) -> int:
 
 def from_micros(micros: int) -> datetime:
     return datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
+
+
+def now_us() -> int:
+    """Wall-clock now in microseconds since the epoch (the as_of of a lookup)."""
+    return time.time_ns() // 1_000

@@ -28,6 +28,11 @@ WINDOW_RETENTION_US = max(WINDOWS_US.values())
 REBASE_HALF_LIVES = 256.0
 
 
+# How an interaction reached the pair: re-keyed through the app's own topic, or read
+# directly from `interactions` when its producer already keyed it by user id.
+ROUTED, DIRECT = 0, 1
+
+
 class Outcome(enum.Enum):
     COUNTED = "counted"
     DUPLICATE = "duplicate"  # same interaction id within the dedupe horizon
@@ -43,7 +48,8 @@ class PairState:
     acc: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
     times: list[int] = field(default_factory=list)
     seen: dict[str, int] = field(default_factory=dict)
-    offset: int = -1
+    # Last source offset applied, per path: [re-keyed topic, interactions topic directly].
+    offsets: list[int] = field(default_factory=lambda: [-1, -1])
 
     @property
     def total(self) -> int:
@@ -58,7 +64,7 @@ class PairState:
             "a": self.acc,
             "t": self.times,
             "s": self.seen,
-            "o": self.offset,
+            "o": self.offsets,
         }
 
     @classmethod
@@ -71,7 +77,7 @@ class PairState:
             acc=list(data["a"]),
             times=list(data["t"]),
             seen=dict(data["s"]),
-            offset=data["o"],
+            offsets=list(data["o"]),
         )
 
     def window_count(self, as_of_us: int, window_us: int) -> int:
@@ -88,11 +94,12 @@ def apply(
     now_us: int,
     half_life_s: float,
     dedupe_horizon_s: float,
+    path: int = ROUTED,
 ) -> Outcome:
-    """Count `event` (read from source offset `offset`) into `state`, at most once."""
-    if offset <= state.offset:
+    """Count `event` (read at `offset` of the topic `path` names) into `state`, at most once."""
+    if offset <= state.offsets[path]:
         return Outcome.REPLAY
-    state.offset = offset
+    state.offsets[path] = offset
 
     horizon_us = int(dedupe_horizon_s * US)
     if state.seen:

@@ -59,9 +59,10 @@ def admin_security(settings: Settings) -> dict[str, Any]:
     return options
 
 
-async def ensure_topics(settings: Settings) -> str | None:
+async def ensure_topics(settings: Settings) -> tuple[str | None, dict[str, int]]:
     """Create missing topics before the consumer subscribes (faust ignores topics that do
-    not exist at its first assignment); None, or why the existing ones cannot be used."""
+    not exist at its first assignment). Returns why the existing ones cannot be used (or
+    None) and the partition count of each topic."""
     bootstrap = ",".join(f"{h}:{p}" for h, p in settings.broker_addresses)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin_security(settings))
     await admin.start()
@@ -77,20 +78,20 @@ async def ensure_topics(settings: Settings) -> str | None:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
                 await admin.create_topics(missing)
         # A user's profile and pairs must share a partition: equal partition counts.
-        together = [settings.topic("users"), settings.internal_topic("interactions-by-user")]
-        counts = {}
+        counts: dict[str, int] = {}
         for _ in range(50):  # new topics take a moment to show up in metadata
-            described = await admin.describe_topics(together)
+            described = await admin.describe_topics(list(wanted))
             counts = {d["topic"]: len(d["partitions"]) for d in described if d["partitions"]}
-            if len(counts) == len(together):
+            if len(counts) == len(wanted):
                 break
             await asyncio.sleep(0.1)
-        if len(set(counts.values())) > 1 or any(n != settings.partitions for n in counts.values()):
-            found = ", ".join(f"{t} has {n}" for t, n in sorted(counts.items()))
+        together = [settings.topic("users"), settings.internal_topic("interactions-by-user")]
+        if any(counts.get(t) != settings.partitions for t in together):
+            found = ", ".join(f"{t} has {counts.get(t)}" for t in sorted(together))
             return (
                 f"topics must have STREAMAPP_PARTITIONS={settings.partitions} partitions, "
                 f"but {found} (recreate them, or set STREAMAPP_PARTITIONS to match)"
-            )
-        return None
+            ), counts
+        return None, counts
     finally:
         await admin.close()

@@ -16,11 +16,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter, ValidationError
 
 from streamapp import metrics, openapi, routing, tables
-from streamapp.agents import now_us, scoring
-from streamapp.app import app, settings
+from streamapp.app import app, scoring, settings
 from streamapp.errors import HTTPError
-from streamapp.features import feature_vector
-from streamapp.models import AffinityQuery, EntityId, from_micros
+from streamapp.features import feature_vector, jsonable
+from streamapp.models import AffinityQuery, EntityId, from_micros, now_us
 from streamapp.pair_state import PairState
 from streamapp.parsing import describe
 from streamapp.score import Ranked, top_k, user_seller_score
@@ -126,14 +125,6 @@ def vector_of(user_id: str, seller_id: str, as_of_us: int) -> dict[str, Any]:
     )
 
 
-def _jsonable(vector: dict[str, Any]) -> dict[str, Any]:
-    out = dict(vector)
-    for name in ("first_interaction_at", "last_interaction_at", "as_of"):
-        if out[name] is not None:
-            out[name] = out[name].isoformat()
-    return out
-
-
 @app.page("/health")
 class Health(View):
     async def get(self, request: Request) -> Response:
@@ -149,7 +140,7 @@ class Affinity(View):
         if (owner := routing.remote_owner(request, user_id)) is not None:
             return await routing.forward(request, owner)
         require_ready()
-        return self.json(_jsonable(vector_of(user_id, seller_id, now_us())))
+        return self.json(jsonable(vector_of(user_id, seller_id, now_us())))
 
 
 @app.page("/affinity/query")
@@ -179,7 +170,7 @@ class AffinityBulk(View):
             for i in by_owner[None]:
                 ref = (query.pairs[i].user_id, query.pairs[i].seller_id)
                 if ref not in cache:
-                    cache[ref] = _jsonable(vector_of(*ref, as_of))
+                    cache[ref] = jsonable(vector_of(*ref, as_of))
                 results[i] = cache[ref]
         answers = await asyncio.gather(
             *(

@@ -1,0 +1,14 @@
+"""The faust wiring's own small pieces, without a broker."""
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from streamapp.agents import home_partition
+from streamapp.app import settings
+
+
+def test_home_partition_is_the_producers_choice() -> None:
+    """A record keyed by user id lands where re-keying would send it (murmur2, like Java)."""
+    partitions = list(range(settings.partitions))
+    for user_id in ["123", "user-1", "ü-ñ", "x" * 200, *(f"u{i}" for i in range(500))]:
+        want = DefaultPartitioner()(user_id.encode(), partitions, partitions)
+        assert home_partition(user_id) == want
