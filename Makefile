@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 export STREAMAPP_DATA_DIR ?= ./var/$(or $(STREAMAPP_ID),streamapp)
 
-.PHONY: run test lint format schemas kafka-start kafka-stop clean
+.PHONY: run test soak lint format schemas kafka-start kafka-stop clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+## The crash test at soak size: 200k interactions, 12 SIGKILLs (takes a while).
+soak: $(STAMP)
+	STREAMAPP_SOAK_INTERACTIONS=200000 STREAMAPP_SOAK_KILLS=12 \
+		$(PY) -m pytest -s tests/integration/test_crash.py -k sigkill
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -53,3 +58,9 @@ bench bench-quick: $(STAMP)
 	  || echo "bench: py-spy could not be installed; running without a profile"
 	@trap 'KAFKA_LOCAL_PORT=$(BENCH_KAFKA_PORT) scripts/kafka-local.sh stop' EXIT; \
 	  BENCH_KAFKA_PORT=$(BENCH_KAFKA_PORT) $(PY) -m bench.run $(if $(filter bench-quick,$@),--quick) $(BENCH_ARGS)
+
+## Demo data: a catalogue, then RATE interactions/s (starts a broker and a worker if needed).
+RATE ?= 200
+.PHONY: demo
+demo: $(STAMP)
+	RATE=$(RATE) $(PY) -m streamapp.demo

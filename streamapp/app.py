@@ -80,4 +80,4 @@ app = StreamApp(
 )
 
 # Registration happens on import; these modules use `app` and `settings` from here.
-from streamapp import agents, views  # noqa: E402, F401
+from streamapp import agents, health, views  # noqa: E402, F401

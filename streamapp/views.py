@@ -19,6 +19,7 @@ from streamapp import metrics, openapi, routing, tables
 from streamapp.app import app, scoring, settings
 from streamapp.errors import HTTPError
 from streamapp.features import feature_vector, jsonable
+from streamapp.health import ready
 from streamapp.models import AffinityQuery, EntityId, from_micros, now_us
 from streamapp.pair_state import PairState
 from streamapp.parsing import describe
@@ -76,12 +77,6 @@ def check_token(header: str) -> None:
 
 
 app.web.web_app.middlewares.append(json_errors)
-
-
-def ready() -> bool:
-    """True once table recovery has finished and no rebalance is under way."""
-    recovery = app.tables.recovery
-    return recovery.completed.is_set() and not app.in_recovery and not app.rebalancing
 
 
 def require_ready() -> None:

@@ -68,22 +68,24 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
 ) -> None:
     ns = Namespace(bootstrap)
     ds = DataSet()
-    records = interactions(ns, ds, 24_000, seed=1)
+    size = int(os.environ.get("STREAMAPP_SOAK_INTERACTIONS", "24000"))  # `make soak` raises these
+    rounds = int(os.environ.get("STREAMAPP_SOAK_KILLS", "4"))
+    records = interactions(ns, ds, size, seed=1)
     worker = new_worker(workers, ns, tmp_path / "data", "crash").start()
     stream = Stream(bootstrap, records, rate=2_000)
     stream.start()
     rng = random.Random(5)
     kills = 0
-    for round_ in range(4):
+    for round_ in range(rounds):
         time.sleep(rng.uniform(1.5, 3.5))
         worker.kill()
         kills += 1
         if round_ == 2:  # once, lose the local state too: it must come back from the changelog
             worker.data_dir = tmp_path / "data-empty"
         worker.start()
-    stream.join(120)
+    stream.join(120 + size / 1000)
     assert not stream.is_alive() and stream.error is None
-    wait_for_total(worker, ds, timeout=180)
+    wait_for_total(worker, ds, timeout=180 + size / 500)
     assert_matches_truth(worker, ds)
     print(f"\nsurvived {kills} SIGKILLs while {len(records)} interactions streamed")
 
