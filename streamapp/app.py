@@ -41,7 +41,11 @@ class StreamApp(faust.App):
                 f"{problem}. Start one with `scripts/kafka-local.sh start` or set KAFKA_BROKER.\n"
             )
             fail(line)
-        problem, partitions = await ensure_topics(settings)
+        changelogs = {
+            table.changelog_topic.get_topic_name(): {"cleanup.policy": "compact"}
+            for table in self.tables.values()
+        }
+        problem, partitions = await ensure_topics(settings, changelogs)
         if problem:
             fail(f"streamapp: {problem}\n")
         # Records already in their user's partition skip the re-keying hop, but only when

@@ -59,15 +59,18 @@ def admin_security(settings: Settings) -> dict[str, Any]:
     return options
 
 
-async def ensure_topics(settings: Settings) -> tuple[str | None, dict[str, int]]:
+async def ensure_topics(
+    settings: Settings, extra: dict[str, dict[str, str]] | None = None
+) -> tuple[str | None, dict[str, int]]:
     """Create missing topics before the consumer subscribes (faust ignores topics that do
-    not exist at its first assignment). Returns why the existing ones cannot be used (or
-    None) and the partition count of each topic."""
+    not exist at its first assignment; a missing global table changelog even stalls it).
+    `extra` adds topics such as the table changelogs. Returns why the existing ones cannot
+    be used (or None) and the partition count of each topic."""
     bootstrap = ",".join(f"{h}:{p}" for h, p in settings.broker_addresses)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin_security(settings))
     await admin.start()
     try:
-        wanted = topic_configs(settings)
+        wanted = {**topic_configs(settings), **(extra or {})}
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config)
