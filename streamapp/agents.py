@@ -109,7 +109,7 @@ async def count(interaction: RoutedInteraction, offset: int, path: int) -> None:
 
 async def publish_update(interaction: RoutedInteraction, state: PairState) -> None:
     user = tables.users.get(interaction.user_id)
-    seller = tables.sellers.get(interaction.seller_id)
+    seller = tables.seller_catalog.get(interaction.seller_id)
     vector = feature_vector(
         interaction.user_id,
         interaction.seller_id,
@@ -137,10 +137,12 @@ async def _store_profiles(stream: StreamT, source: str, table: Any, parse: Any) 
         if isinstance(result, Rejected):
             await send_dead_letter(source, record, result.reason)
         elif isinstance(result, Delete):
-            table.pop(result.id, None)
+            if table is not None:
+                table.pop(result.id, None)
             metrics.profiles.labels(source, "delete").inc()
         else:
-            table[result.id] = result.model_dump(mode="json")
+            if table is not None:
+                table[result.id] = result.model_dump(mode="json")
             metrics.profiles.labels(source, "upsert").inc()
 
 
@@ -150,8 +152,14 @@ async def store_users(stream: StreamT) -> None:
 
 
 @app.agent(topics.sellers)
-async def store_sellers(stream: StreamT) -> None:
-    await _store_profiles(stream, "sellers", tables.sellers, parse_seller)
+async def check_sellers(stream: StreamT) -> None:
+    """Dead-letters bad seller records; every worker's seller catalog applies the good ones."""
+    await _store_profiles(stream, "sellers", None, parse_seller)
+
+
+@app.task
+async def follow_seller_catalog() -> None:
+    await tables.seller_catalog.run(app.seller_partitions)
 
 
 @app.task

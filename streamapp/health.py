@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from streamapp import tables
 from streamapp.app import app
 
 log = logging.getLogger("streamapp")
@@ -11,9 +12,15 @@ _last_state: dict[str, bool | None] = {"ready": None}
 
 
 def ready() -> bool:
-    """True once table recovery has finished and no rebalance is under way."""
+    """True once table recovery has finished, the seller catalog has caught up, and no
+    rebalance is under way."""
     recovery = app.tables.recovery
-    return recovery.completed.is_set() and not app.in_recovery and not app.rebalancing
+    return (
+        recovery.completed.is_set()
+        and not app.in_recovery
+        and not app.rebalancing
+        and tables.seller_catalog.caught_up.is_set()
+    )
 
 
 @app.timer(interval=0.5)

@@ -3,7 +3,7 @@
 - pair_state:   "<user>\\x1f<seller>" -> PairState JSON   (partition of the user)
 - user_sellers: user id -> [seller id, ...]               (partition of the user; top-k index)
 - users:        user id -> User JSON                      (partition of the user)
-- sellers:      seller id -> Seller JSON                  (global: every worker has all)
+- seller_catalog: seller id -> Seller JSON, every worker's full copy (seller_catalog.py)
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamapp.app import app, settings
+from streamapp.seller_catalog import SellerCatalog
 
 PAIR_SEPARATOR = "\x1f"  # ids may contain '-', never control characters (models.EntityId)
 
@@ -42,4 +43,4 @@ def _table(name: str, cache_mb: int, *, global_: bool = False):
 pair_state = _table("pair_state", settings.rocksdb_cache_mb)
 user_sellers = _table("user_sellers", max(1, settings.rocksdb_cache_mb // 4))
 users = _table("users", max(1, settings.rocksdb_cache_mb // 4))
-sellers = _table("sellers", max(1, settings.rocksdb_cache_mb // 4), global_=True)
+seller_catalog = SellerCatalog(settings)

@@ -104,7 +104,7 @@ def favorites_of(user_id: str) -> list[str]:
 
 
 def categories_of(seller_id: str) -> list[str]:
-    seller = tables.sellers.get(seller_id)
+    seller = tables.seller_catalog.get(seller_id)
     return seller["categories"] if seller else []
 
 
@@ -248,7 +248,7 @@ class UserView(View):
 @app.page("/sellers/{seller_id}")
 class SellerView(View):
     async def get(self, request: Request, seller_id: str) -> Response:
-        return profile_response(self, tables.sellers, "seller", seller_id)
+        return profile_response(self, tables.seller_catalog, "seller", seller_id)
 
 
 _openapi_document = openapi.build(settings)

@@ -209,27 +209,6 @@ def test_example_query_script(loaded) -> None:
         assert int(row[3]) == want["number_of_interactions"]
 
 
-def test_restart_keeps_exact_state(loaded, tmp_path: Path) -> None:
-    """Same data dir (RocksDB + changelog tail), then an empty one (changelog only)."""
-    ns, ds, worker = loaded
-    assert worker.stop() == 0  # SIGTERM is a clean stop
-    worker.start()
-    assert_matches_truth(worker, ds)
-    worker.stop()
-    worker.data_dir = tmp_path / "empty"
-    worker.start()
-    assert_matches_truth(worker, ds)
-    records = consume_all(
-        ns.bootstrap,
-        ns.topic("affinity-updates"),
-        ns.partitions,
-        expect=ds.total,
-        timeout=10,
-        settle=2,
-    )
-    assert len(records) == ds.total  # restarts replayed nothing that had been committed
-
-
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus text format."""
     want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
@@ -269,3 +248,25 @@ def test_openapi_is_served(loaded) -> None:
     status, body = worker.get("/openapi.json")
     assert status == 200
     assert body == json.loads(json.dumps(build(load_settings({}))))
+
+
+# Last: it restarts the shared worker (and resets its metrics).
+def test_restart_keeps_exact_state(loaded, tmp_path: Path) -> None:
+    """Same data dir (RocksDB + changelog tail), then an empty one (changelog only)."""
+    ns, ds, worker = loaded
+    assert worker.stop() == 0  # SIGTERM is a clean stop
+    worker.start()
+    assert_matches_truth(worker, ds)
+    worker.stop()
+    worker.data_dir = tmp_path / "empty"
+    worker.start()
+    assert_matches_truth(worker, ds)
+    records = consume_all(
+        ns.bootstrap,
+        ns.topic("affinity-updates"),
+        ns.partitions,
+        expect=ds.total,
+        timeout=10,
+        settle=2,
+    )
+    assert len(records) == ds.total  # restarts replayed nothing that had been committed

@@ -1,0 +1,111 @@
+"""Every worker's own full copy of the seller profiles.
+
+A seller's categories are needed wherever a user's pairs are processed and looked up,
+so every worker must hold all sellers. faust's GlobalTable was meant for that, but with
+several workers its updates did not reach the other workers (faust issues #212, #283;
+our scale-out test caught stale categories). So each worker reads the compacted `sellers`
+topic itself, with a plain consumer outside the consumer group, from the start, into a
+local RocksDB (rocksdict) that also keeps the offsets it has applied. Upserts and deletes
+are idempotent, so re-reading after a crash is harmless. Validation and dead letters stay
+with the `check_sellers` agent, which sees each record once across the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from rocksdict import Options, Rdict
+
+from streamapp.config import Settings
+from streamapp.parsing import Delete, Record, Rejected, parse_seller
+from streamapp.startup import admin_security
+
+log = logging.getLogger(__name__)
+OFFSETS_KEY = b"\x00offsets"  # seller ids never contain control characters
+
+
+class SellerCatalog:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = settings.topic("sellers")
+        self.path = Path(settings.data_dir) / "seller-catalog"
+        self.db: Rdict | None = None
+        self.caught_up = asyncio.Event()
+        self.applied = 0
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self.db = Rdict(str(self.path), options)
+
+    def get(self, seller_id: str) -> dict[str, Any] | None:
+        raw = self.db.get(seller_id.encode()) if self.db is not None else None
+        return json.loads(raw) if raw is not None else None
+
+    def _offsets(self) -> dict[int, int]:
+        raw = self.db.get(OFFSETS_KEY) if self.db is not None else None
+        return {int(p): o for p, o in json.loads(raw).items()} if raw else {}
+
+    def apply(self, record: Record) -> None:
+        assert self.db is not None
+        result = parse_seller(record, self.settings.max_message_bytes)
+        if isinstance(result, Delete):
+            self.db.delete(result.id.encode())
+        elif not isinstance(result, Rejected):  # rejected ones are dead-lettered by the agent
+            self.db.put(result.id.encode(), result.model_dump_json().encode())
+        self.applied += 1
+
+    async def run(self, partitions: int) -> None:
+        """Follow the topic until cancelled; `caught_up` is set once the end seen at start
+        has been reached."""
+        if self.db is None:
+            self.open()
+        bootstrap = ",".join(f"{h}:{p}" for h, p in self.settings.broker_addresses)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **admin_security(self.settings),
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(self.topic, p) for p in range(partitions)]
+            consumer.assign(tps)
+            stored = self._offsets()
+            for tp in tps:
+                if tp.partition in stored:
+                    consumer.seek(tp, stored[tp.partition])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            ends = await consumer.end_offsets(tps)
+            positions = {tp.partition: await consumer.position(tp) for tp in tps}
+            log.info("seller catalog: reading %s from %s", self.topic, positions)
+            while True:
+                if not self.caught_up.is_set() and all(
+                    positions[tp.partition] >= ends[tp] for tp in tps
+                ):
+                    log.info("seller catalog: caught up (%d records applied)", self.applied)
+                    self.caught_up.set()
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                for tp, messages in batch.items():
+                    for m in messages:
+                        ts = m.timestamp * 1000 if m.timestamp is not None else None
+                        self.apply(Record(m.topic, m.partition, m.offset, ts, m.key, m.value))
+                    if messages:
+                        positions[tp.partition] = messages[-1].offset + 1
+                if batch:
+                    self.db.put(OFFSETS_KEY, json.dumps(positions).encode())  # type: ignore[union-attr]
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            if self.db is not None:
+                self.db.close()
+                self.db = None
