@@ -120,6 +120,7 @@ def plan_interactions(
 
 
 async def create_topics(bootstrap: str, prefix: str) -> None:
+    """The source topics and affinity-updates, with PARTITIONS partitions."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -189,6 +190,7 @@ async def preload(
     sampler: Sampler,
     n: int,
     pairs: int | None,
+    key_by: str = "user",
     truth_sample: int = 200,
     lookup_sample: int = 20_000,
 ) -> Preloaded:
@@ -221,7 +223,8 @@ async def preload(
             for (u, s), kind in zip(chunk, kinds, strict=True):
                 counts[(u, s)] = counts.get((u, s), 0) + 1
                 on = now - rng.random() * 30 * DAY_S
-                await sender.add(f"u{u}".encode(), interaction(f"i{seq}", u, s, kind, on))
+                key = f"u{u}" if key_by == "user" else f"i{seq}"
+                await sender.add(key.encode(), interaction(f"i{seq}", u, s, kind, on))
                 seq += 1
         await sender.close()
     finally:
@@ -247,8 +250,28 @@ async def end_offsets_total(consumer: AIOKafkaConsumer, topic: str) -> int:
     return sum(offsets.values())
 
 
-async def raw_consume(bootstrap: str, topic: str, expect: int, timeout: float) -> dict:
-    """The ceiling: read `topic` from the beginning and decode every value; nothing else."""
+async def raw_consume(
+    bootstrap: str, topic: str, expect: int, timeout: float, min_seconds: float = 3.0
+) -> dict:
+    """The ceiling: read `topic` from the beginning and decode every value; nothing else.
+    Small topics are read again (up to 10 passes) until `min_seconds` have passed."""
+    passes: list[float] = []
+    t_start = time.monotonic()
+    while len(passes) < 10 and (not passes or sum(passes) < min_seconds):
+        passes.append(await _read_once(bootstrap, topic, expect, timeout))
+        if time.monotonic() - t_start > timeout:
+            break
+    events = expect * len(passes)
+    return {
+        "events": events,
+        "passes": len(passes),
+        "seconds": round(sum(passes), 3),
+        "events_per_s": round(events / sum(passes)),
+        "best_pass_events_per_s": round(expect / min(passes)),
+    }
+
+
+async def _read_once(bootstrap: str, topic: str, expect: int, timeout: float) -> float:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -270,4 +293,4 @@ async def raw_consume(bootstrap: str, topic: str, expect: int, timeout: float) -
         elapsed = time.monotonic() - t0
     finally:
         await consumer.stop()
-    return {"events": seen, "seconds": round(elapsed, 3), "events_per_s": round(seen / elapsed)}
+    return elapsed

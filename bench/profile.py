@@ -44,9 +44,12 @@ class Recorder:
             "-d",
             str(int(self.seconds)),
         ]
+        # The flame graph has every non-idle sample (a thread waiting for a CPU counts too);
+        # the summary only samples taken while a thread held the GIL: Python's own CPU work.
         with self.log.open("wb") as log:
-            for fmt, out in (("flamegraph", self.svg), ("raw", self.raw)):
-                cmd = [exe, *common, "--format", fmt, "-o", str(out), "--pid", str(self.pid)]
+            for fmt, extra, out in (("flamegraph", [], self.svg), ("raw", ["--gil"], self.raw)):
+                cmd = [exe, *common, *extra, "--format", fmt, "-o", str(out)]
+                cmd += ["--pid", str(self.pid)]
                 self.procs.append(
                     self.reaper.add(
                         subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)

@@ -56,9 +56,32 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{cpu.get('process_cpu_pct_of_one_core', '—')} % of one core",
                 "",
                 "",
-                f"machine busy {cpu.get('machine_busy_pct', '—')} % of {cpu.get('cores')} cores",
+                f"machine busy {cpu.get('machine_busy_pct', '—')} % of {cpu.get('cores')} cores "
+                f"(everything, other users included)",
             )
         )
+        us = ing.get("worker_cpu_us_per_event")
+        if us:
+            out.append(
+                (
+                    "Worker CPU per interaction",
+                    f"{us:,} µs",
+                    "≤ 20 µs (what 50,000/s on one core needs)",
+                    _verdict(us <= 20),
+                    f"→ at most {1e6 / us:,.0f} /s with a whole core to itself",
+                )
+            )
+        if "rekeyed" in ing:
+            out.append(
+                (
+                    "Interactions that took the re-keying hop",
+                    f"{ing['rekeyed']:,} of {n:,}",
+                    "",
+                    "",
+                    f"preloaded with key = {ing.get('key_by', 'user')} id; the rest were "
+                    "counted in the partition they arrived on",
+                )
+            )
         out.append(
             (
                 "Answers correct after ingest",
@@ -91,6 +114,20 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
 
     lat = st.get("latency", {})
+    svc = lat.get("service_time_ms", {})
+    for mode in ("single", "bulk"):
+        if mode in svc:
+            s = svc[mode]
+            name = "single GET" if mode == "single" else "bulk(100) POST"
+            out.append(
+                (
+                    f"Service time {name}, one at a time",
+                    f"p50 {_ms(s['p50'])} / p99 {_ms(s['p99'])} ms",
+                    "",
+                    "",
+                    f"closed loop, no ingest, n={s['n']}: at most ~{1000 / s['p50']:,.0f} req/s",
+                )
+            )
     for run in lat.get("runs", []):
         kind = "single GET" if run["mode"] == "single" else f"bulk({run['bulk_size']}) POST"
         limit = 2.0 if run["mode"] == "single" else 10.0
@@ -133,8 +170,7 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
         )
 
-    fr = st.get("freshness", {})
-    if "freshness_ms" in fr:
+    for fr in st.get("freshness", {}).get("runs", []):
         f = fr["freshness_ms"]
         met = None
         if fr["target_rate"] == TARGET_FRESHNESS_RATE:
@@ -234,8 +270,9 @@ def markdown(res: dict[str, Any]) -> str:
     if prof.get("top_self"):
         lines += [
             "",
-            f"Profile (py-spy, {prof['samples']} samples over {prof['seconds']} s of ingest, "
-            "% of non-idle samples):",
+            f"Profile (py-spy --gil, {prof['samples']} samples over {prof['seconds']} s of ingest; "
+            f"a thread held the GIL {prof.get('gil_held_pct', '?')} % of that time; ingest ran at "
+            f"{prof.get('events_per_s_during', '?')} /s meanwhile; % of GIL-holding samples):",
             "",
             "| # | function (self) | self % | | function (inclusive) | incl. % |",
             "|---|---|---|---|---|---|",
