@@ -14,7 +14,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 ## Start a local broker unless KAFKA_BROKER is set, then the worker in the foreground.
 run: $(STAMP)
-	@if [ -z "$$KAFKA_BROKER" ]; then scripts/kafka-local.sh start >/dev/null; fi
+	@if [ -z "$$KAFKA_BROKER" ]; then \
+	  addr=$$(scripts/kafka-local.sh start) || exit 1; export KAFKA_BROKER=kafka://$$addr; \
+	fi; \
+	echo "worker: broker $${KAFKA_BROKER:-kafka://127.0.0.1:9092}, web http://$${WEB_HOST:-127.0.0.1}:$${WEB_PORT:-6066}"; \
 	exec $(VENV)/bin/faust -A streamapp.app worker -l info
 
 ## Lint, format check, then every test (a local broker is started when none is configured).

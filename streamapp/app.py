@@ -53,6 +53,7 @@ class StreamApp(faust.App):
         # `interactions` has the same partition count (else its table writes would not match).
         self.direct_path = partitions.get(settings.topic("interactions")) == settings.partitions
         self.seller_partitions = partitions.get(settings.topic("sellers"), settings.partitions)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
         await super().on_first_start()
 
 

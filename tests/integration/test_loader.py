@@ -68,7 +68,9 @@ def test_loader_sends_valid_lines_and_reports_the_rest(
             ["not json", '{"id": "", "user_id": "u1"}', '{"id": "z", "user_id": "u1"}'],
         ),
     }
-    worker = new_worker(workers, ns, tmp_path / "data").start()
+    worker = new_worker(
+        workers, ns, tmp_path / "var" / "loader"
+    )  # parent missing, like ./var.start()
     args = [f"--{name}={path}" for name, path in files.items()]
     out = subprocess.run(
         [
