@@ -16,6 +16,12 @@ from streamapp.seller_catalog import SellerCatalog
 PAIR_SEPARATOR = "\x1f"  # ids may contain '-', never control characters (models.EntityId)
 
 
+def lookup(table: Any, key: str) -> Any:
+    """table.get(key) with one store read instead of two (faust's Mapping.get asks
+    `key in store` and then reads it again)."""
+    return table.data.get(key)
+
+
 def pair_key(user_id: str, seller_id: str) -> str:
     return f"{user_id}{PAIR_SEPARATOR}{seller_id}"
 

@@ -94,12 +94,12 @@ def valid_id(name: str, value: str) -> str:
 
 
 def pair_state_of(user_id: str, seller_id: str) -> PairState | None:
-    stored = tables.pair_state.get(tables.pair_key(user_id, seller_id))
+    stored = tables.lookup(tables.pair_state, tables.pair_key(user_id, seller_id))
     return PairState.from_json(stored) if stored else None
 
 
 def favorites_of(user_id: str) -> list[str]:
-    user = tables.users.get(user_id)
+    user = tables.lookup(tables.users, user_id)
     return user["favorite_categories"] if user else []
 
 
@@ -108,13 +108,24 @@ def categories_of(seller_id: str) -> list[str]:
     return seller["categories"] if seller else []
 
 
-def vector_of(user_id: str, seller_id: str, as_of_us: int) -> dict[str, Any]:
+def vector_of(
+    user_id: str, seller_id: str, as_of_us: int, profiles: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """`profiles` caches favorites/categories across the pairs of one bulk query (the
+    usual query is one user and many sellers)."""
+    profiles = {} if profiles is None else profiles
+    favorites = profiles.get("u" + user_id)
+    if favorites is None:
+        favorites = profiles["u" + user_id] = favorites_of(user_id)
+    categories = profiles.get("s" + seller_id)
+    if categories is None:
+        categories = profiles["s" + seller_id] = categories_of(seller_id)
     return feature_vector(
         user_id,
         seller_id,
         pair_state_of(user_id, seller_id),
-        favorites_of(user_id),
-        categories_of(seller_id),
+        favorites,
+        categories,
         as_of_us,
         scoring,
     )
@@ -162,10 +173,11 @@ class AffinityBulk(View):
         if None in by_owner:
             require_ready()
             cache: dict[tuple[str, str], dict[str, Any]] = {}
+            profiles: dict[str, list[str]] = {}
             for i in by_owner[None]:
                 ref = (query.pairs[i].user_id, query.pairs[i].seller_id)
                 if ref not in cache:
-                    cache[ref] = jsonable(vector_of(*ref, as_of))
+                    cache[ref] = jsonable(vector_of(*ref, as_of, profiles))
                 results[i] = cache[ref]
         answers = await asyncio.gather(
             *(
@@ -204,7 +216,7 @@ class TopSellersView(View):
         as_of = now_us()
         favorites = set(favorites_of(user_id))
         ranked = []
-        for seller_id in tables.user_sellers.get(user_id) or []:
+        for seller_id in tables.lookup(tables.user_sellers, user_id) or []:
             state = pair_state_of(user_id, seller_id)
             if state is None:
                 continue
