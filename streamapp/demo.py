@@ -36,8 +36,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from streamapp.config import ConfigError, Settings, load_settings
-from streamapp.startup import broker_unreachable
+from streamapp.config import Settings
+from streamapp.startup import cli_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = ROOT / "scripts" / "kafka-local.sh"
@@ -326,15 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     started_broker = False
     try:
         started_broker = ensure_broker()
-        try:
-            settings = load_settings()
-        except ConfigError as exc:
-            print(f"demo: configuration error: {exc}", file=sys.stderr)
-            return 2
-        problem = asyncio.run(broker_unreachable(settings.broker_addresses, settings.broker_wait_s))
-        if problem:
-            print(f"demo: cannot reach the broker {settings.broker}: {problem}", file=sys.stderr)
-            return 2
+        settings = cli_settings("demo")
         url = base_url(settings)
         if health(url) is None:
             say(f"no worker at {url}: starting one (log: {WORKER_LOG.relative_to(ROOT)})")

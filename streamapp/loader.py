@@ -27,10 +27,10 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
-from streamapp.config import ConfigError, Settings, load_settings
+from streamapp.config import Settings
 from streamapp.models import InteractionMessage, Seller, User
 from streamapp.parsing import describe
-from streamapp.startup import broker_unreachable
+from streamapp.startup import cli_settings
 
 SOURCES: dict[str, type[BaseModel]] = {
     "users": User,
@@ -137,17 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in files.values():
         if not path.is_file():
             parser.error(f"no such file: {path}")
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"streamapp-load: configuration error: {exc}", file=sys.stderr)
-        return 2
-    problem = asyncio.run(broker_unreachable(settings.broker_addresses, settings.broker_wait_s))
-    if problem:
-        print(
-            f"streamapp-load: cannot reach the broker {settings.broker}: {problem}", file=sys.stderr
-        )
-        return 2
+    settings = cli_settings("streamapp-load")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # errors are reported below, once
     rejects = args.rejects.open("w") if args.rejects else None
     try:

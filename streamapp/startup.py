@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streamapp.config import Settings
+from streamapp.config import ConfigError, Settings, load_settings
 
 
 async def broker_unreachable(addresses: list[tuple[str, int]], wait_s: float) -> str | None:
@@ -98,3 +99,17 @@ async def ensure_topics(
         return None, counts
     finally:
         await admin.close()
+
+
+def cli_settings(prog: str) -> Settings:
+    """Settings for a command-line tool, with a reachable broker, or exit 2 with one line."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"{prog}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    problem = asyncio.run(broker_unreachable(settings.broker_addresses, settings.broker_wait_s))
+    if problem:
+        print(f"{prog}: cannot reach the broker {settings.broker}: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    return settings

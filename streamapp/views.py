@@ -331,14 +331,5 @@ def lag_by_partition() -> dict[tuple[str, int], int]:
 def refresh_gauges() -> None:
     metrics.ready.set(1 if ready() else 0)
     metrics.recovering.set(1 if app.in_recovery else 0)
-    consumer = app.consumer
-    changelogs = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
-    for tp in consumer.assignment():
-        if tp.topic in changelogs:
-            continue
-        highwater = consumer.highwater(tp)
-        # faust keeps the last offset it read per partition; there is no public accessor.
-        read = consumer._read_offset.get(tp)
-        if highwater is not None:
-            behind = highwater - (read + 1 if read is not None else 0)
-            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, behind))
+    for (topic, partition), behind in lag_by_partition().items():
+        metrics.consumer_lag.labels(topic, str(partition)).set(behind)
