@@ -68,9 +68,8 @@ def test_loader_sends_valid_lines_and_reports_the_rest(
             ["not json", '{"id": "", "user_id": "u1"}', '{"id": "z", "user_id": "u1"}'],
         ),
     }
-    worker = new_worker(
-        workers, ns, tmp_path / "var" / "loader"
-    )  # parent missing, like ./var.start()
+    # The data dir's parent does not exist yet, as ./var on a clean checkout.
+    worker = new_worker(workers, ns, tmp_path / "var" / "loader").start()
     args = [f"--{name}={path}" for name, path in files.items()]
     out = subprocess.run(
         [
