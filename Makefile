@@ -24,7 +24,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -ra --durations=10 $(PYTEST_ARGS)
 
 ## The crash test at soak size: 200k interactions, 12 SIGKILLs (takes a while).
 soak: $(STAMP)
@@ -53,14 +53,19 @@ clean:
 	rm -rf var build *.egg-info
 
 ## Benchmarks (docs/performance.md) against a broker of their own on 127.0.0.1:$(BENCH_KAFKA_PORT),
-## stopped at the end whatever happens. py-spy (profile only) goes into the venv, not setup.cfg.
+## one at a time per port, the broker stopped at the end whatever happens. py-spy (profiles
+## only) goes into the venv, not setup.cfg.
 BENCH_KAFKA_PORT ?= 29092
 .PHONY: bench bench-quick
 bench bench-quick: $(STAMP)
 	@test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q --disable-pip-version-check py-spy \
 	  || echo "bench: py-spy could not be installed; running without a profile"
-	@trap 'KAFKA_LOCAL_PORT=$(BENCH_KAFKA_PORT) scripts/kafka-local.sh stop' EXIT; \
-	  BENCH_KAFKA_PORT=$(BENCH_KAFKA_PORT) $(PY) -m bench.run $(if $(filter bench-quick,$@),--quick) $(BENCH_ARGS)
+	@exec 8>/tmp/streamapp-bench-$(BENCH_KAFKA_PORT).lock; \
+	  flock -n 8 || { echo "bench: another benchmark is using 127.0.0.1:$(BENCH_KAFKA_PORT);" \
+	    "wait for it or set BENCH_KAFKA_PORT" >&2; exit 1; }; \
+	  trap 'KAFKA_LOCAL_PORT=$(BENCH_KAFKA_PORT) scripts/kafka-local.sh stop' EXIT; \
+	  BENCH_LOCK_HELD=$(BENCH_KAFKA_PORT) BENCH_KAFKA_PORT=$(BENCH_KAFKA_PORT) \
+	  $(PY) -m bench.run $(if $(filter bench-quick,$@),--quick) $(BENCH_ARGS)
 
 ## Demo data: a catalogue, then RATE interactions/s (starts a broker and a worker if needed).
 RATE ?= 200

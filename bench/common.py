@@ -308,6 +308,25 @@ class Worker:
 
 
 # -- the broker --------------------------------------------------------------------------
+def lock_port(port: int):
+    """One benchmark at a time per broker port: a second one would share (and at its end
+    stop) the first one's broker. Returns the open lock file (keep it open), or exits."""
+    import fcntl
+
+    if os.environ.get("BENCH_LOCK_HELD") == str(port):  # `make bench` holds it already
+        return None
+    # Machine-wide, like the port: a benchmark in another checkout counts too.
+    lock = open(f"/tmp/streamapp-bench-{port}.lock", "w")  # noqa: SIM115 (held for the run)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(
+            f"bench: another benchmark is using the broker on 127.0.0.1:{port}; "
+            "wait for it, or give this one its own port (--kafka-port / BENCH_KAFKA_PORT)"
+        ) from None
+    return lock
+
+
 def kafka_env(port: int, fresh: bool) -> dict[str, str]:
     env = dict(os.environ, KAFKA_LOCAL_PORT=str(port))
     if fresh:

@@ -121,8 +121,14 @@ def summarise(raw: Path, top: int = 10) -> dict:
     def pct(c: Counter[str], k: int) -> list[tuple[str, float]]:
         return [(name, 100.0 * n / total) for name, n in c.most_common(k)]
 
-    # Inclusive shares: skip the event-loop plumbing every sample passes through.
+    # Inclusive shares: skip the plumbing that nearly every sample passes through (event
+    # loop, CLI, faust's agent/service runners, aiohttp's request dispatch).
     plumbing = (
+        "Agent._execute_actor",
+        "Service._execute_task",
+        "aiohttp/web_",
+        "faust/web/",
+        "json_errors (",
         "run_forever",
         "_run_once",
         "_run (asyncio/events.py)",

@@ -49,6 +49,16 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"start-up excluded: first update after {ing['first_update_s']:.1f} s",
             )
         )
+        if "events_per_s_unprofiled" in ing:
+            out.append(
+                (
+                    "Ingest, steady, outside the profiling window",
+                    f"{_num(ing['events_per_s_unprofiled'])} /s",
+                    "≥ 50,000 /s",
+                    _verdict(ing["events_per_s_unprofiled"] >= 50_000),
+                    "py-spy takes CPU on the same two cores while it samples",
+                )
+            )
         cpu = ing.get("cpu", {})
         out.append(
             (
@@ -114,6 +124,16 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
 
     lat = st.get("latency", {})
+    if "idle_cpu" in lat:
+        out.append(
+            (
+                "Worker CPU when idle (caught up, no requests)",
+                f"{lat['idle_cpu'].get('process_cpu_pct_of_one_core', '—')} % of one core",
+                "",
+                "",
+                "5 s: faust's timers, fetch loops, commits",
+            )
+        )
     svc = lat.get("service_time_ms", {})
     for mode in ("single", "bulk"):
         if mode in svc:
@@ -137,6 +157,8 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             target = f"p99 < {limit:g} ms"
             verdict = _verdict(p["p99"] is not None and p["p99"] < limit)
         errs = sum(run["errors"].values())
+        lag = run["client_lag_ms"]["p99"]
+        behind = " — the generator fell behind its schedule" if lag is not None and lag > 5 else ""
         out.append(
             (
                 f"Lookup {kind} @ {run['target_rate']:,.0f} req/s",
@@ -145,7 +167,8 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 verdict,
                 f"achieved {run['achieved_rate']:,.0f} req/s, {errs} errors"
                 f"{' ' + str(run['errors']) if errs else ''}, client lag p99 "
-                f"{_ms(run['client_lag_ms']['p99'])} ms, n={run['requests']}",
+                f"{_ms(lag)} ms{behind}, n={run['requests']}; ingest meanwhile "
+                f"{run.get('updates_per_s_during', '?')} /s",
             )
         )
     if lat.get("runs") and not any(r["target_rate"] == TARGET_RATE for r in lat["runs"]):
@@ -250,7 +273,8 @@ def markdown(res: dict[str, Any]) -> str:
         f"- command: `{res['command']}`",
         f"- machine: {m['cores']} cores, {m['mem_gib']} GiB; load average at start "
         f"{m['loadavg_start']}, at end {m['loadavg_end']} (other work shares these cores)",
-        f"- git {res.get('git', '?')}; python {m['python']}; total {res['elapsed_s']:.0f} s",
+        f"- git {res.get('git', '?')} at start, {res.get('git_end', '?')} at end; "
+        f"python {m['python']}; total {res['elapsed_s']:.0f} s",
         f"- data: {prm['interactions']:,} interactions, {prm['users']:,} users, "
         f"{prm['sellers']:,} sellers, skew users {prm['user_skew']} / sellers "
         f"{prm['seller_skew']}",
@@ -270,7 +294,7 @@ def markdown(res: dict[str, Any]) -> str:
     if prof.get("top_self"):
         lines += [
             "",
-            f"Profile (py-spy --gil, {prof['samples']} samples over {prof['seconds']} s of ingest; "
+            f"Profile of ingest (py-spy --gil, {prof['samples']} samples over {prof['seconds']} s; "
             f"a thread held the GIL {prof.get('gil_held_pct', '?')} % of that time; ingest ran at "
             f"{prof.get('events_per_s_during', '?')} /s meanwhile; % of GIL-holding samples):",
             "",
@@ -279,9 +303,25 @@ def markdown(res: dict[str, Any]) -> str:
         ]
         for i, (a, b) in enumerate(zip(prof["top_self"], prof["top_inclusive"], strict=False), 1):
             lines.append(f"| {i} | `{a[0]}` | {a[1]:.1f} | | `{b[0]}` | {b[1]:.1f} |")
-        if prof.get("by_package"):
-            lines += [
-                "",
-                "By package (self %): " + ", ".join(f"{k} {v:.1f}" for k, v in prof["by_package"]),
-            ]
+        lines += _package_line(prof)
+    lk = res.get("profile_lookups", {})
+    if lk.get("top_self"):
+        lines += [
+            "",
+            f"Profile of bulk(100) lookups back to back, no ingest (py-spy --gil, {lk['samples']} "
+            f"samples over {lk['seconds']} s, {lk['requests_per_s_during']} req/s; GIL held "
+            f"{lk['gil_held_pct']} % of the time):",
+            "",
+            "| # | function (self) | self % | | function (inclusive) | incl. % |",
+            "|---|---|---|---|---|---|",
+        ]
+        for i, (a, b) in enumerate(zip(lk["top_self"], lk["top_inclusive"], strict=False), 1):
+            lines.append(f"| {i} | `{a[0]}` | {a[1]:.1f} | | `{b[0]}` | {b[1]:.1f} |")
+        lines += _package_line(lk)
     return "\n".join(lines) + "\n"
+
+
+def _package_line(prof: dict[str, Any]) -> list[str]:
+    if not prof.get("by_package"):
+        return []
+    return ["", "By package (self %): " + ", ".join(f"{k} {v:.1f}" for k, v in prof["by_package"])]
