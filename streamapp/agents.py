@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka.partitioner import murmur2
 from faust.types import EventT, StreamT
 
 from streamapp import metrics, tables, topics
@@ -64,7 +63,7 @@ async def route_interactions(stream: StreamT) -> None:
             result = Rejected(f"internal error: {type(exc).__name__}: {exc}")
         if isinstance(result, Rejected):
             await send_dead_letter("interactions", record, result.reason)
-        elif app.direct_path and record.partition == home_partition(result.user_id):
+        elif app.direct_path and record.partition == tables.home_partition(result.user_id):
             await count(result, record.offset, DIRECT)  # already where re-keying would send it
         else:
             await send_fast(
@@ -85,11 +84,6 @@ async def send_fast(topic: Any, key: bytes, value: bytes) -> None:
 def _report_failed_delivery(delivery: Any) -> None:
     if not delivery.cancelled() and delivery.exception() is not None:
         log.error("could not deliver a record: %r", delivery.exception())
-
-
-def home_partition(user_id: str) -> int:
-    """The partition a producer keying by user id picks (Kafka's default partitioner)."""
-    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % settings.partitions
 
 
 @app.agent(topics.interactions_by_user)

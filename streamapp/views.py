@@ -94,12 +94,13 @@ def valid_id(name: str, value: str) -> str:
 
 
 def pair_state_of(user_id: str, seller_id: str) -> PairState | None:
-    stored = tables.lookup(tables.pair_state, tables.pair_key(user_id, seller_id))
+    key = tables.pair_key(user_id, seller_id)
+    stored = tables.read_user_data(tables.pair_state, key, tables.home_partition(user_id))
     return PairState.from_json(stored) if stored else None
 
 
 def favorites_of(user_id: str) -> list[str]:
-    user = tables.lookup(tables.users, user_id)
+    user = tables.read_user_data(tables.users, user_id, tables.home_partition(user_id))
     return user["favorite_categories"] if user else []
 
 
@@ -216,7 +217,8 @@ class TopSellersView(View):
         as_of = now_us()
         favorites = set(favorites_of(user_id))
         ranked = []
-        for seller_id in tables.lookup(tables.user_sellers, user_id) or []:
+        partition = tables.home_partition(user_id)
+        for seller_id in tables.read_user_data(tables.user_sellers, user_id, partition) or []:
             state = pair_state_of(user_id, seller_id)
             if state is None:
                 continue
