@@ -240,7 +240,10 @@ async def stage_ingest(ctx: Ctx) -> None:
                 RESULTS / "profile.txt",
                 ctx.reaper,
             )
-            if recorder.start():
+            if not recorder.start():
+                log("py-spy not found: no profile (`.venv/bin/pip install py-spy`)")
+                recorder, args.profile = None, False
+            else:
                 ctx.results["profile"] = {
                     "started_at_s": round(now - t0, 2),
                     "profiles_stored_at_start": profiles_stored,
@@ -248,9 +251,6 @@ async def stage_ingest(ctx: Ctx) -> None:
                     "routed_at_start": routed,
                 }
                 log(f"py-spy recording the worker for {args.profile_seconds:.0f} s")
-            else:
-                log("py-spy not found: no profile (`.venv/bin/pip install py-spy`)")
-                args.profile = False
         if total >= n:
             break
         if total > last_total:
