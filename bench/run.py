@@ -511,7 +511,7 @@ async def stage_freshness(ctx: Ctx) -> None:
 async def changelog_records(ctx: Ctx) -> dict[str, int]:
     assert ctx.meta is not None
     out = {}
-    for table in ("pair_state", "user_sellers", "users", "sellers"):
+    for table in ("pair_state", "user_sellers", "users"):  # sellers: the catalog, no changelog
         topic = f"{ctx.app_id}-{table}-changelog"
         with contextlib.suppress(Exception):
             out[table] = await end_offsets_total(ctx.meta, topic)
