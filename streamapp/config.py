@@ -63,8 +63,6 @@ class Settings:
     favorites_bonus: float = 1.0
     dedupe_horizon_s: float = 7 * DAY
     max_message_bytes: int = 65_536
-    max_id_length: int = 256
-    max_categories: int = 1_000
     max_bulk_pairs: int = 1_000
     max_top_k: int = 1_000
     max_body_bytes: int = 1_048_576
