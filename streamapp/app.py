@@ -56,6 +56,12 @@ class StreamApp(faust.App):
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
         await super().on_first_start()
 
+    async def on_shutdown(self) -> None:
+        from streamapp.ingest import producer  # registered after `app` exists
+
+        await producer.stop()
+        await super().on_shutdown()
+
 
 def fail(line: str) -> None:
     os.write(2, line.encode())  # the real stderr: faust's worker redirects sys.stderr

@@ -72,6 +72,9 @@ class Settings:
     rocksdb_cache_mb: int = 16
     rocksdb_write_buffer_mb: int = 8
     session_timeout_s: float = 10.0
+    updates: str = "batch"  # affinity-updates: one per touched pair per batch, or "each"
+    batch_max: int = 2_000  # events per processing batch
+    batch_wait_s: float = 0.05  # longest a batch waits to fill (bounds freshness)
     replication_factor: int = 1
     # Kafka connection security (faust broker_credentials).
     security_protocol: str = "PLAINTEXT"
@@ -188,6 +191,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     duration("STREAMAPP_LOG_EVERY", "log_every_s", 1.0)
     duration("STREAMAPP_BROKER_WAIT", "broker_wait_s", 0.0)
     duration("STREAMAPP_SESSION_TIMEOUT", "session_timeout_s", 6.0)
+    text("STREAMAPP_UPDATES", "updates", "batch|each", "use batch (the default) or each")
+    number("STREAMAPP_BATCH_MAX", "batch_max", int, 1, 100_000)
+    duration("STREAMAPP_BATCH_WAIT", "batch_wait_s", 0.001)
     text(
         "KAFKA_SECURITY_PROTOCOL",
         "security_protocol",

@@ -1,13 +1,24 @@
-"""The feature vector of a user-seller pair, from its state and the current profiles."""
+"""The feature vector of a user-seller pair, from its state and the current profiles.
+
+Built directly in its JSON form (times as ISO-8601 strings): it is computed for every
+lookup and every published update, so no intermediate objects.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from typing import Any
 
-from streamapp.models import KIND_ORDER, from_micros
-from streamapp.pair_state import WINDOWS_US, PairState
-from streamapp.score import Scoring, user_seller_score
+from streamapp.models import KIND_ORDER, iso_micros
+from streamapp.pair_state import WINDOWS_US, Loader, PairState
+from streamapp.score import Scoring, interaction_score
+
+KIND_NAMES = tuple(kind.value for kind in KIND_ORDER)
+DAY_1, DAY_7, DAY_30 = WINDOWS_US["1d"], WINDOWS_US["7d"], WINDOWS_US["30d"]
+
+
+def no_chunks(suffix: bytes) -> bytes | None:
+    return None
 
 
 def pair_id(user_id: str, seller_id: str) -> str:
@@ -16,57 +27,60 @@ def pair_id(user_id: str, seller_id: str) -> str:
 
 
 def category_features(
-    favorites: set[str] | frozenset[str], categories: set[str] | frozenset[str]
+    favorites: Collection[str], categories: Collection[str]
 ) -> tuple[bool, int, float]:
     """(favorites_match, category_overlap, category_jaccard)."""
-    overlap = len(favorites & categories)
-    union = len(favorites | categories)
-    return overlap > 0, overlap, (overlap / union if union else 0.0)
+    if not favorites or not categories:
+        return False, 0, 0.0
+    fav = favorites if isinstance(favorites, (set, frozenset)) else set(favorites)
+    cats = categories if isinstance(categories, (set, frozenset)) else set(categories)
+    overlap = len(fav & cats)
+    union = len(fav) + len(cats) - overlap
+    return overlap > 0, overlap, overlap / union
 
 
 def feature_vector(
     user_id: str,
     seller_id: str,
     state: PairState | None,
-    favorites: Iterable[str],
-    categories: Iterable[str],
+    favorites: Collection[str],
+    categories: Collection[str],
     as_of_us: int,
     scoring: Scoring,
+    load: Loader = no_chunks,
+    as_of_text: str | None = None,
 ) -> dict[str, Any]:
-    """The contract's feature vector (fields of models.FeatureVector) as a plain dict."""
-    match, overlap, jaccard = category_features(set(favorites), set(categories))
-    state = state if state is not None and state.total else None
-    counts = state.counts if state else [0, 0, 0, 0]
-    return dict(
-        id=pair_id(user_id, seller_id),
-        user_id=user_id,
-        seller_id=seller_id,
-        number_of_interactions=sum(counts),
-        interactions_by_kind={kind.value: n for kind, n in zip(KIND_ORDER, counts, strict=True)},
-        interactions_1d=state.window_count(as_of_us, WINDOWS_US["1d"]) if state else 0,
-        interactions_7d=state.window_count(as_of_us, WINDOWS_US["7d"]) if state else 0,
-        interactions_30d=state.window_count(as_of_us, WINDOWS_US["30d"]) if state else 0,
-        first_interaction_at=_moment(state.first_us if state else None),
-        last_interaction_at=_moment(state.last_us if state else None),
-        favorites_match=match,
-        category_overlap=overlap,
-        category_jaccard=jaccard,
-        user_seller_score=user_seller_score(state, match, as_of_us, scoring),
-        as_of=from_micros(as_of_us),
-    )
-
-
-def _moment(micros: int | None) -> Any:
-    return None if micros is None else from_micros(micros)
-
-
-TIME_FIELDS = ("first_interaction_at", "last_interaction_at", "as_of")
-
-
-def jsonable(vector: dict[str, Any]) -> dict[str, Any]:
-    """The vector with its times as ISO-8601 strings (what the API and topic carry)."""
-    out = dict(vector)
-    for name in TIME_FIELDS:
-        if out[name] is not None:
-            out[name] = out[name].isoformat()
-    return out
+    """The contract's feature vector (fields of models.FeatureVector), JSON-ready.
+    `as_of_text` is iso_micros(as_of_us) when the caller already has it (bulk queries)."""
+    match, overlap, jaccard = category_features(favorites, categories)
+    score = scoring.favorites_bonus if match else 0.0
+    if state is not None and state.total:
+        c = state.counts
+        total = c[0] + c[1] + c[2] + c[3]
+        by_kind = dict(zip(KIND_NAMES, c, strict=True))
+        w1 = state.window_count(as_of_us, DAY_1, load)
+        w7 = state.window_count(as_of_us, DAY_7, load)
+        w30 = state.window_count(as_of_us, DAY_30, load)
+        first, last = iso_micros(state.first_us), iso_micros(state.last_us)
+        score += interaction_score(state, as_of_us, scoring)
+    else:
+        total = w1 = w7 = w30 = 0
+        by_kind = dict.fromkeys(KIND_NAMES, 0)
+        first = last = None
+    return {
+        "id": pair_id(user_id, seller_id),
+        "user_id": user_id,
+        "seller_id": seller_id,
+        "number_of_interactions": total,
+        "interactions_by_kind": by_kind,
+        "interactions_1d": w1,
+        "interactions_7d": w7,
+        "interactions_30d": w30,
+        "first_interaction_at": first,
+        "last_interaction_at": last,
+        "favorites_match": match,
+        "category_overlap": overlap,
+        "category_jaccard": jaccard,
+        "user_seller_score": score,
+        "as_of": as_of_text if as_of_text is not None else iso_micros(as_of_us),
+    }

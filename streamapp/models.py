@@ -7,7 +7,7 @@ keeps the two in sync.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -100,16 +100,31 @@ class Seller(BaseModel):
 
 
 class RoutedInteraction(BaseModel):
-    """An accepted interaction, re-keyed by user id on the app's internal topic."""
+    """An accepted interaction on the app's internal re-keying topic (key: the user id)."""
 
     model_config = ConfigDict(title="RoutedInteraction", extra="ignore")
 
+    type: Literal["interaction"] = "interaction"
     id: str
     user_id: str
     seller_id: str
     kind: InteractionKind
     on_us: int = Field(description="Event time, microseconds since the epoch.")
-    seen_us: int = Field(description="Record timestamp of the source message, microseconds.")
+    src_partition: int = Field(description="Partition of `interactions` it was read from.")
+    src_offset: int = Field(
+        description="Offset in that partition: the record's identity, so a re-sent copy is "
+        "recognised whatever its timestamps."
+    )
+
+
+class RoutedUser(BaseModel):
+    """A user profile change on the app's internal re-keying topic (key: the user id)."""
+
+    model_config = ConfigDict(title="RoutedUser", extra="ignore")
+
+    type: Literal["user"] = "user"
+    id: str
+    profile: User | None = Field(description="The new profile; null deletes the user.")
 
 
 class KindCounts(BaseModel):
@@ -144,11 +159,27 @@ class FeatureVector(BaseModel):
 
 
 class AffinityUpdate(FeatureVector):
-    """A value on `affinity-updates` (key: the user id): the pair after a change."""
+    """A value on `affinity-updates` (key: the user id): the pair's vector after a change.
+
+    By default (STREAMAPP_UPDATES=batch) at most one per touched pair per processing
+    batch, covering every interaction the batch counted for the pair; with
+    STREAMAPP_UPDATES=each, one per counted interaction. After a crash an update may be
+    published again (at least once): keep the latest per pair by `as_of`."""
 
     model_config = ConfigDict(title="AffinityUpdate")
 
-    interaction_id: str = Field(description="The interaction whose counting caused this update.")
+    interaction_id: str | None = Field(
+        description="The last interaction counted into this vector (null when the update "
+        "re-publishes a pair after a crash without counting anything new)."
+    )
+    interactions_covered: int = Field(
+        description="How many interactions this update newly counts (1 in 'each' mode; "
+        "0 when it re-publishes after a crash)."
+    )
+    interaction_ids: list[str] | None = Field(
+        description="The ids of those interactions in counting order, or null when there "
+        "are more than 64."
+    )
 
 
 class DeadLetter(BaseModel):
@@ -221,8 +252,18 @@ def to_micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+MIN_MICROS = to_micros(datetime.min.replace(tzinfo=UTC))
+MAX_MICROS = to_micros(datetime.max.replace(tzinfo=UTC))
+
+
 def from_micros(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
+    """Never raises: values beyond the calendar are clamped to its ends."""
+    return EPOCH + timedelta(microseconds=min(max(micros, MIN_MICROS), MAX_MICROS))
+
+
+def iso_micros(micros: int) -> str:
+    """ISO-8601 (UTC, +00:00) of microseconds since the epoch; never raises."""
+    return from_micros(micros).isoformat()
 
 
 def now_us() -> int:

@@ -1,24 +1,37 @@
-"""The state of one user-seller pair, and how one interaction changes it.
+"""The state of one user-seller pair, how interactions change it, and its binary form.
 
-Everything a lookup needs is in here, in a form that is cheap to update per event and
-exact at query time:
+Everything a lookup needs is in here, cheap to update per event and exact at query time:
 - counts per kind, first/last event time;
-- the event times of the last `WINDOW_RETENTION_US` (sorted), so 1d/7d/30d windows are
-  exact at any as_of;
-- per-kind decay accumulators relative to a reference time, so the score at any as_of
-  is one multiplication (2^-(as_of-on)/h = 2^-(as_of-ref)/h * 2^(on-ref)/h);
-- the ids seen within the dedupe horizon, and the source offset last applied, so a
-  redelivered or replayed event is recognised (idempotent updates, see docs/exactness.md).
+- per-kind decay accumulators relative to a reference time, so the score at any as_of is
+  one multiplication (2^-(as_of-on)/h = 2^-(as_of-ref)/h * 2^(on-ref)/h);
+- the event times of the last `WINDOW_RETENTION_US`, so 1d/7d/30d windows are exact at
+  any as_of;
+- the highest source offset applied per partition of `interactions`, so a redelivered or
+  replayed record is recognised whatever its timestamps (docs/exactness.md);
+- a 64-bit hash of every interaction id counted within the dedupe horizon, with the
+  wall-clock time it was first counted.
+
+Bounded size: the value stays small however hot the pair. Event times and seen ids keep
+up to `INLINE` entries in the value itself; beyond that they spill into chunk records
+stored next to it (key = pair key + `CHUNK_SEP` + kind + number), each at most
+`CHUNK_MAX` entries. Time chunks cover disjoint, ordered time ranges, so a window count
+reads at most the chunks that straddle its two ends; seen-id chunks are sealed in arrival
+order and dropped whole once the horizon has passed them.
+
+The encoding is fixed-layout binary (struct + array): decoding a pair costs a few
+microseconds whatever its history, with no per-field Python work for the header.
 """
 
 from __future__ import annotations
 
 import bisect
 import enum
+import hashlib
+import struct
+from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from streamapp.models import KIND_INDEX, RoutedInteraction
+from typing import NamedTuple
 
 US = 1_000_000
 DAY_US = 86_400 * US
@@ -27,111 +40,325 @@ WINDOW_RETENTION_US = max(WINDOWS_US.values())
 # Rebase the decay reference before 2^((on-ref)/h) leaves float range comfortably.
 REBASE_HALF_LIVES = 256.0
 
+INLINE = 1024  # event times / seen ids kept in the value itself
+CHUNK_MAX = 2048  # entries per spilled chunk (16 KiB)
+CHUNK_SEP = b"\x1e"  # ids never contain control characters (models.EntityId)
+TIMES, SEEN = b"t", b"s"
 
-# How an interaction reached the pair: re-keyed through the app's own topic, or read
-# directly from `interactions` when its producer already keyed it by user id.
-ROUTED, DIRECT = 0, 1
+FORMAT = 2
+# version, counts x4, first, last, ref, acc x4, next chunk, n offsets, n times, n seen,
+# n time chunks, n seen chunks
+HEADER = struct.Struct("<B4Iqqq4dIIIIII")
+
+
+class Interaction(NamedTuple):
+    """An accepted interaction, as the counting path sees it."""
+
+    id: str
+    user_id: str
+    seller_id: str
+    kind: int  # index into models.KIND_ORDER
+    on_us: int  # event time
+    src_partition: int  # where it was read in `interactions`: its identity for replays
+    src_offset: int
 
 
 class Outcome(enum.Enum):
     COUNTED = "counted"
     DUPLICATE = "duplicate"  # same interaction id within the dedupe horizon
-    REPLAY = "replay"  # a source offset already applied (redelivery after a crash)
+    REPLAY = "replay"  # a source record already applied (redelivery after a crash)
+
+
+def id_hash(interaction_id: str) -> int:
+    """64 bits of BLAKE2b: ids of any length in 8 bytes; a collision among the ids of one
+    pair within the horizon has probability ~n^2/2^65 (1e-10 at 100,000 ids)."""
+    return int.from_bytes(hashlib.blake2b(interaction_id.encode(), digest_size=8).digest())
+
+
+Loader = Callable[[bytes], bytes | None]  # chunk suffix -> stored bytes
+
+
+def chunk_suffix(kind: bytes, number: int) -> bytes:
+    return CHUNK_SEP + kind + str(number).encode()
 
 
 @dataclass(slots=True)
 class PairState:
     counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    first_us: int | None = None
-    last_us: int | None = None
+    first_us: int = 0  # meaningful when total > 0
+    last_us: int = 0
     ref_us: int = 0
     acc: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
-    times: list[int] = field(default_factory=list)
-    seen: dict[str, int] = field(default_factory=dict)
-    # Last source offset applied, per path: [re-keyed topic, interactions topic directly].
-    offsets: list[int] = field(default_factory=lambda: [-1, -1])
+    offsets: dict[int, int] = field(default_factory=dict)  # source partition -> offset
+    times: list[int] = field(default_factory=list)  # inline event times, sorted
+    seen: dict[int, int] = field(default_factory=dict)  # id hash -> counted at (wall clock)
+    tchunks: list[list[int]] = field(default_factory=list)  # [number, lo, hi, count], by lo
+    schunks: list[list[int]] = field(default_factory=list)  # [number, newest, count]
+    next_chunk: int = 0
+    # Not stored: chunks read or changed while this state is being updated.
+    chunk_cache: dict[bytes, list[int]] = field(default_factory=dict)
+    chunk_writes: dict[bytes, bytes | None] = field(default_factory=dict)
+    sealed_seen: set[int] | None = None
 
     @property
     def total(self) -> int:
         return sum(self.counts)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "c": self.counts,
-            "f": self.first_us,
-            "l": self.last_us,
-            "r": self.ref_us,
-            "a": self.acc,
-            "t": self.times,
-            "s": self.seen,
-            "o": self.offsets,
-        }
+    # -- binary form ---------------------------------------------------------------------
+    def encode(self) -> bytes:
+        offsets = array("q")
+        for partition, offset in self.offsets.items():
+            offsets.append(partition)
+            offsets.append(offset)
+        tchunks = array("q", [v for c in self.tchunks for v in c])
+        schunks = array("q", [v for c in self.schunks for v in c])
+        head = HEADER.pack(
+            FORMAT,
+            *self.counts,
+            self.first_us,
+            self.last_us,
+            self.ref_us,
+            *self.acc,
+            self.next_chunk,
+            len(self.offsets),
+            len(self.times),
+            len(self.seen),
+            len(self.tchunks),
+            len(self.schunks),
+        )
+        return b"".join(
+            (
+                head,
+                offsets.tobytes(),
+                array("q", self.times).tobytes(),
+                array("Q", self.seen.keys()).tobytes(),
+                array("q", self.seen.values()).tobytes(),
+                tchunks.tobytes(),
+                schunks.tobytes(),
+            )
+        )
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PairState:
+    def decode(cls, raw: bytes) -> PairState:
+        (
+            version,
+            c0,
+            c1,
+            c2,
+            c3,
+            first,
+            last,
+            ref,
+            a0,
+            a1,
+            a2,
+            a3,
+            nxt,
+            n_off,
+            n_t,
+            n_s,
+            n_tc,
+            n_sc,
+        ) = HEADER.unpack_from(raw)
+        if version != FORMAT:
+            raise ValueError(f"unknown pair state format {version}")
+        pos = HEADER.size
+
+        def take(code: str, n: int) -> array:
+            nonlocal pos
+            out = array(code)
+            end = pos + n * 8
+            out.frombytes(raw[pos:end])
+            pos = end
+            return out
+
+        flat_offsets = take("q", 2 * n_off)
+        times = take("q", n_t)
+        hashes = take("Q", n_s)
+        counted = take("q", n_s)
+        flat_t = take("q", 4 * n_tc)
+        flat_s = take("q", 3 * n_sc)
         return cls(
-            counts=list(data["c"]),
-            first_us=data["f"],
-            last_us=data["l"],
-            ref_us=data["r"],
-            acc=list(data["a"]),
-            times=list(data["t"]),
-            seen=dict(data["s"]),
-            offsets=list(data["o"]),
+            counts=[c0, c1, c2, c3],
+            first_us=first,
+            last_us=last,
+            ref_us=ref,
+            acc=[a0, a1, a2, a3],
+            offsets=dict(zip(flat_offsets[::2], flat_offsets[1::2], strict=True)),
+            times=times.tolist(),
+            seen=dict(zip(hashes, counted, strict=True)),
+            tchunks=[flat_t[i : i + 4].tolist() for i in range(0, len(flat_t), 4)],
+            schunks=[flat_s[i : i + 3].tolist() for i in range(0, len(flat_s), 3)],
+            next_chunk=nxt,
         )
 
-    def window_count(self, as_of_us: int, window_us: int) -> int:
+    # -- chunks --------------------------------------------------------------------------
+    def _chunk(self, kind: bytes, number: int, load: Loader) -> list[int]:
+        suffix = chunk_suffix(kind, number)
+        cached = self.chunk_cache.get(suffix)
+        if cached is None:
+            raw = load(suffix)
+            values = array("q" if kind == TIMES else "Q")
+            if raw:
+                values.frombytes(raw)
+            cached = self.chunk_cache[suffix] = values.tolist()
+        return cached
+
+    def _put_chunk(self, kind: bytes, number: int, values: list[int]) -> None:
+        suffix = chunk_suffix(kind, number)
+        self.chunk_cache[suffix] = values
+        self.chunk_writes[suffix] = array("q" if kind == TIMES else "Q", values).tobytes()
+
+    def _drop_chunk(self, kind: bytes, number: int) -> None:
+        suffix = chunk_suffix(kind, number)
+        self.chunk_cache.pop(suffix, None)
+        self.chunk_writes[suffix] = None
+
+    def _new_chunk(self) -> int:
+        self.next_chunk += 1
+        return self.next_chunk
+
+    # -- seen ids ------------------------------------------------------------------------
+    def _expire_seen(self, oldest_us: int) -> None:
+        while self.schunks and self.schunks[0][1] < oldest_us:
+            number = self.schunks.pop(0)[0]
+            self._drop_chunk(SEEN, number)
+            self.sealed_seen = None  # rebuilt from the chunks still alive
+        if self.seen and next(iter(self.seen.values())) < oldest_us:
+            self.seen = {h: t for h, t in self.seen.items() if t >= oldest_us}
+
+    def _was_seen(self, digest: int, load: Loader) -> bool:
+        if digest in self.seen:
+            return True
+        if not self.schunks:
+            return False
+        if self.sealed_seen is None:
+            self.sealed_seen = {
+                h for number, _, _ in self.schunks for h in self._chunk(SEEN, number, load)
+            }
+        return digest in self.sealed_seen
+
+    def _remember(self, digest: int, now_us: int) -> None:
+        self.seen[digest] = now_us
+        if len(self.seen) > INLINE:
+            number = self._new_chunk()
+            hashes = list(self.seen)
+            self._put_chunk(SEEN, number, hashes)
+            self.schunks.append([number, max(self.seen.values()), len(hashes)])
+            if self.sealed_seen is not None:
+                self.sealed_seen.update(hashes)
+            self.seen = {}
+
+    # -- event times ---------------------------------------------------------------------
+    def _add_time(self, on_us: int, load: Loader) -> None:
+        chunks = self.tchunks
+        if not chunks or on_us >= chunks[-1][2]:
+            bisect.insort(self.times, on_us)
+            if len(self.times) > INLINE:
+                half = len(self.times) // 2
+                lower, self.times = self.times[:half], self.times[half:]
+                number = self._new_chunk()
+                self._put_chunk(TIMES, number, lower)
+                chunks.append([number, lower[0], lower[-1], len(lower)])
+            return
+        # The first chunk whose range reaches up to on_us (ranges are ordered).
+        i = bisect.bisect_left([c[2] for c in chunks], on_us)
+        entry = chunks[i]
+        values = self._chunk(TIMES, entry[0], load)
+        bisect.insort(values, on_us)
+        if len(values) > CHUNK_MAX:
+            half = len(values) // 2
+            lower, upper = values[:half], values[half:]
+            number = self._new_chunk()
+            self._put_chunk(TIMES, entry[0], lower)
+            self._put_chunk(TIMES, number, upper)
+            chunks[i] = [entry[0], lower[0], lower[-1], len(lower)]
+            chunks.insert(i + 1, [number, upper[0], upper[-1], len(upper)])
+        else:
+            self._put_chunk(TIMES, entry[0], values)
+            chunks[i] = [entry[0], values[0], values[-1], len(values)]
+
+    def _expire_times(self, horizon_us: int) -> None:
+        """Forget event times at or before `horizon_us`: no window can count them again.
+        A chunk goes once all of it is that old (window counts are exact either way)."""
+        while self.tchunks and self.tchunks[0][2] <= horizon_us:
+            self._drop_chunk(TIMES, self.tchunks.pop(0)[0])
+        if self.times and self.times[0] <= horizon_us:
+            del self.times[: bisect.bisect_right(self.times, horizon_us)]
+
+    def window_count(self, as_of_us: int, window_us: int, load: Loader) -> int:
         """Interactions with event time in (as_of - window, as_of]."""
-        return bisect.bisect_right(self.times, as_of_us) - bisect.bisect_right(
-            self.times, as_of_us - window_us
-        )
+        low = as_of_us - window_us
+        times = self.times
+        n = bisect.bisect_right(times, as_of_us) - bisect.bisect_right(times, low)
+        for number, lo, hi, count in self.tchunks:
+            if hi <= low or lo > as_of_us:
+                continue
+            if lo > low and hi <= as_of_us:
+                n += count
+            else:
+                values = self._chunk(TIMES, number, load)
+                n += bisect.bisect_right(values, as_of_us) - bisect.bisect_right(values, low)
+        return n
+
+    # -- counting ------------------------------------------------------------------------
+    def apply(
+        self,
+        event: Interaction,
+        now_us: int,
+        half_life_s: float,
+        dedupe_horizon_s: float,
+        load: Loader,
+    ) -> Outcome:
+        """Count `event` into this state at most once."""
+        if event.src_offset <= self.offsets.get(event.src_partition, -1):
+            return Outcome.REPLAY
+        self.offsets[event.src_partition] = event.src_offset
+
+        horizon_us = int(dedupe_horizon_s * US)
+        if horizon_us > 0:
+            # Measured from when an id was first counted (wall clock), not on the record's
+            # own timestamp: a backfill's old timestamps must not shorten it.
+            self._expire_seen(now_us - horizon_us)
+            digest = id_hash(event.id)
+            if self._was_seen(digest, load):
+                return Outcome.DUPLICATE
+            self._remember(digest, now_us)
+
+        on = event.on_us
+        kind = event.kind
+        self.counts[kind] += 1
+        if self.total == 1:
+            self.first_us = self.last_us = self.ref_us = on
+        else:
+            self.first_us = min(self.first_us, on)
+            self.last_us = max(self.last_us, on)
+
+        half_life_us = half_life_s * US
+        if (on - self.ref_us) / half_life_us > REBASE_HALF_LIVES:
+            shift = 2.0 ** ((self.ref_us - on) / half_life_us)
+            self.acc = [a * shift for a in self.acc]
+            self.ref_us = on
+        exponent = max((on - self.ref_us) / half_life_us, -1074.0)
+        self.acc[kind] += 2.0**exponent
+
+        horizon = now_us - WINDOW_RETENTION_US
+        if on > horizon:
+            self._add_time(on, load)
+        self._expire_times(horizon)
+        return Outcome.COUNTED
 
 
-def apply(
-    state: PairState,
-    event: RoutedInteraction,
-    offset: int,
-    now_us: int,
-    half_life_s: float,
-    dedupe_horizon_s: float,
-    path: int = ROUTED,
-) -> Outcome:
-    """Count `event` (read at `offset` of the topic `path` names) into `state`, at most once."""
-    if offset <= state.offsets[path]:
-        return Outcome.REPLAY
-    state.offsets[path] = offset
+class Summary(NamedTuple):
+    """What ranking needs from a stored pair, read from the fixed header alone."""
 
-    horizon_us = int(dedupe_horizon_s * US)
-    if state.seen:
-        oldest = event.seen_us - horizon_us
-        if any(t < oldest for t in state.seen.values()):
-            state.seen = {i: t for i, t in state.seen.items() if t >= oldest}
-        if event.id in state.seen:
-            return Outcome.DUPLICATE
-    if horizon_us > 0:
-        state.seen[event.id] = event.seen_us
+    total: int
+    ref_us: int
+    acc: tuple[float, float, float, float]
 
-    on = event.on_us
-    state.counts[KIND_INDEX[event.kind.value]] += 1
-    if state.first_us is None or on < state.first_us:
-        state.first_us = on
-    if state.last_us is None or on > state.last_us:
-        state.last_us = on
 
-    half_life_us = half_life_s * US
-    if state.total == 1:
-        state.ref_us = on
-    elif (on - state.ref_us) / half_life_us > REBASE_HALF_LIVES:
-        shift = 2.0 ** ((state.ref_us - on) / half_life_us)
-        state.acc = [a * shift for a in state.acc]
-        state.ref_us = on
-    exponent = max((on - state.ref_us) / half_life_us, -1074.0)
-    state.acc[KIND_INDEX[event.kind.value]] += 2.0**exponent
-
-    # Event times older than the widest window (as of now) can never be counted again.
-    horizon = now_us - WINDOW_RETENTION_US
-    if on > horizon:
-        bisect.insort(state.times, on)
-    if state.times and state.times[0] <= horizon:
-        del state.times[: bisect.bisect_right(state.times, horizon)]
-    return Outcome.COUNTED
+def summary(raw: bytes) -> Summary:
+    v = HEADER.unpack_from(raw)
+    if v[0] != FORMAT:
+        raise ValueError(f"unknown pair state format {v[0]}")
+    return Summary(v[1] + v[2] + v[3] + v[4], v[7], (v[8], v[9], v[10], v[11]))

@@ -7,12 +7,18 @@ accepted value or a `Rejected` reason, never raises on input data.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from streamapp.models import (
+    KIND_INDEX,
+    MAX_ID_LENGTH,
+    OTHER_INDEX,
     DeadLetter,
     InteractionMessage,
     RoutedInteraction,
@@ -22,6 +28,7 @@ from streamapp.models import (
     kind_of,
     to_micros,
 )
+from streamapp.pair_state import Interaction
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -84,11 +91,10 @@ def parse_interaction(record: Record, max_bytes: int) -> RoutedInteraction | Rej
     msg = _validate(InteractionMessage, record.value, max_bytes)
     if isinstance(msg, Rejected):
         return msg
-    seen_us = record.timestamp_us
     if msg.on is not None:
         on_us = to_micros(msg.on)
-    elif seen_us is not None:
-        on_us = seen_us
+    elif record.timestamp_us is not None:
+        on_us = record.timestamp_us
     else:
         return Rejected("no event time: field 'on' is missing and the record has no timestamp")
     return RoutedInteraction(
@@ -97,7 +103,8 @@ def parse_interaction(record: Record, max_bytes: int) -> RoutedInteraction | Rej
         seller_id=msg.seller_id,
         kind=kind_of(msg.interaction_kind),
         on_us=on_us,
-        seen_us=seen_us if seen_us is not None else on_us,
+        src_partition=record.partition,
+        src_offset=record.offset,
     )
 
 
@@ -152,4 +159,74 @@ def dead_letter(record: Record, reason: str) -> DeadLetter:
         key_encoding=key_encoding,
         value=value,
         value_encoding=value_encoding,
+    )
+
+
+# -- the hot path's parser ---------------------------------------------------------------
+# Accepts the common well-formed record in a few microseconds; anything it is not sure of
+# goes to parse_interaction, so both accept exactly the same records with the same reasons
+# (tests/unit/test_parsing.py checks this on generated records).
+_PLAIN_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+_FAST_YEARS = range(1971, 9999)  # calendar edges take the careful path
+
+
+def _plain_id(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
+
+
+def _fast(record: Record, max_bytes: int) -> Interaction | None:
+    value = record.value
+    if value is None or len(value) > max_bytes:
+        return None
+    try:
+        msg = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if type(msg) is not dict:
+        return None
+    iid, user, seller, kind = (
+        msg.get("id"),
+        msg.get("user_id"),
+        msg.get("seller_id"),
+        msg.get("interaction_kind"),
+    )
+    if not (_plain_id(iid) and _plain_id(user) and _plain_id(seller)):
+        return None
+    if type(kind) is not str or len(kind) > MAX_ID_LENGTH:
+        return None
+    on = msg.get("on")
+    if on is None:
+        if record.timestamp_us is None:
+            return None
+        on_us = record.timestamp_us
+    else:
+        if type(on) is not str or not _PLAIN_TIME.fullmatch(on):
+            return None
+        moment = datetime.fromisoformat(on)
+        if moment.year not in _FAST_YEARS:
+            return None
+        on_us = to_micros(moment)
+    return Interaction(
+        iid, user, seller, KIND_INDEX.get(kind, OTHER_INDEX), on_us, record.partition, record.offset
+    )
+
+
+def accept_interaction(record: Record, max_bytes: int) -> Interaction | Rejected:
+    """An `interactions` record -> what counting needs, or why it is refused."""
+    fast = _fast(record, max_bytes)
+    if fast is not None:
+        return fast
+    result = parse_interaction(record, max_bytes)
+    if isinstance(result, Rejected):
+        return result
+    return Interaction(
+        result.id,
+        result.user_id,
+        result.seller_id,
+        KIND_INDEX[result.kind.value],
+        result.on_us,
+        record.partition,
+        record.offset,
     )

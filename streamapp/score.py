@@ -5,8 +5,20 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
-from streamapp.pair_state import US, PairState
+from streamapp.pair_state import US
+
+
+class Decayed(Protocol):
+    """What a score needs: PairState, or pair_state.Summary read from a stored header."""
+
+    @property
+    def total(self) -> int: ...
+    @property
+    def ref_us(self) -> int: ...
+    @property
+    def acc(self) -> list[float] | tuple[float, float, float, float]: ...
 
 
 @dataclass(frozen=True)
@@ -16,7 +28,7 @@ class Scoring:
     favorites_bonus: float
 
 
-def interaction_score(state: PairState | None, as_of_us: int, scoring: Scoring) -> float:
+def interaction_score(state: Decayed | None, as_of_us: int, scoring: Scoring) -> float:
     """sum over interactions of weight(kind) * 2^(-(as_of - on) / half_life)."""
     if state is None or state.total == 0:
         return 0.0
@@ -28,7 +40,7 @@ def interaction_score(state: PairState | None, as_of_us: int, scoring: Scoring) 
 
 
 def user_seller_score(
-    state: PairState | None, favorites_match: bool, as_of_us: int, scoring: Scoring
+    state: Decayed | None, favorites_match: bool, as_of_us: int, scoring: Scoring
 ) -> float:
     bonus = scoring.favorites_bonus if favorites_match else 0.0
     return interaction_score(state, as_of_us, scoring) + bonus

@@ -28,6 +28,7 @@ from streamapp.startup import admin_security
 
 log = logging.getLogger(__name__)
 OFFSETS_KEY = b"\x00offsets"  # seller ids never contain control characters
+CACHE_MAX = 200_000  # decoded category sets kept in memory
 
 
 class SellerCatalog:
@@ -38,6 +39,8 @@ class SellerCatalog:
         self.db: Rdict | None = None
         self.caught_up = asyncio.Event()
         self.applied = 0
+        # Decoded categories of recently used sellers; every change goes through apply().
+        self._categories: dict[str, frozenset[str]] = {}
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +52,17 @@ class SellerCatalog:
         raw = self.db.get(seller_id.encode()) if self.db is not None else None
         return json.loads(raw) if raw is not None else None
 
+    def categories(self, seller_id: str) -> frozenset[str]:
+        """The seller's categories (empty when unknown)."""
+        found = self._categories.get(seller_id)
+        if found is None:
+            seller = self.get(seller_id)
+            found = frozenset(seller["categories"]) if seller else frozenset()
+            if len(self._categories) >= CACHE_MAX:
+                self._categories.clear()
+            self._categories[seller_id] = found
+        return found
+
     def _offsets(self) -> dict[int, int]:
         raw = self.db.get(OFFSETS_KEY) if self.db is not None else None
         return {int(p): o for p, o in json.loads(raw).items()} if raw else {}
@@ -58,8 +72,10 @@ class SellerCatalog:
         result = parse_seller(record, self.settings.max_message_bytes)
         if isinstance(result, Delete):
             self.db.delete(result.id.encode())
+            self._categories.pop(result.id, None)
         elif not isinstance(result, Rejected):  # rejected ones are dead-lettered by the agent
             self.db.put(result.id.encode(), result.model_dump_json().encode())
+            self._categories.pop(result.id, None)
         self.applied += 1
 
     async def run(self, partitions: int) -> None:

@@ -1,51 +1,34 @@
-"""State, in RocksDB (rocksdict) with a Kafka changelog behind every table.
+"""State, in RocksDB (rocksdict) with a compacted Kafka changelog behind every table.
 
-- pair_state:   "<user>\\x1f<seller>" -> PairState JSON   (partition of the user)
-- user_sellers: user id -> [seller id, ...]               (partition of the user; top-k index)
-- users:        user id -> User JSON                      (partition of the user)
+Every table lives in the partition of the user it belongs to (`home_partition`):
+- pairs:         "<user>\\x1f<seller>" -> PairState bytes (+ its spilled chunks, pair_state.py)
+- user_sellers:  user id -> the user's sellers, the candidates of top-k (seller_index.py)
+- user_profiles: user id -> User JSON
 - seller_catalog: seller id -> Seller JSON, every worker's full copy (seller_catalog.py)
+
+Keys and values are bytes of our own encoding, written a batch at a time through
+state_store.StateStore (not faust's Table API, see there).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aiokafka.partitioner import murmur2
+import orjson
 
 from streamapp.app import app, settings
+from streamapp.counting import pair_key
+from streamapp.outbox import key_partition
 from streamapp.seller_catalog import SellerCatalog
+from streamapp.state_store import StateStore
 
-PAIR_SEPARATOR = "\x1f"  # ids may contain '-', never control characters (models.EntityId)
-
-
-def lookup(table: Any, key: str) -> Any:
-    """table.get(key) with one store read instead of two (faust's Mapping.get asks
-    `key in store` and then reads it again)."""
-    return table.data.get(key)
+__all__ = ["home_partition", "pair_key", "pairs", "profile", "seller_catalog", "user_sellers"]
 
 
 def home_partition(user_id: str) -> int:
     """The partition of a user's data: where a producer keying by user id puts it (Kafka's
-    default partitioner, murmur2), so the users topic and the re-keyed interactions agree."""
-    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % settings.partitions
-
-
-def read_user_data(table: Any, key: str, partition: int) -> Any:
-    """A read outside stream iteration (HTTP) of a key that lives in the user's `partition`.
-
-    faust's store would try every partition database this worker holds (key_may_exist, then
-    get), which was 37% of a bulk lookup's CPU; we know the partition, so read just that one.
-    Falls back to the general search when that database is not open here."""
-    store = table.data
-    db = store._dbs.get(partition)
-    if db is None:
-        return store.get(key)
-    raw = db.get(store._encode_key(key))
-    return None if raw is None else store._decode_value(raw)
-
-
-def pair_key(user_id: str, seller_id: str) -> str:
-    return f"{user_id}{PAIR_SEPARATOR}{seller_id}"
+    default partitioner, murmur2), so direct records and re-keyed ones agree."""
+    return key_partition(user_id.encode(), settings.partitions)
 
 
 def _options(cache_mb: int) -> dict[str, Any]:
@@ -58,17 +41,29 @@ def _options(cache_mb: int) -> dict[str, Any]:
     }
 
 
-def _table(name: str, cache_mb: int, *, global_: bool = False):
-    factory = app.GlobalTable if global_ else app.Table
-    return factory(
+def _table(name: str, cache_mb: int) -> StateStore:
+    table = app.Table(
         name,
         default=None,
+        key_type=bytes,
+        value_type=bytes,
         partitions=settings.partitions,
         options=_options(cache_mb),
     )
+    return StateStore(table)
 
 
-pair_state = _table("pair_state", settings.rocksdb_cache_mb)
-user_sellers = _table("user_sellers", max(1, settings.rocksdb_cache_mb // 4))
-users = _table("users", max(1, settings.rocksdb_cache_mb // 4))
+# Named apart from the JSON-valued tables of earlier versions, whose changelogs this
+# encoding cannot read.
+pairs = _table("pairs", settings.rocksdb_cache_mb)
+user_sellers = _table("user_sellers_v2", max(1, settings.rocksdb_cache_mb // 4))
+user_profiles = _table("user_profiles", max(1, settings.rocksdb_cache_mb // 4))
 seller_catalog = SellerCatalog(settings)
+
+
+def profile(user_id: str, partition: int | None = None) -> dict[str, Any] | None:
+    """A user's profile from a request handler (None when unknown or not here)."""
+    raw = user_profiles.read(
+        home_partition(user_id) if partition is None else partition, user_id.encode()
+    )
+    return orjson.loads(raw) if raw else None

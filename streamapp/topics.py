@@ -32,3 +32,5 @@ dead_letters = {
 }
 
 outputs = [affinity_updates, *dead_letters.values()]
+affinity_updates_name = settings.topic("affinity-updates")
+dead_letter_names = {source: topic.get_topic_name() for source, topic in dead_letters.items()}

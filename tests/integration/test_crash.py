@@ -135,7 +135,8 @@ def test_sigterm_commits_so_a_restart_replays_nothing(
     ns = Namespace(bootstrap)
     ds = DataSet()
     records = interactions(ns, ds, 4_000, seed=4)
-    worker = new_worker(workers, ns, tmp_path / "data", "term").start()
+    # One update per counted interaction in this mode: replays would show as extras.
+    worker = new_worker(workers, ns, tmp_path / "data", "term", STREAMAPP_UPDATES="each").start()
     produce(bootstrap, records)
     wait_for_total(worker, ds)
     assert worker.stop(signal.SIGTERM) == 0
@@ -146,6 +147,9 @@ def test_sigterm_commits_so_a_restart_replays_nothing(
         bootstrap, ns.topic("affinity-updates"), ns.partitions, expect=ds.total, settle=3
     )
     assert len(updates) == ds.total
+    got = sorted(json.loads(u.value)["interaction_id"] for u in updates)
+    assert got == sorted(ds.counted_ids)
+    assert all(json.loads(u.value)["interactions_covered"] == 1 for u in updates)
     _status, text = worker.get("/metrics")
     assert "streamapp_interactions_replayed_total 0.0" in text
     assert "streamapp_interactions_counted_total 0.0" in text  # nothing re-counted after restart

@@ -7,8 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamapp.features import category_features, feature_vector
-from streamapp.models import InteractionKind, RoutedInteraction, from_micros, to_micros
-from streamapp.pair_state import Outcome, PairState, apply
+from streamapp.models import KIND_INDEX, from_micros, to_micros
+from streamapp.pair_state import (
+    CHUNK_MAX,
+    INLINE,
+    Interaction,
+    Outcome,
+    PairState,
+    summary,
+)
 from streamapp.score import Ranked, Scoring, top_k
 from tests.truth import KINDS, Truth, assert_vector_equal
 
@@ -18,51 +25,125 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 NOW_US = to_micros(NOW)
 
 
-def event(iid: str, kind: str, on: datetime, seen: datetime = NOW) -> RoutedInteraction:
-    return RoutedInteraction(
-        id=iid,
-        user_id="u",
-        seller_id="s",
-        kind=InteractionKind(kind),
-        on_us=to_micros(on),
-        seen_us=to_micros(seen),
-    )
+class Chunks(dict):
+    """A pair's spilled chunks, as the table would hold them."""
+
+    def load(self, suffix: bytes) -> bytes | None:
+        return self.get(suffix)
+
+    def commit(self, state: PairState) -> None:
+        for suffix, value in state.chunk_writes.items():
+            if value is None:
+                self.pop(suffix, None)
+            else:
+                self[suffix] = value
+        state.chunk_writes.clear()
+
+
+def event(iid: str, kind: str, on: datetime, offset: int = 0, partition: int = 0) -> Interaction:
+    return Interaction(iid, "u", "s", KIND_INDEX[kind], to_micros(on), partition, offset)
+
+
+def apply(
+    state: PairState,
+    ev: Interaction,
+    now_us: int = NOW_US,
+    horizon_s: float = WEEK_S,
+    chunks: Chunks | None = None,
+) -> Outcome:
+    chunks = Chunks() if chunks is None else chunks
+    outcome = state.apply(ev, now_us, WEEK_S, horizon_s, chunks.load)
+    chunks.commit(state)
+    return outcome
 
 
 def vector(
-    state: PairState, as_of: datetime, fav: set[str] = frozenset(), cats: set[str] = frozenset()
+    state: PairState,
+    as_of: datetime,
+    fav: set[str] = frozenset(),
+    cats: set[str] = frozenset(),
+    chunks: Chunks | None = None,
 ) -> dict:
-    v = feature_vector("u", "s", state, fav, cats, to_micros(as_of), SCORING)
-    for name in ("first_interaction_at", "last_interaction_at", "as_of"):
-        v[name] = v[name].isoformat() if v[name] else None
-    return v
+    load = (chunks or Chunks()).load
+    return feature_vector("u", "s", state, fav, cats, to_micros(as_of), SCORING, load)
 
 
 def test_counts_dedupe_and_replay() -> None:
     state = PairState()
-    assert apply(state, event("a", "LIKE", NOW), 0, NOW_US, WEEK_S, WEEK_S) is Outcome.COUNTED
-    assert apply(state, event("a", "LIKE", NOW), 1, NOW_US, WEEK_S, WEEK_S) is Outcome.DUPLICATE
-    assert apply(state, event("b", "VIEW", NOW), 1, NOW_US, WEEK_S, WEEK_S) is Outcome.REPLAY
-    assert apply(state, event("b", "VIEW", NOW), 2, NOW_US, WEEK_S, WEEK_S) is Outcome.COUNTED
-    assert state.counts == [1, 1, 0, 0]
-    # Seen again after the horizon (by record time): counted again.
-    later = NOW + timedelta(days=8)
-    assert (
-        apply(state, event("a", "LIKE", later, later), 3, NOW_US, WEEK_S, WEEK_S) is Outcome.COUNTED
-    )
-    assert state.total == 3
+    assert apply(state, event("a", "LIKE", NOW, 0)) is Outcome.COUNTED
+    assert apply(state, event("a", "LIKE", NOW, 1)) is Outcome.DUPLICATE
+    assert apply(state, event("b", "VIEW", NOW, 1)) is Outcome.REPLAY
+    assert apply(state, event("b", "VIEW", NOW, 2)) is Outcome.COUNTED
+    # Offsets are per source partition: offset 0 of another partition is new.
+    assert apply(state, event("c", "VIEW", NOW, 0, partition=3)) is Outcome.COUNTED
+    assert state.counts == [1, 2, 0, 0]
 
 
-def test_json_roundtrip_keeps_everything() -> None:
+def test_dedupe_horizon_runs_on_the_wall_clock_not_record_time() -> None:
     state = PairState()
-    apply(state, event("a", "PURCHASE", NOW - timedelta(days=2)), 5, NOW_US, WEEK_S, WEEK_S)
-    again = PairState.from_json(state.to_json())
-    assert again == state
+    old = NOW - timedelta(days=40)  # a backfill: its own timestamps are weeks old
+    assert apply(state, event("a", "LIKE", old, 0)) is Outcome.COUNTED
+    assert apply(state, event("b", "LIKE", NOW, 1)) is Outcome.COUNTED
+    # Still within 7 days of when "a" was first counted: a duplicate, however old it is.
+    six_days = NOW_US + 6 * 86_400 * 1_000_000
+    assert apply(state, event("a", "LIKE", old, 2), now_us=six_days) is Outcome.DUPLICATE
+    eight_days = NOW_US + 8 * 86_400 * 1_000_000
+    assert apply(state, event("a", "LIKE", old, 3), now_us=eight_days) is Outcome.COUNTED
+
+
+def test_binary_roundtrip_keeps_everything() -> None:
+    state = PairState()
+    chunks = Chunks()
+    for i in range(3 * INLINE):
+        apply(
+            state, event(f"i{i}", "PURCHASE", NOW - timedelta(minutes=i), i, i % 3), chunks=chunks
+        )
+    again = PairState.decode(state.encode())
+    for name in ("counts", "first_us", "last_us", "ref_us", "acc", "offsets", "times", "seen"):
+        assert getattr(again, name) == getattr(state, name), name
+    assert again.tchunks == state.tchunks and again.schunks == state.schunks
+    assert summary(state.encode()).total == 3 * INLINE
+
+
+def test_hot_pair_stays_bounded_and_exact() -> None:
+    """Thousands of interactions of one pair (long ids, out-of-order times): the stored
+    value and every chunk stay small, and windows, counts and dedupe stay exact."""
+    state = PairState()
+    chunks = Chunks()
+    truth = Truth()
+    n = 6 * CHUNK_MAX
+    for i in range(n):
+        shift = -((i * 7919) % (40 * 86400))  # spread over 40 days, out of order
+        on = from_micros(to_micros(NOW + timedelta(seconds=shift)))
+        iid = f"{i:0>250}"
+        truth.interact(iid, "u", "s", "VIEW", on)
+        assert apply(state, event(iid, "VIEW", on, i), chunks=chunks) is Outcome.COUNTED
+    # A producer retry of an early id is still caught (its hash sits in a sealed chunk).
+    assert apply(state, event(f"{3:0>250}", "VIEW", NOW, n + 1), chunks=chunks) is Outcome.DUPLICATE
+    assert len(state.encode()) < 64 * 1024
+    assert max(len(v) for v in chunks.values()) <= 8 * (CHUNK_MAX + 1)
+    fresh = PairState.decode(state.encode())  # a lookup: reads chunks as it needs them
+    for shift in (0.0, 0.5, 3.0):  # as_of never precedes processing (retention: 30 days)
+        as_of = from_micros(to_micros(NOW + timedelta(days=shift)))
+        assert_vector_equal(vector(fresh, as_of, chunks=chunks), truth.vector("u", "s", as_of))
+
+
+def test_expired_chunks_are_deleted() -> None:
+    state = PairState()
+    chunks = Chunks()
+    for i in range(3 * INLINE):
+        apply(state, event(f"i{i}", "VIEW", NOW - timedelta(seconds=i), i), chunks=chunks)
+    assert chunks
+    later = NOW_US + 31 * 86_400 * 1_000_000
+    apply(state, event("late", "VIEW", from_micros(later), 10**6), now_us=later, chunks=chunks)
+    assert not chunks  # every old time and every old id is gone
+    assert state.total == 3 * INLINE + 1 and state.times == [later]
 
 
 def test_unknown_pair_is_zero() -> None:
     v = feature_vector("u", "s", None, [], [], NOW_US, SCORING)
     assert v["number_of_interactions"] == 0 and v["user_seller_score"] == 0.0
+    assert v["as_of"] == from_micros(NOW_US).isoformat()
     assert v["first_interaction_at"] is None and v["interactions_by_kind"] == dict.fromkeys(
         KINDS, 0
     )
@@ -77,11 +158,9 @@ def test_category_features() -> None:
 def test_window_bounds_are_half_open() -> None:
     state = PairState()
     edge = NOW - timedelta(days=1)
-    apply(state, event("a", "VIEW", edge), 0, NOW_US, WEEK_S, WEEK_S)  # exactly 1d old: out of 1d
-    apply(state, event("b", "VIEW", NOW), 1, NOW_US, WEEK_S, WEEK_S)  # at as_of: in
-    apply(
-        state, event("c", "VIEW", NOW + timedelta(seconds=1)), 2, NOW_US, WEEK_S, WEEK_S
-    )  # future: out
+    apply(state, event("a", "VIEW", edge, 0))  # exactly 1d old: out of 1d
+    apply(state, event("b", "VIEW", NOW, 1))  # at as_of: in
+    apply(state, event("c", "VIEW", NOW + timedelta(seconds=1), 2))  # future: out
     v = vector(state, NOW)
     assert (v["interactions_1d"], v["interactions_7d"], v["number_of_interactions"]) == (1, 2, 3)
 
@@ -110,7 +189,7 @@ def test_matches_brute_force_truth(events, as_of_shift_s, fav, cats) -> None:
         on = from_micros(to_micros(NOW + timedelta(seconds=shift)))
         iid = f"i{n}"
         counted = truth.interact(iid, "u", "s", kind, on)
-        outcome = apply(state, event(iid, kind, on), offset, NOW_US, WEEK_S, WEEK_S)
+        outcome = apply(state, event(iid, kind, on, offset))
         assert (outcome is Outcome.COUNTED) == counted
     as_of = from_micros(to_micros(NOW + timedelta(seconds=as_of_shift_s)))
     assert_vector_equal(vector(state, as_of, fav, cats), truth.vector("u", "s", as_of))
@@ -132,7 +211,9 @@ def test_decay_survives_long_spans(gaps_days, half_life_days) -> None:
     for i, gap in enumerate(gaps_days):
         on = from_micros(to_micros(on + timedelta(days=gap)))
         times.append(on)
-        apply(state, event(f"i{i}", "PURCHASE", on), i, to_micros(on), scoring.half_life_s, 0)
+        state.apply(
+            event(f"i{i}", "PURCHASE", on, i), to_micros(on), scoring.half_life_s, 0, Chunks().load
+        )
     as_of = times[-1]
     want = sum(5.0 * 2 ** (-(as_of - t).total_seconds() / scoring.half_life_s) for t in times)
     got = feature_vector("u", "s", state, [], [], to_micros(as_of), scoring)["user_seller_score"]

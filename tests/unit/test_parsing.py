@@ -2,12 +2,15 @@ import base64
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streamapp.models import InteractionKind, kind_of, to_micros
+from streamapp.models import KIND_INDEX, InteractionKind, kind_of, to_micros
 from streamapp.parsing import (
     Delete,
     Record,
     Rejected,
+    accept_interaction,
     dead_letter,
     parse_interaction,
     parse_seller,
@@ -57,7 +60,7 @@ def test_event_time_from_on_else_record_timestamp() -> None:
     with_on = parse_interaction(rec(msg(on="2026-01-02T03:04:05.123456Z")), 65536)
     assert not isinstance(with_on, Rejected)
     assert with_on.on_us == 1767323045123456
-    assert with_on.seen_us == TS_US
+    assert (with_on.src_partition, with_on.src_offset) == (3, 42)
     naive = parse_interaction(rec(msg(on="2026-01-02T03:04:05")), 65536)
     assert not isinstance(naive, Rejected) and naive.on_us == 1767323045000000
     offset = parse_interaction(rec(msg(on="2026-01-02T05:04:05+02:00")), 65536)
@@ -133,3 +136,65 @@ def test_to_micros_roundtrip() -> None:
 
     for us in (0, 1, TS_US, TS_US + 999_999, -1_500_000):
         assert to_micros(from_micros(us)) == us
+
+
+# -- the hot path's parser agrees with the careful one -----------------------------------
+_texts = st.one_of(
+    st.text(max_size=6),
+    st.sampled_from(["u1", "x" * 256, "x" * 257, "a\x00b", "é", "\u2028", "", " "]),
+)
+_times = st.one_of(
+    st.none(),
+    st.integers(),
+    st.sampled_from(
+        [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05.1Z",
+            "2026-01-02T03:04:05.123456+05:30",
+            "2026-01-02T03:04:05",
+            "2026-01-02 03:04:05",
+            "2026-01-02",
+            "1970-01-01T00:00:00Z",
+            "9999-12-31T23:30:00-01:00",
+            "0001-01-01T00:30:00+01:00",
+            "2026-13-02T03:04:05Z",
+            "2026-01-02T03:04:05.1234567Z",
+            "not a time",
+        ]
+    ),
+    st.datetimes().map(lambda d: d.isoformat()),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    iid=_texts,
+    user=_texts,
+    seller=_texts,
+    kind=st.one_of(_texts, st.sampled_from(["LIKE", "VIEW", "PURCHASE", 5])),
+    on=_times,
+    drop=st.sets(st.sampled_from(["id", "user_id", "seller_id", "interaction_kind", "on"])),
+    timestamp=st.sampled_from([None, TS_US]),
+)
+def test_fast_parser_accepts_exactly_what_the_model_accepts(
+    iid, user, seller, kind, on, drop, timestamp
+) -> None:
+    body = {"id": iid, "user_id": user, "seller_id": seller, "interaction_kind": kind, "on": on}
+    for name in drop:
+        body.pop(name)
+    record = Record("interactions", 2, 9, timestamp, None, json.dumps(body).encode())
+    careful = parse_interaction(record, 65536)
+    fast = accept_interaction(record, 65536)
+    if isinstance(careful, Rejected):
+        assert fast == careful
+    else:
+        assert not isinstance(fast, Rejected)
+        assert fast == (
+            careful.id,
+            careful.user_id,
+            careful.seller_id,
+            KIND_INDEX[careful.kind.value],
+            careful.on_us,
+            2,
+            9,
+        )
