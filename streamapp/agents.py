@@ -12,6 +12,7 @@ not. outbox.run_guarded finishes it or stops the process before that ack.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -65,6 +66,20 @@ async def declare_outputs() -> None:
     # Topics only written to are not declared by faust; create them with our partition count.
     for topic in topics.outputs:
         await topic.maybe_declare()
+
+
+@app.task
+async def watch_event_loop() -> None:
+    """Lookups share the event loop with ingest: measure how late a 10 ms timer fires."""
+    longest = 0.0
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(0.01)
+        late = time.perf_counter() - started - 0.01
+        metrics.loop_stall_seconds.observe(max(late, 0.0))
+        if late > longest:
+            longest = late
+            metrics.loop_stall_max.set(late)
 
 
 _last: dict[str, float] = {"counted": 0.0, "at": time.monotonic()}

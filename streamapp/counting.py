@@ -27,6 +27,13 @@ def pair_key(user_id: str, seller_id: str) -> bytes:
     return f"{user_id}{PAIR_SEPARATOR}{seller_id}".encode()
 
 
+def _chunk_loader(load_pair: Load, key: bytes) -> Load:
+    def load_chunk(suffix: bytes) -> bytes | None:
+        return load_pair(key + suffix)
+
+    return load_chunk
+
+
 @dataclass(slots=True)
 class Touched:
     """A pair changed (or re-applied) by the batch."""
@@ -34,8 +41,11 @@ class Touched:
     user_id: str
     seller_id: str
     state: PairState
-    counted_ids: list[str] = field(default_factory=list)
+    # The interactions an update of this pair covers, in order: those counted now, and
+    # those replayed after a crash (their first update may never have left: at least once).
+    covered_ids: list[str] = field(default_factory=list)
     replayed: int = 0
+    load_chunk: Load = field(default=lambda suffix: None, repr=False)
 
 
 @dataclass(slots=True)
@@ -59,7 +69,7 @@ def count_batch(
 ) -> BatchResult:
     """Apply `interactions` (one partition, arrival order). `load_pair` / `load_index` read
     the stored bytes of a key of the pair table / the seller index. `on_count` sees the
-    pair right after each interaction it counts (for one update per interaction)."""
+    pair right after each interaction it counts or replays (one update per interaction)."""
     result = BatchResult()
     touched = result.touched
     new_sellers: dict[str, list[str]] = {}
@@ -69,26 +79,26 @@ def count_batch(
         if pair is None:
             stored = load_pair(key)
             state = PairState.decode(stored) if stored else PairState()
-            pair = touched[key] = Touched(event.user_id, event.seller_id, state)
+            pair = touched[key] = Touched(
+                event.user_id, event.seller_id, state, load_chunk=_chunk_loader(load_pair, key)
+            )
             if stored is None:
                 new_sellers.setdefault(event.user_id, []).append(event.seller_id)
 
-        def load_chunk(suffix: bytes, key: bytes = key) -> bytes | None:
-            return load_pair(key + suffix)
-
-        outcome = pair.state.apply(event, now_us, half_life_s, dedupe_horizon_s, load_chunk)
+        outcome = pair.state.apply(event, now_us, half_life_s, dedupe_horizon_s, pair.load_chunk)
+        if outcome is Outcome.DUPLICATE:
+            result.duplicates += 1
+            continue
         if outcome is Outcome.COUNTED:
             result.counted += 1
-            pair.counted_ids.append(event.id)
-            if on_count is not None:
-                on_count(pair, event.id)
-        elif outcome is Outcome.DUPLICATE:
-            result.duplicates += 1
         else:
             result.replays += 1
             pair.replayed += 1
             # The index write of the first try may not have reached the changelog.
             new_sellers.setdefault(event.user_id, []).append(event.seller_id)
+        pair.covered_ids.append(event.id)
+        if on_count is not None:
+            on_count(pair, event.id)
 
     for key, pair in touched.items():
         # Written even when nothing was counted: after a crash the local value may be ahead

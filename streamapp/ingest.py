@@ -84,14 +84,6 @@ def outbox() -> Outbox:
     return box
 
 
-def assigned(events: Sequence[EventT]) -> list[EventT]:
-    """Events of partitions still assigned here. After a rebalance the new owner reads
-    the others again from the last commit; processing them here too would write state
-    this worker no longer owns."""
-    owned = app.consumer.assignment()
-    return [e for e in events if e.message.tp in owned]
-
-
 async def dead_letter_to(box: Outbox, source: str, record: Record, reason: str) -> None:
     letter = dead_letter(record, reason).model_dump_json().encode()
     await box.add_keyed(topics.dead_letter_names[source], record.key, letter, record.partition)
@@ -137,7 +129,7 @@ async def on_interactions(events: Sequence[EventT]) -> None:
     slicer = Slicer()
     by_user_topic = topics.interactions_by_user.get_topic_name()
     here: dict[int, list[Interaction]] = {}
-    for event in assigned(events):
+    for event in events:
         record = record_of(event)
         try:
             result = accept_interaction(record, settings.max_message_bytes)
@@ -164,7 +156,7 @@ async def on_routed(events: Sequence[EventT]) -> None:
     slicer = Slicer()
     counting: dict[int, list[Interaction]] = {}
     profiles: dict[int, dict[bytes, bytes | None]] = {}
-    for event in assigned(events):
+    for event in events:
         message = event.message
         try:
             data = orjson.loads(message.value)
@@ -238,10 +230,9 @@ async def count_into_state(
                 for key, value in result.index_writes.items():
                     box.add(index.changelog, partition, key, value)
                 for key, pair in result.touched.items():
-                    seen = touched.get((partition, key))
-                    if seen is not None:
-                        pair.counted_ids[:0] = seen.counted_ids
-                        pair.replayed += seen.replayed
+                    before = touched.get((partition, key))
+                    if before is not None:
+                        pair.covered_ids[:0] = before.covered_ids
                     touched[(partition, key)] = pair
                 metrics.counted.inc(result.counted)
                 metrics.duplicates.inc(result.duplicates)
@@ -251,24 +242,14 @@ async def count_into_state(
                 await box.send()
                 await slicer.tick()
     if each:
-        for (partition, _), pair in touched.items():
-            if pair.replayed and not pair.counted_ids:
-                publish(box, pair.user_id, profiles.vector(pair, partition, now_us()), None, 0, [])
         return
     as_of = now_us()
     for (partition, _), pair in touched.items():
-        ids = pair.counted_ids
-        if not ids and not pair.replayed:
+        ids = pair.covered_ids
+        if not ids:
             continue  # only duplicates: nothing changed
         vector = profiles.vector(pair, partition, as_of)
-        publish(
-            box,
-            pair.user_id,
-            vector,
-            ids[-1] if ids else None,
-            len(ids),
-            ids if len(ids) <= MAX_IDS else None,
-        )
+        publish(box, pair.user_id, vector, ids[-1], len(ids), ids if len(ids) <= MAX_IDS else None)
         await slicer.tick()
 
 
@@ -276,7 +257,7 @@ def publish(
     box: Outbox,
     user_id: str,
     vector: dict[str, Any],
-    last_id: str | None,
+    last_id: str,
     covered: int,
     ids: list[str] | None,
 ) -> None:
@@ -325,7 +306,7 @@ class Profiles:
 async def on_users(events: Sequence[EventT]) -> None:
     box = outbox()
     by_user_topic = topics.interactions_by_user.get_topic_name()
-    for event in assigned(events):
+    for event in events:
         record = record_of(event)
         result = _parse_profile(parse_user, record)
         if isinstance(result, Rejected):
@@ -340,7 +321,7 @@ async def on_users(events: Sequence[EventT]) -> None:
 
 async def on_sellers(events: Sequence[EventT]) -> None:
     box = outbox()
-    for event in assigned(events):
+    for event in events:
         record = record_of(event)
         result = _parse_profile(parse_seller, record)
         if isinstance(result, Rejected):

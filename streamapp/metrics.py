@@ -27,3 +27,9 @@ request_seconds = Histogram(
     ["endpoint", "status"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5),
 )
+loop_stall_seconds = Histogram(
+    "streamapp_event_loop_stall_seconds",
+    "How late the event loop ran a 10 ms timer: the longest any lookup waited behind work",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+loop_stall_max = Gauge("streamapp_event_loop_stall_max_seconds", "Longest stall seen so far")

@@ -164,17 +164,15 @@ class AffinityUpdate(FeatureVector):
     By default (STREAMAPP_UPDATES=batch) at most one per touched pair per processing
     batch, covering every interaction the batch counted for the pair; with
     STREAMAPP_UPDATES=each, one per counted interaction. After a crash an update may be
-    published again (at least once): keep the latest per pair by `as_of`."""
+    published again (at least once): keep the latest per pair by `as_of`, and dedupe by
+    interaction id where coverage counts matter."""
 
     model_config = ConfigDict(title="AffinityUpdate")
 
-    interaction_id: str | None = Field(
-        description="The last interaction counted into this vector (null when the update "
-        "re-publishes a pair after a crash without counting anything new)."
-    )
+    interaction_id: str = Field(description="The last interaction this update covers.")
     interactions_covered: int = Field(
-        description="How many interactions this update newly counts (1 in 'each' mode; "
-        "0 when it re-publishes after a crash)."
+        description="How many interactions this update covers (1 in 'each' mode). At least "
+        "once: after a crash an interaction can be covered by a second update."
     )
     interaction_ids: list[str] | None = Field(
         description="The ids of those interactions in counting order, or null when there "
@@ -261,9 +259,27 @@ def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=min(max(micros, MIN_MICROS), MAX_MICROS))
 
 
+_DAYS: dict[int, str] = {}  # days since the epoch -> "YYYY-MM-DD" (a few thousand at most)
+
+
 def iso_micros(micros: int) -> str:
-    """ISO-8601 (UTC, +00:00) of microseconds since the epoch; never raises."""
-    return from_micros(micros).isoformat()
+    """ISO-8601 (UTC, +00:00) of microseconds since the epoch, exactly as
+    datetime.isoformat() writes it; never raises. Every lookup and update formats three of
+    these, so the date part is cached and the rest is arithmetic."""
+    if not MIN_MICROS <= micros <= MAX_MICROS:
+        return from_micros(micros).isoformat()
+    seconds, us = divmod(micros, 1_000_000)
+    days, second = divmod(seconds, 86_400)
+    date = _DAYS.get(days)
+    if date is None:
+        if len(_DAYS) > 100_000:
+            _DAYS.clear()
+        date = _DAYS[days] = (EPOCH + timedelta(days=days)).date().isoformat()
+    hour, rest = divmod(second, 3600)
+    minute, sec = divmod(rest, 60)
+    if us:
+        return f"{date}T{hour:02d}:{minute:02d}:{sec:02d}.{us:06d}+00:00"
+    return f"{date}T{hour:02d}:{minute:02d}:{sec:02d}+00:00"
 
 
 def now_us() -> int:

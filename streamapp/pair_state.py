@@ -48,7 +48,13 @@ TIMES, SEEN = b"t", b"s"
 FORMAT = 2
 # version, counts x4, first, last, ref, acc x4, next chunk, n offsets, n times, n seen,
 # n time chunks, n seen chunks
-HEADER = struct.Struct("<B4Iqqq4dIIIIII")
+HEADER_FORMAT = "<B4Iqqq4dIIIIII"
+HEADER = struct.Struct(HEADER_FORMAT)
+HEADER_FIELDS = 18
+
+
+def _body_format(n_off: int, n_t: int, n_s: int, n_tc: int, n_sc: int) -> str:
+    return f"{HEADER_FORMAT}{2 * n_off + n_t}q{n_s}Q{n_s + 4 * n_tc + 3 * n_sc}q"
 
 
 class Interaction(NamedTuple):
@@ -106,13 +112,9 @@ class PairState:
 
     # -- binary form ---------------------------------------------------------------------
     def encode(self) -> bytes:
-        offsets = array("q")
-        for partition, offset in self.offsets.items():
-            offsets.append(partition)
-            offsets.append(offset)
-        tchunks = array("q", [v for c in self.tchunks for v in c])
-        schunks = array("q", [v for c in self.schunks for v in c])
-        head = HEADER.pack(
+        n_off, n_t, n_s = len(self.offsets), len(self.times), len(self.seen)
+        n_tc, n_sc = len(self.tchunks), len(self.schunks)
+        values: list[int | float] = [
             FORMAT,
             *self.counts,
             self.first_us,
@@ -120,77 +122,80 @@ class PairState:
             self.ref_us,
             *self.acc,
             self.next_chunk,
-            len(self.offsets),
-            len(self.times),
-            len(self.seen),
-            len(self.tchunks),
-            len(self.schunks),
-        )
-        return b"".join(
-            (
-                head,
-                offsets.tobytes(),
-                array("q", self.times).tobytes(),
-                array("Q", self.seen.keys()).tobytes(),
-                array("q", self.seen.values()).tobytes(),
-                tchunks.tobytes(),
-                schunks.tobytes(),
-            )
-        )
-
-    @classmethod
-    def decode(cls, raw: bytes) -> PairState:
-        (
-            version,
-            c0,
-            c1,
-            c2,
-            c3,
-            first,
-            last,
-            ref,
-            a0,
-            a1,
-            a2,
-            a3,
-            nxt,
             n_off,
             n_t,
             n_s,
             n_tc,
             n_sc,
-        ) = HEADER.unpack_from(raw)
-        if version != FORMAT:
-            raise ValueError(f"unknown pair state format {version}")
-        pos = HEADER.size
+        ]
+        for partition, offset in self.offsets.items():
+            values.append(partition)
+            values.append(offset)
+        values += self.times
+        values += self.seen.keys()
+        values += self.seen.values()
+        for chunk in self.tchunks:
+            values += chunk
+        for chunk in self.schunks:
+            values += chunk
+        # One pack for the whole value (struct caches the compiled formats).
+        return struct.pack(_body_format(n_off, n_t, n_s, n_tc, n_sc), *values)
 
-        def take(code: str, n: int) -> array:
-            nonlocal pos
-            out = array(code)
-            end = pos + n * 8
-            out.frombytes(raw[pos:end])
-            pos = end
-            return out
-
-        flat_offsets = take("q", 2 * n_off)
-        times = take("q", n_t)
-        hashes = take("Q", n_s)
-        counted = take("q", n_s)
-        flat_t = take("q", 4 * n_tc)
-        flat_s = take("q", 3 * n_sc)
+    @classmethod
+    def decode(cls, raw: bytes) -> PairState:
+        head = HEADER.unpack_from(raw)
+        if head[0] != FORMAT:
+            raise ValueError(f"unknown pair state format {head[0]}")
+        n_off, n_t, n_s, n_tc, n_sc = head[13:18]
+        v = struct.unpack(_body_format(n_off, n_t, n_s, n_tc, n_sc), raw)
+        i = HEADER_FIELDS
+        offsets = v[i : i + 2 * n_off]
+        i += 2 * n_off
+        times = list(v[i : i + n_t])
+        i += n_t
+        seen = dict(zip(v[i : i + n_s], v[i + n_s : i + 2 * n_s], strict=True))
+        i += 2 * n_s
+        tchunks = [list(v[j : j + 4]) for j in range(i, i + 4 * n_tc, 4)]
+        i += 4 * n_tc
+        schunks = [list(v[j : j + 3]) for j in range(i, i + 3 * n_sc, 3)]
         return cls(
-            counts=[c0, c1, c2, c3],
-            first_us=first,
-            last_us=last,
-            ref_us=ref,
-            acc=[a0, a1, a2, a3],
-            offsets=dict(zip(flat_offsets[::2], flat_offsets[1::2], strict=True)),
-            times=times.tolist(),
-            seen=dict(zip(hashes, counted, strict=True)),
-            tchunks=[flat_t[i : i + 4].tolist() for i in range(0, len(flat_t), 4)],
-            schunks=[flat_s[i : i + 3].tolist() for i in range(0, len(flat_s), 3)],
-            next_chunk=nxt,
+            counts=list(head[1:5]),
+            first_us=head[5],
+            last_us=head[6],
+            ref_us=head[7],
+            acc=list(head[8:12]),
+            offsets=dict(zip(offsets[::2], offsets[1::2], strict=True)),
+            times=times,
+            seen=seen,
+            tchunks=tchunks,
+            schunks=schunks,
+            next_chunk=head[12],
         )
+
+    @classmethod
+    def decode_for_lookup(cls, raw: bytes) -> PairState:
+        """What a feature vector reads (counts, times, decay, time chunks), skipping the
+        offsets and seen ids that only counting needs. Not to be encoded again."""
+        head = HEADER.unpack_from(raw)
+        if head[0] != FORMAT:
+            raise ValueError(f"unknown pair state format {head[0]}")
+        n_off, n_t, n_s, n_tc = head[13:17]
+        start = HEADER.size + 16 * n_off
+        times = array("q")
+        times.frombytes(raw[start : start + 8 * n_t])
+        state = cls(
+            counts=list(head[1:5]),
+            first_us=head[5],
+            last_us=head[6],
+            ref_us=head[7],
+            acc=list(head[8:12]),
+            times=times.tolist(),
+        )
+        if n_tc:
+            at = start + 8 * n_t + 16 * n_s
+            flat = struct.unpack_from(f"<{4 * n_tc}q", raw, at)
+            state.tchunks = [list(flat[j : j + 4]) for j in range(0, len(flat), 4)]
+        return state
 
     # -- chunks --------------------------------------------------------------------------
     def _chunk(self, kind: bytes, number: int, load: Loader) -> list[int]:

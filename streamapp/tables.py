@@ -25,10 +25,18 @@ from streamapp.state_store import StateStore
 __all__ = ["home_partition", "pair_key", "pairs", "profile", "seller_catalog", "user_sellers"]
 
 
+_homes: dict[str, int] = {}  # murmur2 is pure Python: remember recent users' partitions
+
+
 def home_partition(user_id: str) -> int:
     """The partition of a user's data: where a producer keying by user id puts it (Kafka's
     default partitioner, murmur2), so direct records and re-keyed ones agree."""
-    return key_partition(user_id.encode(), settings.partitions)
+    found = _homes.get(user_id)
+    if found is None:
+        if len(_homes) >= 500_000:
+            _homes.clear()
+        found = _homes[user_id] = key_partition(user_id.encode(), settings.partitions)
+    return found
 
 
 def _options(cache_mb: int) -> dict[str, Any]:

@@ -96,7 +96,7 @@ def valid_id(name: str, value: str) -> str:
 
 def pair_state_of(user_id: str, seller_id: str) -> PairState | None:
     raw = tables.pairs.read(tables.home_partition(user_id), tables.pair_key(user_id, seller_id))
-    return PairState.decode(raw) if raw else None
+    return PairState.decode_for_lookup(raw) if raw else None
 
 
 def favorites_of(user_id: str) -> frozenset[str]:
@@ -130,7 +130,7 @@ def vectors(pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]
             done[(user_id, seller_id)] = feature_vector(
                 user_id,
                 seller_id,
-                PairState.decode(raw) if raw else None,
+                PairState.decode_for_lookup(raw) if raw else None,
                 fav,
                 catalog.categories(seller_id),
                 as_of_us,
@@ -183,8 +183,12 @@ class AffinityBulk(View):
         # One moment for the whole answer, so rows compare (also across workers).
         as_of = routing.as_of_from(request) or now_us()
         by_owner: dict[Any, list[int]] = {}
+        owners: dict[str, Any] = {}  # the usual query is one user and many sellers
         for i, pair in enumerate(query.pairs):
-            by_owner.setdefault(routing.remote_owner(request, pair.user_id), []).append(i)
+            user_id = pair.user_id
+            if user_id not in owners:
+                owners[user_id] = routing.remote_owner(request, user_id)
+            by_owner.setdefault(owners[user_id], []).append(i)
         results: list[dict[str, Any] | None] = [None] * len(query.pairs)
         remote = [(url, idx) for url, idx in by_owner.items() if url is not None]
         if None in by_owner:
@@ -332,6 +336,7 @@ class StatsView(View):
                     for source in ("interactions", "users", "sellers")
                 },
                 "consumer_lag": int(sum(lag_by_partition().values())),
+                "longest_event_loop_stall_ms": round(metrics.loop_stall_max._value.get() * 1e3, 3),
             }
         )
 

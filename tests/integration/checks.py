@@ -23,12 +23,24 @@ def total_counted(worker: Worker, ds: DataSet) -> int:
 
 
 def wait_for_total(worker: Worker, ds: DataSet, timeout: float = 120.0) -> None:
-    wait_until(
-        lambda: total_counted(worker, ds) == ds.total,
-        timeout,
-        interval=0.5,
-        what=f"{ds.total} interactions counted",
-    )
+    try:
+        wait_until(
+            lambda: total_counted(worker, ds) == ds.total,
+            timeout,
+            interval=2.0,  # each poll reads every pair: leave the worker time to ingest
+            what=f"{ds.total} interactions counted",
+        )
+    except TimeoutError:
+        vectors = all_vectors(worker, ds.pairs)
+        wrong = [
+            f"{v['id']}: {v['number_of_interactions']} != {len(ds.truth.pairs[p])}"
+            for p, v in zip(ds.pairs, vectors, strict=True)
+            if v["number_of_interactions"] != len(ds.truth.pairs[p])
+        ]
+        counted = sum(v["number_of_interactions"] for v in vectors)
+        raise AssertionError(
+            f"{counted} counted, want {ds.total}; {len(wrong)} pairs wrong: {wrong[:20]}"
+        ) from None
 
 
 def assert_matches_truth(

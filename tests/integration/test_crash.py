@@ -23,25 +23,37 @@ pytestmark = pytest.mark.integration
 
 
 def interactions(ns: Namespace, ds: DataSet, count: int, seed: int) -> list[Out]:
+    """Interactions as real producers send them: keys none / the user id / random bytes;
+    about 5% sent twice by a retrying producer (same id, key and record timestamp); about
+    15% without `on`, whose Kafka CreateTime lies minutes to 60 days in the past (a
+    backfill's timestamps) and so is their event time."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     out = []
     for n in range(count):
-        on = now - timedelta(seconds=rng.uniform(0, 20 * 86400))
-        body = {
+        user = f"u{rng.randrange(300)}"
+        body: dict[str, str] = {
             "id": f"c{seed}-{n}",
-            "user_id": f"u{rng.randrange(300)}",
+            "user_id": user,
             "seller_id": f"s{rng.randrange(60)}",
             "interaction_kind": rng.choice(["LIKE", "VIEW", "PURCHASE", "OTHER"]),
-            "on": on.isoformat(),
         }
-        ds.truth.interact(
-            body["id"], body["user_id"], body["seller_id"], body["interaction_kind"], on
-        )
+        timestamp_ms = None
+        if rng.random() < 0.15:
+            timestamp_ms = int(
+                (now - timedelta(seconds=rng.uniform(60, 60 * 86400))).timestamp() * 1000
+            )
+            on = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+        else:
+            on = now - timedelta(seconds=rng.uniform(0, 20 * 86400))
+            body["on"] = on.isoformat()
+        ds.truth.interact(body["id"], user, body["seller_id"], body["interaction_kind"], on)
         ds.counted_ids.append(body["id"])
-        out.append(
-            Out(ns.topic("interactions"), json.dumps(body).encode(), rng.choice([None, b"x"]))
-        )
+        key = rng.choice([None, user.encode(), rng.randbytes(6)])
+        record = Out(ns.topic("interactions"), json.dumps(body).encode(), key, timestamp_ms)
+        out.append(record)
+        if rng.random() < 0.05:  # a producer retry: the very same record again
+            out.append(record)
     return out
 
 
