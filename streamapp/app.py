@@ -32,7 +32,7 @@ scoring = Scoring(settings.weights.as_tuple(), settings.half_life_s, settings.fa
 
 class StreamApp(faust.App):
     direct_path = False
-    seller_partitions = 0
+    partitions_of: dict[str, int] = {}
 
     async def on_first_start(self) -> None:
         problem = await broker_unreachable(settings.broker_addresses, settings.broker_wait_s)
@@ -52,7 +52,7 @@ class StreamApp(faust.App):
         # Records already in their user's partition skip the re-keying hop, but only when
         # `interactions` has the same partition count (else its table writes would not match).
         self.direct_path = partitions.get(settings.topic("interactions")) == settings.partitions
-        self.seller_partitions = partitions.get(settings.topic("sellers"), settings.partitions)
+        self.partitions_of = partitions
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
         await super().on_first_start()
 

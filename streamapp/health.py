@@ -12,14 +12,14 @@ _last_state: dict[str, bool | None] = {"ready": None}
 
 
 def ready() -> bool:
-    """True once table recovery has finished, the seller catalog has caught up, and no
+    """True once table recovery has finished, the profile catalogs have caught up, and no
     rebalance is under way."""
     recovery = app.tables.recovery
     return (
         recovery.completed.is_set()
         and not app.in_recovery
         and not app.rebalancing
-        and tables.seller_catalog.caught_up.is_set()
+        and all(catalog.caught_up.is_set() for catalog in tables.catalogs)
     )
 
 

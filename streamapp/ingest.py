@@ -2,10 +2,8 @@
 
 interactions   -> validate -> count here when already in the user's partition, else
                   re-key to <app>-interactions-by-user (with the source partition/offset)
-by-user        -> count re-keyed interactions; store re-keyed user profiles
-users          -> validate -> re-key to by-user (the profile must sit beside the user's
-                  pairs, whatever partition its producer picked)
-sellers        -> validate (every worker's seller catalog applies them)
+by-user        -> count re-keyed interactions
+users, sellers -> validate (every worker's profile catalogs apply them)
 Bad records of any source -> <source>-dlq.
 
 Counting happens under one lock, in slices of about a millisecond with a yield between
@@ -79,7 +77,7 @@ def record_of(event: EventT) -> Record:
 
 def outbox() -> Outbox:
     box = Outbox(producer)
-    for store in (tables.pairs, tables.user_sellers, tables.user_profiles):
+    for store in (tables.pairs, tables.user_sellers):
         box.on_delivered[store.changelog] = store.persisted
     return box
 
@@ -95,11 +93,12 @@ _updates = {"partitions": 0}
 
 
 async def ready_to_publish() -> None:
-    # Features read the seller catalog: nothing is counted and published before it has
-    # caught up with the sellers topic (a fresh worker starts with an empty one).
-    if not tables.seller_catalog.caught_up.is_set():
-        log.info("waiting for the seller catalog before counting")
-        await tables.seller_catalog.caught_up.wait()
+    # Features read the profile catalogs: nothing is counted and published before they have
+    # caught up with the users and sellers topics (a fresh worker starts with empty ones).
+    for catalog in tables.catalogs:
+        if not catalog.caught_up.is_set():
+            log.info("waiting for the %s catalog before counting", catalog.source)
+            await catalog.caught_up.wait()
     if not _updates["partitions"]:
         _updates["partitions"] = await producer.partitions_of(topics.affinity_updates_name)
 
@@ -108,7 +107,6 @@ async def ready_to_publish() -> None:
 def _routed(item: Interaction) -> bytes:
     return orjson.dumps(
         {
-            "type": "interaction",
             "id": item.id,
             "user_id": item.user_id,
             "seller_id": item.seller_id,
@@ -150,22 +148,15 @@ async def on_interactions(events: Sequence[EventT]) -> None:
 
 
 async def on_routed(events: Sequence[EventT]) -> None:
-    """Re-keyed interactions and user profiles, each in its user's partition."""
+    """Re-keyed interactions, each in its user's partition."""
     await ready_to_publish()
     box = outbox()
     slicer = Slicer()
     counting: dict[int, list[Interaction]] = {}
-    profiles: dict[int, dict[bytes, bytes | None]] = {}
     for event in events:
         message = event.message
         try:
             data = orjson.loads(message.value)
-            if data.get("type") == "user":
-                profile = data["profile"]
-                value = orjson.dumps(profile) if profile is not None else None
-                profiles.setdefault(message.partition, {})[data["id"].encode()] = value
-                metrics.profiles.labels("users", "upsert" if value else "delete").inc()
-                continue
             item = Interaction(
                 data["id"],
                 data["user_id"],
@@ -180,12 +171,6 @@ async def on_routed(events: Sequence[EventT]) -> None:
             await dead_letter_to(box, "interactions", record_of(event), reason)
             continue
         counting.setdefault(message.partition, []).append(item)
-    async with state_lock:
-        for partition, writes in profiles.items():
-            tables.user_profiles.write(partition, writes)
-            for key, value in writes.items():
-                box.add(tables.user_profiles.changelog, partition, key, value)
-        await box.send()
     await count_into_state(counting, box, slicer)
     await box.deliver()
 
@@ -197,7 +182,6 @@ async def count_into_state(
     if not by_partition:
         return
     each = settings.updates == "each"
-    profiles = Profiles()
     touched: dict[tuple[int, bytes], Touched] = {}
     pairs, index = tables.pairs, tables.user_sellers
     async with state_lock:
@@ -210,7 +194,7 @@ async def count_into_state(
                 return index.get(p, key)
 
             def on_count(pair: Touched, interaction_id: str, p: int = partition) -> None:
-                vector = profiles.vector(pair, p, now_us())
+                vector = vector_of(pair, p, now_us())
                 publish(box, pair.user_id, vector, interaction_id, 1, [interaction_id])
 
             for start in range(0, len(items), SLICE_EVENTS):
@@ -237,10 +221,10 @@ async def count_into_state(
                 metrics.counted.inc(result.counted)
                 metrics.duplicates.inc(result.duplicates)
                 metrics.replays.inc(result.replays)
-                # Changelog records leave in the order the values were written, inside the
-                # lock, so a newer value of a key is never overtaken by an older one.
-                await box.send()
                 await slicer.tick()
+        # Changelog records leave in the order the values were written, inside the lock,
+        # so a newer value of a key is never overtaken by an older one from the other agent.
+        await box.send()
     if each:
         return
     as_of = now_us()
@@ -248,7 +232,7 @@ async def count_into_state(
         ids = pair.covered_ids
         if not ids:
             continue  # only duplicates: nothing changed
-        vector = profiles.vector(pair, partition, as_of)
+        vector = vector_of(pair, partition, as_of)
         publish(box, pair.user_id, vector, ids[-1], len(ids), ids if len(ids) <= MAX_IDS else None)
         await slicer.tick()
 
@@ -270,65 +254,38 @@ def publish(
     metrics.updates.inc()
 
 
-class Profiles:
-    """Profiles read once per batch for the vectors it publishes."""
+def vector_of(pair: Touched, partition: int, as_of_us: int) -> dict[str, Any]:
+    """The vector an update publishes: the pair's new state, the current profiles."""
+    key = tables.pair_key(pair.user_id, pair.seller_id)
 
-    def __init__(self) -> None:
-        self.favorites: dict[str, frozenset[str]] = {}
+    def load(suffix: bytes) -> bytes | None:
+        return tables.pairs.get(partition, key + suffix)
 
-    def of_user(self, user_id: str, partition: int) -> frozenset[str]:
-        found = self.favorites.get(user_id)
-        if found is None:
-            raw = tables.user_profiles.get(partition, user_id.encode())
-            found = frozenset(orjson.loads(raw)["favorite_categories"]) if raw else frozenset()
-            self.favorites[user_id] = found
-        return found
-
-    def vector(self, pair: Touched, partition: int, as_of_us: int) -> dict[str, Any]:
-        key = tables.pair_key(pair.user_id, pair.seller_id)
-
-        def load(suffix: bytes) -> bytes | None:
-            return tables.pairs.get(partition, key + suffix)
-
-        return feature_vector(
-            pair.user_id,
-            pair.seller_id,
-            pair.state,
-            self.of_user(pair.user_id, partition),
-            tables.seller_catalog.categories(pair.seller_id),
-            as_of_us,
-            scoring,
-            load,
-        )
+    return feature_vector(
+        pair.user_id,
+        pair.seller_id,
+        pair.state,
+        tables.user_catalog.categories(pair.user_id),
+        tables.seller_catalog.categories(pair.seller_id),
+        as_of_us,
+        scoring,
+        load,
+    )
 
 
 # -- profiles ----------------------------------------------------------------------------
-async def on_users(events: Sequence[EventT]) -> None:
-    box = outbox()
-    by_user_topic = topics.interactions_by_user.get_topic_name()
-    for event in events:
-        record = record_of(event)
-        result = _parse_profile(parse_user, record)
-        if isinstance(result, Rejected):
-            await dead_letter_to(box, "users", record, result.reason)
-            continue
-        user_id = result.id
-        profile = None if isinstance(result, Delete) else result.model_dump(mode="json")
-        value = orjson.dumps({"type": "user", "id": user_id, "profile": profile})
-        box.add(by_user_topic, tables.home_partition(user_id), user_id.encode(), value)
-    await box.deliver()
-
-
-async def on_sellers(events: Sequence[EventT]) -> None:
+async def on_profiles(source: str, events: Sequence[EventT]) -> None:
+    """Dead-letter bad profile records; every worker's catalog applies the good ones."""
+    parse = parse_user if source == "users" else parse_seller
     box = outbox()
     for event in events:
         record = record_of(event)
-        result = _parse_profile(parse_seller, record)
+        result = _parse_profile(parse, record)
         if isinstance(result, Rejected):
-            await dead_letter_to(box, "sellers", record, result.reason)
+            await dead_letter_to(box, source, record, result.reason)
         else:
             op = "delete" if isinstance(result, Delete) else "upsert"
-            metrics.profiles.labels("sellers", op).inc()
+            metrics.profiles.labels(source, op).inc()
     await box.deliver()
 
 

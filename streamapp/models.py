@@ -104,7 +104,6 @@ class RoutedInteraction(BaseModel):
 
     model_config = ConfigDict(title="RoutedInteraction", extra="ignore")
 
-    type: Literal["interaction"] = "interaction"
     id: str
     user_id: str
     seller_id: str
@@ -115,16 +114,6 @@ class RoutedInteraction(BaseModel):
         description="Offset in that partition: the record's identity, so a re-sent copy is "
         "recognised whatever its timestamps."
     )
-
-
-class RoutedUser(BaseModel):
-    """A user profile change on the app's internal re-keying topic (key: the user id)."""
-
-    model_config = ConfigDict(title="RoutedUser", extra="ignore")
-
-    type: Literal["user"] = "user"
-    id: str
-    profile: User | None = Field(description="The new profile; null deletes the user.")
 
 
 class KindCounts(BaseModel):

@@ -58,7 +58,7 @@ class Producer:
                         client_id=f"{self.settings.app_id}-outbox",
                         acks="all",
                         enable_idempotence=True,
-                        linger_ms=5,
+                        linger_ms=0,  # records already come in batches
                         max_batch_size=512 * 1024,
                         max_request_size=4 * 1024 * 1024,
                         request_timeout_ms=30_000,
@@ -104,25 +104,40 @@ class Outbox:
         self.add(topic, key_partition(key, n) if key is not None else fallback % n, key, value)
 
     async def send(self) -> None:
-        """Hand everything added so far to the producer, in order per partition."""
+        """Hand everything added so far to the producer, in order per partition.
+
+        aiokafka keeps one undrained batch per partition (add_batch waits for the previous
+        one to leave), so partitions are submitted concurrently, each in order."""
         if not self.pending:
             return
         producer = await self.producer.get()
         pending, self.pending = self.pending, {}
-        for (topic, partition), records in pending.items():
-            batch = producer.create_batch()
-            count = 0
-            for key, value in records:
+        await asyncio.gather(
+            *(
+                self._send_partition(producer, topic, partition, records)
+                for (topic, partition), records in pending.items()
+            )
+        )
+
+    async def _send_partition(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        partition: int,
+        records: list[tuple[bytes | None, bytes | None]],
+    ) -> None:
+        batch = producer.create_batch()
+        count = 0
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                await self._submit(producer, batch, topic, partition, count)
+                batch, count = producer.create_batch(), 0
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    await self._submit(producer, batch, topic, partition, count)
-                    batch, count = producer.create_batch(), 0
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        raise ValueError(
-                            f"a record for {topic} does not fit in a batch "
-                            f"({len(value or b'')} bytes)"
-                        )
-                count += 1
-            await self._submit(producer, batch, topic, partition, count)
+                    raise ValueError(
+                        f"a record for {topic} does not fit in a batch ({len(value or b'')} bytes)"
+                    )
+            count += 1
+        await self._submit(producer, batch, topic, partition, count)
 
     async def _submit(
         self, producer: AIOKafkaProducer, batch: Any, topic: str, partition: int, count: int

@@ -204,7 +204,10 @@ def _fast(record: Record, max_bytes: int) -> Interaction | None:
     else:
         if type(on) is not str or not _PLAIN_TIME.fullmatch(on):
             return None
-        moment = datetime.fromisoformat(on)
+        try:
+            moment = datetime.fromisoformat(on)
+        except ValueError:
+            return None
         if moment.year not in _FAST_YEARS:
             return None
         on_us = to_micros(moment)

@@ -3,8 +3,8 @@
 Every table lives in the partition of the user it belongs to (`home_partition`):
 - pairs:         "<user>\\x1f<seller>" -> PairState bytes (+ its spilled chunks, pair_state.py)
 - user_sellers:  user id -> the user's sellers, the candidates of top-k (seller_index.py)
-- user_profiles: user id -> User JSON
-- seller_catalog: seller id -> Seller JSON, every worker's full copy (seller_catalog.py)
+Profiles are not tables: every worker keeps a full copy of the users and of the sellers
+(profile_catalog.py): user_catalog, seller_catalog.
 
 Keys and values are bytes of our own encoding, written a batch at a time through
 state_store.StateStore (not faust's Table API, see there).
@@ -14,15 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from streamapp.app import app, settings
 from streamapp.counting import pair_key
 from streamapp.outbox import key_partition
-from streamapp.seller_catalog import SellerCatalog
+from streamapp.parsing import parse_seller, parse_user
+from streamapp.profile_catalog import ProfileCatalog
 from streamapp.state_store import StateStore
 
-__all__ = ["home_partition", "pair_key", "pairs", "profile", "seller_catalog", "user_sellers"]
+__all__ = ["home_partition", "pair_key", "pairs", "seller_catalog", "user_catalog", "user_sellers"]
 
 
 _homes: dict[str, int] = {}  # murmur2 is pure Python: remember recent users' partitions
@@ -65,13 +64,6 @@ def _table(name: str, cache_mb: int) -> StateStore:
 # encoding cannot read.
 pairs = _table("pairs", settings.rocksdb_cache_mb)
 user_sellers = _table("user_sellers_v2", max(1, settings.rocksdb_cache_mb // 4))
-user_profiles = _table("user_profiles", max(1, settings.rocksdb_cache_mb // 4))
-seller_catalog = SellerCatalog(settings)
-
-
-def profile(user_id: str, partition: int | None = None) -> dict[str, Any] | None:
-    """A user's profile from a request handler (None when unknown or not here)."""
-    raw = user_profiles.read(
-        home_partition(user_id) if partition is None else partition, user_id.encode()
-    )
-    return orjson.loads(raw) if raw else None
+user_catalog = ProfileCatalog(settings, "users", parse_user, "favorite_categories")
+seller_catalog = ProfileCatalog(settings, "sellers", parse_seller, "categories")
+catalogs = (user_catalog, seller_catalog)

@@ -99,11 +99,6 @@ def pair_state_of(user_id: str, seller_id: str) -> PairState | None:
     return PairState.decode_for_lookup(raw) if raw else None
 
 
-def favorites_of(user_id: str) -> frozenset[str]:
-    user = tables.profile(user_id)
-    return frozenset(user["favorite_categories"]) if user else frozenset()
-
-
 def vectors(pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
     """Feature vectors of pairs this worker owns, one per input pair, at one as_of: the
     pairs of each partition read with one multi-get, each profile read once."""
@@ -122,7 +117,7 @@ def vectors(pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]
         ):
             fav = favorites.get(user_id)
             if fav is None:
-                fav = favorites[user_id] = favorites_of(user_id)
+                fav = favorites[user_id] = tables.user_catalog.categories(user_id)
 
             def load(suffix: bytes, key: bytes = key, p: int = partition) -> bytes | None:
                 return tables.pairs.read(p, key + suffix)
@@ -244,7 +239,7 @@ def top_sellers(user_id: str, k: int, as_of: int) -> dict[str, Any]:
         return tables.user_sellers.read(partition, key)
 
     candidates = seller_index.sellers(user_id.encode(), load)
-    favorites = favorites_of(user_id)
+    favorites = tables.user_catalog.categories(user_id)
     keys = [tables.pair_key(user_id, s) for s in candidates]
     ranked = []
     catalog = tables.seller_catalog
@@ -281,9 +276,7 @@ def profile_response(view: View, read: Callable[[str], Any], kind: str, entity_i
 @app.page("/users/{user_id}")
 class UserView(View):
     async def get(self, request: Request, user_id: str) -> Response:
-        if (owner := routing.remote_owner(request, valid_id("user_id", user_id))) is not None:
-            return await routing.forward(request, owner)
-        return profile_response(self, tables.profile, "user", user_id)
+        return profile_response(self, tables.user_catalog.get, "user", user_id)
 
 
 @app.page("/sellers/{seller_id}")

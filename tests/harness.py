@@ -221,6 +221,7 @@ class Out:
     value: bytes | None
     key: bytes | None = None
     timestamp_ms: int | None = None
+    partition: int | None = None  # None: the producer's partitioner picks (murmur2 of key)
 
 
 def produce(bootstrap: str, records: Iterable[Out]) -> None:
@@ -232,7 +233,9 @@ def produce(bootstrap: str, records: Iterable[Out]) -> None:
         await producer.start()
         try:
             futures = [
-                await producer.send(r.topic, r.value, key=r.key, timestamp_ms=r.timestamp_ms)
+                await producer.send(
+                    r.topic, r.value, key=r.key, timestamp_ms=r.timestamp_ms, partition=r.partition
+                )
                 for r in records
             ]
             await producer.flush()

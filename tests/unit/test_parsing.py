@@ -2,7 +2,7 @@ import base64
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streamapp.models import KIND_INDEX, InteractionKind, kind_of, to_micros
@@ -176,6 +176,7 @@ _times = st.one_of(
     drop=st.sets(st.sampled_from(["id", "user_id", "seller_id", "interaction_kind", "on"])),
     timestamp=st.sampled_from([None, TS_US]),
 )
+@example("0", "0", "0", "", "2026-13-02T03:04:05Z", set(), None)  # matches the shape, no date
 def test_fast_parser_accepts_exactly_what_the_model_accepts(
     iid, user, seller, kind, on, drop, timestamp
 ) -> None:

@@ -1,13 +1,17 @@
-"""Every worker's own full copy of the seller profiles.
+"""Every worker's own full copy of the user and of the seller profiles.
 
-A seller's categories are needed wherever a user's pairs are processed and looked up,
-so every worker must hold all sellers. faust's GlobalTable was meant for that, but with
-several workers its updates did not reach the other workers (faust issues #212, #283;
-our scale-out test caught stale categories). So each worker reads the compacted `sellers`
-topic itself, with a plain consumer outside the consumer group, from the start, into a
-local RocksDB (rocksdict) that also keeps the offsets it has applied. Upserts and deletes
-are idempotent, so re-reading after a crash is harmless. Validation and dead letters stay
-with the `check_sellers` agent, which sees each record once across the group.
+A user's favourites and a seller's categories are needed wherever a pair is counted or
+looked up, so every worker holds all profiles. faust's GlobalTable was meant for that, but
+with several workers its updates did not reach the other workers (faust issues #212,
+#283; our scale-out test caught stale categories). So each worker reads the compacted
+`users` and `sellers` topics itself, with plain consumers outside the consumer group, from
+the start, into local RocksDB (rocksdict) that also keeps the offsets it has applied.
+Upserts and deletes are idempotent, so re-reading after a crash is harmless.
+
+This also makes the features independent of how producers partition the profile topics
+(librdkafka's default partitioner is not Java's murmur2), and gives one moment before
+which nothing is counted: `caught_up`, set once the end seen at start-up is applied.
+Validation and dead letters stay with the agents, which see each record once.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +28,32 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import Options, Rdict
 
 from streamapp.config import Settings
-from streamapp.parsing import Delete, Record, Rejected, parse_seller
+from streamapp.parsing import Delete, Record, Rejected
 from streamapp.startup import admin_security
 
 log = logging.getLogger(__name__)
-OFFSETS_KEY = b"\x00offsets"  # seller ids never contain control characters
+OFFSETS_KEY = b"\x00offsets"  # ids never contain control characters
 CACHE_MAX = 200_000  # decoded category sets kept in memory
 
 
-class SellerCatalog:
-    def __init__(self, settings: Settings) -> None:
+class ProfileCatalog:
+    def __init__(
+        self,
+        settings: Settings,
+        source: str,
+        parse: Callable[[Record, int], Any],
+        categories_field: str,
+    ) -> None:
         self.settings = settings
-        self.topic = settings.topic("sellers")
-        self.path = Path(settings.data_dir) / "seller-catalog"
+        self.source = source
+        self.topic = settings.topic(source)
+        self.parse = parse
+        self.field = categories_field
+        self.path = Path(settings.data_dir) / f"{source}-catalog"
         self.db: Rdict | None = None
         self.caught_up = asyncio.Event()
         self.applied = 0
-        # Decoded categories of recently used sellers; every change goes through apply().
+        # Decoded categories of recently used profiles; every change goes through apply().
         self._categories: dict[str, frozenset[str]] = {}
 
     def open(self) -> None:
@@ -48,19 +62,19 @@ class SellerCatalog:
         options.create_if_missing(True)
         self.db = Rdict(str(self.path), options)
 
-    def get(self, seller_id: str) -> dict[str, Any] | None:
-        raw = self.db.get(seller_id.encode()) if self.db is not None else None
+    def get(self, entity_id: str) -> dict[str, Any] | None:
+        raw = self.db.get(entity_id.encode()) if self.db is not None else None
         return json.loads(raw) if raw is not None else None
 
-    def categories(self, seller_id: str) -> frozenset[str]:
-        """The seller's categories (empty when unknown)."""
-        found = self._categories.get(seller_id)
+    def categories(self, entity_id: str) -> frozenset[str]:
+        """A user's favourite categories or a seller's categories (empty when unknown)."""
+        found = self._categories.get(entity_id)
         if found is None:
-            seller = self.get(seller_id)
-            found = frozenset(seller["categories"]) if seller else frozenset()
+            profile = self.get(entity_id)
+            found = frozenset(profile[self.field]) if profile else frozenset()
             if len(self._categories) >= CACHE_MAX:
                 self._categories.clear()
-            self._categories[seller_id] = found
+            self._categories[entity_id] = found
         return found
 
     def _offsets(self) -> dict[int, int]:
@@ -69,7 +83,7 @@ class SellerCatalog:
 
     def apply(self, record: Record) -> None:
         assert self.db is not None
-        result = parse_seller(record, self.settings.max_message_bytes)
+        result = self.parse(record, self.settings.max_message_bytes)
         if isinstance(result, Delete):
             self.db.delete(result.id.encode())
             self._categories.pop(result.id, None)
@@ -103,12 +117,14 @@ class SellerCatalog:
                     await consumer.seek_to_beginning(tp)
             ends = await consumer.end_offsets(tps)
             positions = {tp.partition: await consumer.position(tp) for tp in tps}
-            log.info("seller catalog: reading %s from %s", self.topic, positions)
+            log.info("%s catalog: reading %s from %s", self.source, self.topic, positions)
             while True:
                 if not self.caught_up.is_set() and all(
                     positions[tp.partition] >= ends[tp] for tp in tps
                 ):
-                    log.info("seller catalog: caught up (%d records applied)", self.applied)
+                    log.info(
+                        "%s catalog: caught up (%d records applied)", self.source, self.applied
+                    )
                     self.caught_up.set()
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 for tp, messages in batch.items():
