@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from streamapp.models import (
+    EVENT_RANGE_TEXT,
     KIND_INDEX,
     MAX_ID_LENGTH,
     OTHER_INDEX,
@@ -25,6 +26,7 @@ from streamapp.models import (
     Seller,
     User,
     from_micros,
+    in_event_range,
     kind_of,
     to_micros,
 )
@@ -92,8 +94,13 @@ def parse_interaction(record: Record, max_bytes: int) -> RoutedInteraction | Rej
     if isinstance(msg, Rejected):
         return msg
     if msg.on is not None:
-        on_us = to_micros(msg.on)
+        on_us = to_micros(msg.on)  # in range: the model checks it
     elif record.timestamp_us is not None:
+        if not in_event_range(record.timestamp_us):
+            return Rejected(
+                "no event time: field 'on' is missing and the record timestamp "
+                f"({record.timestamp_us} us) lies outside {EVENT_RANGE_TEXT}"
+            )
         on_us = record.timestamp_us
     else:
         return Rejected("no event time: field 'on' is missing and the record has no timestamp")
@@ -198,13 +205,16 @@ def _fast(record: Record, max_bytes: int) -> Interaction | None:
         return None
     on = msg.get("on")
     if on is None:
-        if record.timestamp_us is None:
-            return None
+        if record.timestamp_us is None or not in_event_range(record.timestamp_us):
+            return None  # the careful path says why
         on_us = record.timestamp_us
     else:
         if type(on) is not str or not _PLAIN_TIME.fullmatch(on):
             return None
-        moment = datetime.fromisoformat(on)
+        try:
+            moment = datetime.fromisoformat(on)
+        except ValueError:  # the shape of a time, not a date ("2026-13-02..."): say why there
+            return None
         if moment.year not in _FAST_YEARS:
             return None
         on_us = to_micros(moment)
