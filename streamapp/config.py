@@ -63,6 +63,8 @@ class Settings:
     favorites_bonus: float = 1.0
     dedupe_horizon_s: float = 7 * DAY
     max_message_bytes: int = 65_536
+    # A dead letter's JSON never exceeds this (parsing.dead_letter truncates the copied bytes).
+    dead_letter_max_bytes: int = 512 * 1024
     max_bulk_pairs: int = 1_000
     max_top_k: int = 1_000
     max_body_bytes: int = 1_048_576
@@ -182,6 +184,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     number("STREAMAPP_REPLICATION_FACTOR", "replication_factor", int, 1, 10)
     number("STREAMAPP_FAVORITES_BONUS", "favorites_bonus", float, -1e9, 1e9)
     number("STREAMAPP_MAX_MESSAGE_BYTES", "max_message_bytes", int, 256, 16 * 1024 * 1024)
+    number(
+        "STREAMAPP_DEAD_LETTER_MAX_BYTES", "dead_letter_max_bytes", int, 16_384, 64 * 1024 * 1024
+    )
     number("STREAMAPP_MAX_BULK_PAIRS", "max_bulk_pairs", int, 1, 100_000)
     number("STREAMAPP_MAX_TOP_K", "max_top_k", int, 1, 100_000)
     number("STREAMAPP_ROCKSDB_CACHE_MB", "rocksdb_cache_mb", int, 1, 65_536)

@@ -75,6 +75,11 @@ def in_event_range(micros: int) -> bool:
     return MIN_EVENT_US <= micros <= MAX_EVENT_US
 
 
+def in_calendar(micros: int) -> bool:
+    """Whether a datetime can hold this instant (years 1 to 9999 in UTC)."""
+    return MIN_MICROS <= micros <= MAX_MICROS
+
+
 def _in_range(value: datetime | None) -> datetime | None:
     # Checked after conversion to UTC: "9999-12-31T23:30:00-01:00" is a valid datetime whose
     # UTC instant lies in year 10000, which no later formatting could represent.
@@ -234,8 +239,33 @@ class DeadLetter(BaseModel):
     timestamp: datetime | None = None
     key: str | None
     key_encoding: Literal["utf-8", "base64"] | None
-    value: str | None
+    key_truncated: bool = Field(
+        default=False, description="The key was cut to keep the letter within its size budget."
+    )
+    key_size: int | None = Field(
+        default=None, description="When truncated: the original key's size in bytes."
+    )
+    key_sha256: str | None = Field(
+        default=None, description="When truncated: SHA-256 of the original key, hex."
+    )
+    value: str | None = Field(
+        description=(
+            "The original bytes: UTF-8 text when that is valid and not larger in JSON than "
+            "base64, else base64; a prefix of them when value_truncated."
+        )
+    )
     value_encoding: Literal["utf-8", "base64"] | None
+    value_truncated: bool = Field(
+        default=False,
+        description="The value was cut to keep the letter within its size budget "
+        "(STREAMAPP_DEAD_LETTER_MAX_BYTES).",
+    )
+    value_size: int | None = Field(
+        default=None, description="When truncated: the original value's size in bytes."
+    )
+    value_sha256: str | None = Field(
+        default=None, description="When truncated: SHA-256 of the original value, hex."
+    )
 
 
 class PairRef(BaseModel):
