@@ -188,7 +188,13 @@ class FeatureVector(BaseModel):
 
     model_config = ConfigDict(title="FeatureVector")
 
-    id: str = Field(description='"<user_id>-<seller_id>"')
+    id: str = Field(
+        description=(
+            '"<user_id>-<seller_id>", with "\\" written "\\\\" and "-" written "\\-" inside '
+            'each id so that no two pairs share an id: ("a-b", "c") is "a\\-b-c", ("a", "b-c") '
+            'is "a-b\\-c". Ids without "-" and "\\" appear as they are.'
+        )
+    )
     user_id: str
     seller_id: str
     number_of_interactions: int
