@@ -21,6 +21,7 @@ from streamapp.app import app, scoring, settings
 from streamapp.errors import HTTPError
 from streamapp.features import feature_vector
 from streamapp.health import ready
+from streamapp.http_input import parse_k
 from streamapp.models import AffinityQuery, EntityId, iso_micros, now_us
 from streamapp.pair_state import PairState, summary
 from streamapp.parsing import describe
@@ -227,13 +228,11 @@ async def read_body(request: Request) -> bytes:
 class TopSellersView(View):
     async def get(self, request: Request, user_id: str) -> Response:
         user_id = valid_id("user_id", user_id)
-        raw_k = request.query.get("k", "10")
-        if not raw_k.isdigit() or not 1 <= int(raw_k) <= settings.max_top_k:
-            raise HTTPError(400, f"k must be an integer from 1 to {settings.max_top_k}")
+        k = parse_k(request.query.get("k"), settings.max_top_k)
         if (owner := routing.remote_owner(request, user_id)) is not None:
             return await routing.forward(request, owner)
         require_ready()
-        return json_response(top_sellers(user_id, int(raw_k), now_us()))
+        return json_response(top_sellers(user_id, k, now_us()))
 
 
 def top_sellers(user_id: str, k: int, as_of: int) -> dict[str, Any]:

@@ -52,6 +52,11 @@ json_values = st.recursive(
     max_leaves=12,
 )
 ids = st.text(min_size=0, max_size=300) | st.sampled_from(["u1", "s1", "123", "%00", "..", "a/b"])
+# Issue 11: isdigit() is True for "²" but int() fails; int() takes full-width digits and
+# refuses more than 4,300 digits.
+odd_k = st.sampled_from(
+    ["\u00b2", "\uff15", "\u0663", "9" * 4301, "1" * 7, "", "0", " 1", "1\n"]
+) | (st.text(alphabet="0123456789\u00b2\uff10\uff15\u0663\u0967", min_size=1, max_size=8))
 pair = st.fixed_dictionaries({"user_id": ids | json_values, "seller_id": ids | json_values})
 bodies = st.one_of(
     st.binary(max_size=200),
@@ -74,7 +79,7 @@ requests = st.one_of(
     st.builds(
         lambda u, k: ("GET", f"/users/{q(u)}/top-sellers?k={q(k)}", None),
         ids,
-        st.text(max_size=6) | st.integers(-5, 5000).map(str),
+        st.text(max_size=6) | st.integers(-5, 5000).map(str) | odd_k,
     ),
     st.builds(lambda u: ("GET", f"/users/{q(u)}", None), ids),
     st.builds(lambda s: ("GET", f"/sellers/{q(s)}", None), ids),
@@ -116,3 +121,27 @@ def test_token_is_required_but_health_is_open(worker: Worker) -> None:
     assert worker.get("/affinity/u1/s1", headers={"Authorization": "Bearer wrong-token"})[0] == 401
     status, body = worker.get("/affinity/u1/s1", headers=AUTH)
     assert status == 200 and body["number_of_interactions"] == 1
+
+
+@pytest.mark.parametrize(
+    "k",
+    [
+        "%C2%B2",  # superscript two: isdigit() but not int() (issue 11: a 500)
+        "9" * 4301,  # beyond int()'s digit limit (issue 11: a 500)
+        "9" * 5000,
+        "%EF%BC%95",  # full-width five (issue 11: accepted as 5)
+        "%D9%A3",  # Arabic-Indic three
+        "1" * 7,
+        "0",
+        "-1",
+        "%201",
+    ],
+)
+def test_malformed_k_is_a_400(worker: Worker, k: str) -> None:
+    status, body = worker.get(f"/users/u1/top-sellers?k={k}", headers=AUTH)
+    assert status == 400 and "ASCII digits" in body["error"], (k, status, body)
+
+
+def test_well_formed_k_is_served(worker: Worker) -> None:
+    status, body = worker.get("/users/u1/top-sellers?k=000001", headers=AUTH)
+    assert status == 200 and [s["seller_id"] for s in body["sellers"]] == ["s1"]
