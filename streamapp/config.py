@@ -69,6 +69,8 @@ class Settings:
     max_top_k: int = 1_000
     max_body_bytes: int = 1_048_576
     api_token: str = ""
+    # Signs worker-to-worker requests (internal_auth.py); empty: derived from app id + token.
+    internal_secret: str = ""
     log_every_s: float = 30.0
     broker_wait_s: float = 15.0
     rocksdb_cache_mb: int = 16
@@ -178,6 +180,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     text("WEB_HOST", "web_host", r"[A-Za-z0-9.:_-]{1,255}", "a host name or IP address")
     text("STREAMAPP_CANONICAL_URL", "canonical_url", r"https?://\S+", "use http://HOST:PORT")
     text("STREAMAPP_API_TOKEN", "api_token", r"\S{8,}", "at least 8 characters, no spaces")
+    text(
+        "STREAMAPP_INTERNAL_SECRET",
+        "internal_secret",
+        r"\S{16,}",
+        "at least 16 characters, no spaces",
+    )
     number("STREAMAPP_PARTITIONS", "partitions", int, 1, 1024)
     number("WEB_PORT", "web_port", int, 1, 65535)
     number("STREAMAPP_STANDBY_REPLICAS", "standby_replicas", int, 0, 10)

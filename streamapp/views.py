@@ -51,6 +51,7 @@ async def json_errors(
     try:
         if settings.api_token and request.path not in PUBLIC_PATHS:
             check_token(request.headers.get("Authorization", ""))
+        routing.authenticate(request)  # internal headers only from workers (400 otherwise)
         response = await handler(request)
     except HTTPError as exc:
         response = _error(exc.status, exc.message, exc.headers)
