@@ -7,6 +7,7 @@ A malformed request must get a 4xx, never a 5xx: everything here raises HTTPErro
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 from streamapp.errors import HTTPError
 
@@ -14,6 +15,7 @@ from streamapp.errors import HTTPError
 # refuses), int() also takes full-width and Arabic-Indic digits, and int() raises on more
 # than 4,300 digits.
 _K = re.compile(r"[0-9]{1,6}")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def parse_k(raw: str | None, max_k: int, default: int = 10) -> int:
@@ -23,3 +25,17 @@ def parse_k(raw: str | None, max_k: int, default: int = 10) -> int:
     if _K.fullmatch(raw) is None or not 1 <= int(raw) <= max_k:
         raise HTTPError(400, f"k must be an integer from 1 to {max_k} (ASCII digits)")
     return int(raw)
+
+
+def encode_segment(text: str) -> str:
+    """One path segment, percent-encoded so that any id survives a forward exactly: '/',
+    '?', '#', '%', ' ' and non-ASCII are encoded by quote(safe=""), and '.' too, so that "."
+    and ".." are never dot-segments that a URL library would remove."""
+    return urllib.parse.quote(text, safe="").replace(".", "%2E")
+
+
+def fill_path(template: str, values: dict[str, str]) -> str:
+    """A route template ("/affinity/{user_id}/{seller_id}") with each placeholder replaced by
+    its encoded value: the path of a forwarded request, built from the matched ids rather
+    than from the decoded request path (which loses the boundaries of ids with '/')."""
+    return _PLACEHOLDER.sub(lambda m: encode_segment(values[m.group(1)]), template)

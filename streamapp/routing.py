@@ -19,6 +19,7 @@ from yarl import URL
 from streamapp import internal_auth, topics
 from streamapp.app import app, settings
 from streamapp.errors import HTTPError
+from streamapp.http_input import fill_path
 
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 _KEY = internal_auth.derive_key(settings.internal_secret, settings.app_id, settings.api_token)
@@ -91,9 +92,16 @@ async def _call(
         ) from None
 
 
+def forward_path(request: Any) -> str:
+    """The encoded path of `request` rebuilt from its route and matched ids: request.path is
+    decoded ("/affinity/./s/dot" for the ids "." and "s/dot"), and a URL built from it loses
+    dot segments and the boundaries of ids with '/' or '?'."""
+    return fill_path(request.match_info.route.resource.canonical, dict(request.match_info))
+
+
 async def forward(request: Any, base: URL) -> aiohttp_web.Response:
     """The same request, answered by the worker at `base`."""
-    url = base.with_path(request.path).with_query(request.query)
+    url = base.with_path(forward_path(request), encoded=True).with_query(request.query)
     body = await request.read() if request.can_read_body else None
     headers = _headers(request, request.method, url)
     status, payload, content_type, extra = await _call(request.method, url, headers, body)

@@ -89,6 +89,10 @@ def require_ready() -> None:
         )
 
 
+# Id segments are "[^/]+" rather than aiohttp's default "[^{}/]+", which refused ids with
+# braces. The router matches on the path with "%2F" still encoded, so ids with "/" match.
+
+
 def valid_id(name: str, value: str) -> str:
     try:
         return _entity_id.validate_python(value)
@@ -158,7 +162,7 @@ class Health(View):
         return self.json({"status": "recovering"}, status=503, headers={"Retry-After": "1"})
 
 
-@app.page("/affinity/{user_id}/{seller_id}")
+@app.page("/affinity/{user_id:[^/]+}/{seller_id:[^/]+}")
 class Affinity(View):
     async def get(self, request: Request, user_id: str, seller_id: str) -> Response:
         user_id, seller_id = valid_id("user_id", user_id), valid_id("seller_id", seller_id)
@@ -225,7 +229,7 @@ async def read_body(request: Request) -> bytes:
     return raw
 
 
-@app.page("/users/{user_id}/top-sellers")
+@app.page("/users/{user_id:[^/]+}/top-sellers")
 class TopSellersView(View):
     async def get(self, request: Request, user_id: str) -> Response:
         user_id = valid_id("user_id", user_id)
@@ -278,7 +282,7 @@ def profile_response(view: View, read: Callable[[str], Any], kind: str, entity_i
     return view.json(found)
 
 
-@app.page("/users/{user_id}")
+@app.page("/users/{user_id:[^/]+}")
 class UserView(View):
     async def get(self, request: Request, user_id: str) -> Response:
         if (owner := routing.remote_owner(request, valid_id("user_id", user_id))) is not None:
@@ -286,7 +290,7 @@ class UserView(View):
         return profile_response(self, tables.profile, "user", user_id)
 
 
-@app.page("/sellers/{seller_id}")
+@app.page("/sellers/{seller_id:[^/]+}")
 class SellerView(View):
     async def get(self, request: Request, seller_id: str) -> Response:
         return profile_response(self, tables.seller_catalog.get, "seller", seller_id)

@@ -53,7 +53,12 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-ids = st.text(min_size=0, max_size=300) | st.sampled_from(["u1", "s1", "123", "%00", "..", "a/b"])
+PATH_IDS = ["/", ".", "..", "%", "%2F", "?", "#", " ", "é", "日本", "{", "}", "a-b", "\\", "a/../b"]
+ids = (
+    st.text(min_size=0, max_size=300)
+    | st.sampled_from(["u1", "s1", "123", "%00", "..", "a/b", *PATH_IDS])
+    | st.lists(st.sampled_from(PATH_IDS), min_size=1, max_size=4).map("".join)
+)
 # Issue 11: isdigit() is True for "²" but int() fails; int() takes full-width digits and
 # refuses more than 4,300 digits.
 odd_k = st.sampled_from(
