@@ -63,10 +63,14 @@ class Settings:
     favorites_bonus: float = 1.0
     dedupe_horizon_s: float = 7 * DAY
     max_message_bytes: int = 65_536
+    # A dead letter's JSON never exceeds this (parsing.dead_letter truncates the copied bytes).
+    dead_letter_max_bytes: int = 512 * 1024
     max_bulk_pairs: int = 1_000
     max_top_k: int = 1_000
     max_body_bytes: int = 1_048_576
     api_token: str = ""
+    # Signs worker-to-worker requests (internal_auth.py); empty: derived from app id + token.
+    internal_secret: str = ""
     log_every_s: float = 30.0
     broker_wait_s: float = 15.0
     rocksdb_cache_mb: int = 16
@@ -176,12 +180,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     text("WEB_HOST", "web_host", r"[A-Za-z0-9.:_-]{1,255}", "a host name or IP address")
     text("STREAMAPP_CANONICAL_URL", "canonical_url", r"https?://\S+", "use http://HOST:PORT")
     text("STREAMAPP_API_TOKEN", "api_token", r"\S{8,}", "at least 8 characters, no spaces")
+    text(
+        "STREAMAPP_INTERNAL_SECRET",
+        "internal_secret",
+        r"\S{16,}",
+        "at least 16 characters, no spaces",
+    )
     number("STREAMAPP_PARTITIONS", "partitions", int, 1, 1024)
     number("WEB_PORT", "web_port", int, 1, 65535)
     number("STREAMAPP_STANDBY_REPLICAS", "standby_replicas", int, 0, 10)
     number("STREAMAPP_REPLICATION_FACTOR", "replication_factor", int, 1, 10)
     number("STREAMAPP_FAVORITES_BONUS", "favorites_bonus", float, -1e9, 1e9)
     number("STREAMAPP_MAX_MESSAGE_BYTES", "max_message_bytes", int, 256, 16 * 1024 * 1024)
+    number(
+        "STREAMAPP_DEAD_LETTER_MAX_BYTES", "dead_letter_max_bytes", int, 16_384, 64 * 1024 * 1024
+    )
     number("STREAMAPP_MAX_BULK_PAIRS", "max_bulk_pairs", int, 1, 100_000)
     number("STREAMAPP_MAX_TOP_K", "max_top_k", int, 1, 100_000)
     number("STREAMAPP_ROCKSDB_CACHE_MB", "rocksdb_cache_mb", int, 1, 65_536)

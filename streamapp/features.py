@@ -21,9 +21,36 @@ def no_chunks(suffix: bytes) -> bytes | None:
     return None
 
 
+def _escape(entity_id: str) -> str:
+    # Backslash first, so the backslashes added for '-' are not doubled again.
+    return entity_id.replace("\\", "\\\\").replace("-", "\\-")
+
+
 def pair_id(user_id: str, seller_id: str) -> str:
-    """The contract's pair id (Chalk's pattern for pair entities)."""
-    return f"{user_id}-{seller_id}"
+    """The contract's "<user_id>-<seller_id>" (Chalk's pattern for pair entities), made
+    unambiguous: inside each id "\\" becomes "\\\\" and "-" becomes "\\-", so the only bare
+    "-" is the separator. ("a-b", "c") -> "a\\-b-c", ("a", "b-c") -> "a-b\\-c"; ids without
+    "-" and "\\" keep the plain form."""
+    return f"{_escape(user_id)}-{_escape(seller_id)}"
+
+
+def split_pair_id(text: str) -> tuple[str, str]:
+    """The inverse of pair_id (the proof that it is unambiguous); ValueError if malformed."""
+    parts: list[list[str]] = [[]]
+    chars = iter(text)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, None)
+            if escaped not in ("\\", "-"):
+                raise ValueError(f"bad escape in pair id {text!r}")
+            parts[-1].append(escaped)
+        elif char == "-":
+            parts.append([])
+        else:
+            parts[-1].append(char)
+    if len(parts) != 2:
+        raise ValueError(f"a pair id has exactly one unescaped '-': {text!r}")
+    return "".join(parts[0]), "".join(parts[1])
 
 
 def category_features(

@@ -16,6 +16,7 @@ the commit that follows, never pass unsent output.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ state_lock = asyncio.Lock()
 SLICE_EVENTS = 64  # counted between two looks at the clock
 SLICE_S = 0.001  # longest the event loop is held before lookups get a turn
 MAX_IDS = 64
+MAX_DEAD_LETTER_KEY = 16 * 1024
 
 
 class Slicer:
@@ -83,8 +85,13 @@ def outbox() -> Outbox:
 
 
 async def dead_letter_to(box: Outbox, source: str, record: Record, reason: str) -> None:
-    letter = dead_letter(record, reason).model_dump_json().encode()
-    await box.add_keyed(topics.dead_letter_names[source], record.key, letter, record.partition)
+    letter = dead_letter(record, reason, settings.dead_letter_max_bytes).model_dump_json().encode()
+    # The letter itself holds the key (within its size budget); the record key only decides
+    # the partition, so an oversized one is replaced by its digest.
+    key = record.key
+    if key is not None and len(key) > MAX_DEAD_LETTER_KEY:
+        key = hashlib.sha256(key).hexdigest().encode()
+    await box.add_keyed(topics.dead_letter_names[source], key, letter, record.partition)
     metrics.dead_letters.labels(source).inc()
     log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
 

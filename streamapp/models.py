@@ -11,10 +11,26 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
 
 MAX_ID_LENGTH = 256
 MAX_CATEGORIES = 1_000
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The valid range of an event time (and of a record timestamp used as one), in UTC:
+# nothing before the Unix epoch (Kafka timestamps start there) and nothing on the last day
+# of year 9999, so any vector renders in the calendar at any UTC offset (up to +-24 h).
+MIN_EVENT_US = 0
+MAX_EVENT_US = 253_402_214_400_000_000 - 1  # 9999-12-31T00:00:00Z, exclusive
+EVENT_RANGE_TEXT = "1970-01-01T00:00:00Z to 9999-12-30T23:59:59.999999Z"
 
 
 class InteractionKind(StrEnum):
@@ -53,9 +69,32 @@ EntityId = Annotated[
     StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$"),
 ]
 Category = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+def in_event_range(micros: int) -> bool:
+    return MIN_EVENT_US <= micros <= MAX_EVENT_US
+
+
+def in_calendar(micros: int) -> bool:
+    """Whether a datetime can hold this instant (years 1 to 9999 in UTC)."""
+    return MIN_MICROS <= micros <= MAX_MICROS
+
+
+def _in_range(value: datetime | None) -> datetime | None:
+    # Checked after conversion to UTC: "9999-12-31T23:30:00-01:00" is a valid datetime whose
+    # UTC instant lies in year 10000, which no later formatting could represent.
+    if value is not None and not in_event_range(to_micros(value)):
+        raise ValueError(f"must lie in {EVENT_RANGE_TEXT} after conversion to UTC")
+    return value
+
+
 # Lax inside: after the before-validator pydantic parses in Python mode, where strict
 # would refuse the ISO string.
-EventTime = Annotated[Annotated[datetime, Strict(False)] | None, BeforeValidator(_only_str)]
+EventTime = Annotated[
+    Annotated[datetime, Strict(False)] | None,
+    BeforeValidator(_only_str),
+    AfterValidator(_in_range),
+]
 
 
 def _strict_model(title: str) -> ConfigDict:
@@ -76,7 +115,15 @@ class InteractionMessage(BaseModel):
     )
     on: EventTime = Field(
         default=None,
-        description="Event time, ISO-8601 (UTC when no offset); missing: the record timestamp.",
+        description=(
+            "Event time, ISO-8601 (UTC when no offset); missing: the record timestamp. "
+            f"Valid range after conversion to UTC: {EVENT_RANGE_TEXT}; "
+            "anything outside it (also a record timestamp used instead) is dead-lettered."
+        ),
+        json_schema_extra={
+            "formatMinimum": "1970-01-01T00:00:00Z",
+            "formatMaximum": "9999-12-30T23:59:59.999999Z",
+        },
     )
 
 
@@ -130,7 +177,13 @@ class FeatureVector(BaseModel):
 
     model_config = ConfigDict(title="FeatureVector")
 
-    id: str = Field(description='"<user_id>-<seller_id>"')
+    id: str = Field(
+        description=(
+            '"<user_id>-<seller_id>", with "\\" written "\\\\" and "-" written "\\-" inside '
+            'each id so that no two pairs share an id: ("a-b", "c") is "a\\-b-c", ("a", "b-c") '
+            'is "a-b\\-c". Ids without "-" and "\\" appear as they are.'
+        )
+    )
     user_id: str
     seller_id: str
     number_of_interactions: int
@@ -181,8 +234,33 @@ class DeadLetter(BaseModel):
     timestamp: datetime | None = None
     key: str | None
     key_encoding: Literal["utf-8", "base64"] | None
-    value: str | None
+    key_truncated: bool = Field(
+        default=False, description="The key was cut to keep the letter within its size budget."
+    )
+    key_size: int | None = Field(
+        default=None, description="When truncated: the original key's size in bytes."
+    )
+    key_sha256: str | None = Field(
+        default=None, description="When truncated: SHA-256 of the original key, hex."
+    )
+    value: str | None = Field(
+        description=(
+            "The original bytes: UTF-8 text when that is valid and not larger in JSON than "
+            "base64, else base64; a prefix of them when value_truncated."
+        )
+    )
     value_encoding: Literal["utf-8", "base64"] | None
+    value_truncated: bool = Field(
+        default=False,
+        description="The value was cut to keep the letter within its size budget "
+        "(STREAMAPP_DEAD_LETTER_MAX_BYTES).",
+    )
+    value_size: int | None = Field(
+        default=None, description="When truncated: the original value's size in bytes."
+    )
+    value_sha256: str | None = Field(
+        default=None, description="When truncated: SHA-256 of the original value, hex."
+    )
 
 
 class PairRef(BaseModel):
@@ -226,9 +304,6 @@ class ErrorBody(BaseModel):
     model_config = ConfigDict(title="Error")
 
     error: str
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_micros(moment: datetime) -> int:

@@ -7,15 +7,17 @@ accepted value or a `Rejected` reason, never raises on input data.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from streamapp.models import (
+    EVENT_RANGE_TEXT,
     KIND_INDEX,
     MAX_ID_LENGTH,
     OTHER_INDEX,
@@ -25,6 +27,8 @@ from streamapp.models import (
     Seller,
     User,
     from_micros,
+    in_calendar,
+    in_event_range,
     kind_of,
     to_micros,
 )
@@ -92,8 +96,13 @@ def parse_interaction(record: Record, max_bytes: int) -> RoutedInteraction | Rej
     if isinstance(msg, Rejected):
         return msg
     if msg.on is not None:
-        on_us = to_micros(msg.on)
+        on_us = to_micros(msg.on)  # in range: the model checks it
     elif record.timestamp_us is not None:
+        if not in_event_range(record.timestamp_us):
+            return Rejected(
+                "no event time: field 'on' is missing and the record timestamp "
+                f"({record.timestamp_us} us) lies outside {EVENT_RANGE_TEXT}"
+            )
         on_us = record.timestamp_us
     else:
         return Rejected("no event time: field 'on' is missing and the record has no timestamp")
@@ -137,29 +146,141 @@ def parse_seller(record: Record, max_bytes: int) -> Seller | Delete | Rejected:
     return _profile(Seller, record, max_bytes, keyed=False)
 
 
-def _as_text(raw: bytes | None) -> tuple[str | None, str | None]:
-    if raw is None:
-        return None, None
+# A dead letter must always fit in one Kafka record (the broker's default max.message.bytes
+# is 1 MB, and the DLQ record also carries the source key): the default leaves room for both.
+DEFAULT_DEAD_LETTER_BYTES = 512 * 1024
+MIN_DEAD_LETTER_BYTES = 16 * 1024  # room for the fixed fields, a capped reason and some bytes
+MAX_ERROR_CHARS = 500  # reasons can quote the input (a key's repr): capped, never the budget
+
+# How pydantic's JSON writer escapes bytes inside a string: these take two characters...
+_SHORT_ESCAPES = b'"\\\b\f\n\r\t'
+# ...and the other control characters six (\u00XX). Everything else is written as is.
+_LONG_ESCAPES = bytes(c for c in range(0x20) if c not in _SHORT_ESCAPES)
+
+
+def _json_text_size(raw: bytes) -> int:
+    """Bytes that valid UTF-8 `raw` takes inside a JSON string (quotes excluded)."""
+    short = len(raw) - len(raw.translate(None, _SHORT_ESCAPES))
+    long = len(raw) - len(raw.translate(None, _LONG_ESCAPES))
+    return len(raw) + short + 5 * long
+
+
+def _base64_size(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+def _is_utf8(raw: bytes) -> bool:
     try:
-        return raw.decode("utf-8"), "utf-8"
+        raw.decode("utf-8")
     except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
+        return False
+    return True
 
 
-def dead_letter(record: Record, reason: str) -> DeadLetter:
-    key, key_encoding = _as_text(record.key)
-    value, value_encoding = _as_text(record.value)
+@dataclass(frozen=True)
+class Kept:
+    """Original bytes as they go into a dead letter: text, its encoding, and when they had to
+    be cut, the original size and SHA-256 digest."""
+
+    text: str
+    encoding: Literal["utf-8", "base64"]
+    truncated: bool = False
+    size: int | None = None
+    sha256: str | None = None
+
+
+def _as_text(raw: bytes) -> tuple[Literal["utf-8", "base64"], int]:
+    """The more compact encoding of `raw` in JSON and its size: UTF-8 text unless escaping
+    makes it bigger than base64 (or it is not UTF-8)."""
+    b64 = _base64_size(len(raw))
+    if _is_utf8(raw):
+        text = _json_text_size(raw)
+        if text <= b64:
+            return "utf-8", text
+    return "base64", b64
+
+
+def _text_prefix(raw: bytes, room: int) -> bytes:
+    """The longest prefix of UTF-8 `raw` that is whole characters and escapes to <= room."""
+    low, high = 0, min(len(raw), room)  # escaping never shrinks, so `room` bytes is the most
+    while low < high:  # binary search: the escaped size grows with the prefix
+        mid = (low + high + 1) // 2
+        if _json_text_size(raw[:mid]) <= room:
+            low = mid
+        else:
+            high = mid - 1
+    while 0 < low < len(raw) and raw[low] & 0xC0 == 0x80:
+        low -= 1  # do not cut a character: back to the start of the one that was cut
+    return raw[:low]
+
+
+def keep(raw: bytes, room: int) -> Kept:
+    """`raw` in at most `room` bytes of JSON string content: whole when it fits, else its
+    longest prefix in the same encoding, with the original size and digest."""
+    encoding, size = _as_text(raw)
+    if size <= room:
+        text = raw.decode("utf-8") if encoding == "utf-8" else base64.b64encode(raw).decode()
+        return Kept(text, encoding)
+    if encoding == "utf-8":
+        text = _text_prefix(raw, room).decode("utf-8")
+    else:
+        text = base64.b64encode(raw[: max(room, 0) // 4 * 3]).decode()
+    return Kept(text, encoding, True, len(raw), hashlib.sha256(raw).hexdigest())
+
+
+def _letter(record: Record, error: str, key: Kept | None, value: Kept | None) -> DeadLetter:
+    ts = record.timestamp_us
     return DeadLetter(
-        error=reason,
+        error=error,
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
-        timestamp=from_micros(record.timestamp_us) if record.timestamp_us is not None else None,
-        key=key,
-        key_encoding=key_encoding,
-        value=value,
-        value_encoding=value_encoding,
+        # A timestamp outside the calendar is left out (the reason names it) rather than shown
+        # clamped to a moment it is not.
+        timestamp=from_micros(ts) if ts is not None and in_calendar(ts) else None,
+        key=key.text if key else None,
+        key_encoding=key.encoding if key else None,
+        key_truncated=key.truncated if key else False,
+        key_size=key.size if key else None,
+        key_sha256=key.sha256 if key else None,
+        value=value.text if value else None,
+        value_encoding=value.encoding if value else None,
+        value_truncated=value.truncated if value else False,
+        value_size=value.size if value else None,
+        value_sha256=value.sha256 if value else None,
     )
+
+
+def dead_letter(
+    record: Record, reason: str, max_bytes: int = DEFAULT_DEAD_LETTER_BYTES
+) -> DeadLetter:
+    """The dead letter of `record`, whose JSON (model_dump_json) is at most `max_bytes`
+    (when that is at least MIN_DEAD_LETTER_BYTES): key and value in their more compact
+    encoding, cut to fit when they must, with size and digest recorded. Never raises."""
+    error = reason if len(reason) <= MAX_ERROR_CHARS else reason[:MAX_ERROR_CHARS] + "..."
+    # The letter with empty key and value and the largest truncation fields: what is left
+    # of the budget is for the key and value text.
+    widest = Kept("", "base64", True, 10**19, "0" * 64)
+    overhead = len(_letter(record, error, widest, widest).model_dump_json().encode())
+    room = max_bytes - overhead
+    key_need = _as_text(record.key)[1] if record.key is not None else 0
+    value_need = _as_text(record.value)[1] if record.value is not None else 0
+    while True:
+        if key_need + value_need <= room:
+            key_room, value_room = key_need, value_need
+        else:  # a small one is kept whole; two big ones share the room
+            key_room = min(key_need, max(room // 2, room - value_need))
+            value_room = max(room - key_room, 0)
+        letter = _letter(
+            record,
+            error,
+            keep(record.key, key_room) if record.key is not None else None,
+            keep(record.value, value_room) if record.value is not None else None,
+        )
+        over = len(letter.model_dump_json().encode()) - max_bytes
+        if over <= 0 or room <= 0:
+            return letter  # the size model above is exact; this guards a serializer change
+        room -= over
 
 
 # -- the hot path's parser ---------------------------------------------------------------
@@ -198,15 +319,15 @@ def _fast(record: Record, max_bytes: int) -> Interaction | None:
         return None
     on = msg.get("on")
     if on is None:
-        if record.timestamp_us is None:
-            return None
+        if record.timestamp_us is None or not in_event_range(record.timestamp_us):
+            return None  # the careful path says why
         on_us = record.timestamp_us
     else:
         if type(on) is not str or not _PLAIN_TIME.fullmatch(on):
             return None
         try:
             moment = datetime.fromisoformat(on)
-        except ValueError:
+        except ValueError:  # the shape of a time, not a date ("2026-13-02..."): say why there
             return None
         if moment.year not in _FAST_YEARS:
             return None

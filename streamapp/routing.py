@@ -9,19 +9,21 @@ hashes the JSON-encoded key instead (faust issue #514), so we route on the topic
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import aiohttp
 from aiohttp import web as aiohttp_web
 from yarl import URL
 
-from streamapp import topics
-from streamapp.app import app
+from streamapp import internal_auth, topics
+from streamapp.app import app, settings
 from streamapp.errors import HTTPError
+from streamapp.http_input import fill_path
 
-ROUTED = "X-Streamapp-Routed"  # set on forwarded requests: serve locally, never forward again
-AS_OF = "X-Streamapp-As-Of"  # one as_of for every part of a split bulk query
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
+_KEY = internal_auth.derive_key(settings.internal_secret, settings.app_id, settings.api_token)
+_INTERNAL = "streamapp.internal"  # where authenticate() leaves its verdict on the request
 
 
 def _ident(url: URL | str) -> tuple[str, int]:
@@ -40,17 +42,34 @@ def owner(user_id: str) -> URL | None:
     return None if _ident(url) == _ident(app.conf.canonical_url) else url
 
 
+def _raw_path(request: Any) -> str:
+    # What the sender signed: the path as it was on the wire, still percent-encoded.
+    return str(request.raw_path).split("?", 1)[0]
+
+
+def authenticate(request: Any) -> None:
+    """Every request: is it a worker's forward (signed), a client's (no internal header),
+    or a client posing as a worker (HTTPError 400)? Remembered on the request."""
+    request[_INTERNAL] = internal_auth.verify(
+        _KEY, request.method, _raw_path(request), request.headers, time.time()
+    )
+
+
+def _internal(request: Any) -> internal_auth.Internal | None:
+    return request.get(_INTERNAL)
+
+
 def remote_owner(request: Any, user_id: str) -> URL | None:
     """Where to forward `request` for `user_id`, or None to serve it here."""
     url = owner(user_id)
-    if url is not None and request.headers.get(ROUTED):
+    if url is not None and _internal(request) is not None:
         # The sender thought we own it: assignments are moving. Never ping-pong.
         raise HTTPError(503, "partition ownership is moving, retry shortly", {"Retry-After": "1"})
     return url
 
 
-def _headers(request: Any, extra: dict[str, str] | None = None) -> dict[str, str]:
-    headers = {ROUTED: "1", **(extra or {})}
+def _headers(request: Any, method: str, url: URL, as_of_us: int | None = None) -> dict[str, str]:
+    headers = internal_auth.sign(_KEY, method, url.raw_path, as_of_us, time.time())
     if "Authorization" in request.headers:
         headers["Authorization"] = request.headers["Authorization"]
     return headers
@@ -73,11 +92,19 @@ async def _call(
         ) from None
 
 
+def forward_path(request: Any) -> str:
+    """The encoded path of `request` rebuilt from its route and matched ids: request.path is
+    decoded ("/affinity/./s/dot" for the ids "." and "s/dot"), and a URL built from it loses
+    dot segments and the boundaries of ids with '/' or '?'."""
+    return fill_path(request.match_info.route.resource.canonical, dict(request.match_info))
+
+
 async def forward(request: Any, base: URL) -> aiohttp_web.Response:
     """The same request, answered by the worker at `base`."""
-    url = base.with_path(request.path).with_query(request.query)
+    url = base.with_path(forward_path(request), encoded=True).with_query(request.query)
     body = await request.read() if request.can_read_body else None
-    status, payload, content_type, extra = await _call(request.method, url, _headers(request), body)
+    headers = _headers(request, request.method, url)
+    status, payload, content_type, extra = await _call(request.method, url, headers, body)
     return aiohttp_web.Response(
         body=payload, status=status, content_type=content_type, headers=extra
     )
@@ -88,10 +115,9 @@ async def forward_query(
 ) -> list[dict[str, Any]]:
     """Part of a bulk query, answered by its owner at the same as_of."""
     body = json.dumps({"pairs": pairs}).encode()
-    headers = _headers(request, {AS_OF: str(as_of_us), "Content-Type": "application/json"})
-    status, payload, _, extra = await _call(
-        "POST", base.with_path("/affinity/query"), headers, body
-    )
+    url = base.with_path("/affinity/query")
+    headers = {**_headers(request, "POST", url, as_of_us), "Content-Type": "application/json"}
+    status, payload, _, extra = await _call("POST", url, headers, body)
     answer = json.loads(payload)
     if status != 200:
         raise HTTPError(status, answer.get("error", "owner failed"), extra)
@@ -99,5 +125,6 @@ async def forward_query(
 
 
 def as_of_from(request: Any) -> int | None:
-    raw = request.headers.get(AS_OF) if request.headers.get(ROUTED) else None
-    return int(raw) if raw and raw.isdigit() else None
+    """The as_of a worker chose for its split bulk query (verified and range-checked)."""
+    internal = _internal(request)
+    return internal.as_of_us if internal is not None else None

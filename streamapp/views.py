@@ -21,6 +21,7 @@ from streamapp.app import app, scoring, settings
 from streamapp.errors import HTTPError
 from streamapp.features import feature_vector
 from streamapp.health import ready
+from streamapp.http_input import parse_k
 from streamapp.models import AffinityQuery, EntityId, iso_micros, now_us
 from streamapp.pair_state import PairState, summary
 from streamapp.parsing import describe
@@ -50,6 +51,7 @@ async def json_errors(
     try:
         if settings.api_token and request.path not in PUBLIC_PATHS:
             check_token(request.headers.get("Authorization", ""))
+        routing.authenticate(request)  # internal headers only from workers (400 otherwise)
         response = await handler(request)
     except HTTPError as exc:
         response = _error(exc.status, exc.message, exc.headers)
@@ -85,6 +87,10 @@ def require_ready() -> None:
         raise HTTPError(
             503, "recovering: state is being restored, retry shortly", {"Retry-After": "1"}
         )
+
+
+# Id segments are "[^/]+" rather than aiohttp's default "[^{}/]+", which refused ids with
+# braces. The router matches on the path with "%2F" still encoded, so ids with "/" match.
 
 
 def valid_id(name: str, value: str) -> str:
@@ -151,7 +157,7 @@ class Health(View):
         return self.json({"status": "recovering"}, status=503, headers={"Retry-After": "1"})
 
 
-@app.page("/affinity/{user_id}/{seller_id}")
+@app.page("/affinity/{user_id:[^/]+}/{seller_id:[^/]+}")
 class Affinity(View):
     async def get(self, request: Request, user_id: str, seller_id: str) -> Response:
         user_id, seller_id = valid_id("user_id", user_id), valid_id("seller_id", seller_id)
@@ -218,17 +224,15 @@ async def read_body(request: Request) -> bytes:
     return raw
 
 
-@app.page("/users/{user_id}/top-sellers")
+@app.page("/users/{user_id:[^/]+}/top-sellers")
 class TopSellersView(View):
     async def get(self, request: Request, user_id: str) -> Response:
         user_id = valid_id("user_id", user_id)
-        raw_k = request.query.get("k", "10")
-        if not raw_k.isdigit() or not 1 <= int(raw_k) <= settings.max_top_k:
-            raise HTTPError(400, f"k must be an integer from 1 to {settings.max_top_k}")
+        k = parse_k(request.query.get("k"), settings.max_top_k)
         if (owner := routing.remote_owner(request, user_id)) is not None:
             return await routing.forward(request, owner)
         require_ready()
-        return json_response(top_sellers(user_id, int(raw_k), now_us()))
+        return json_response(top_sellers(user_id, k, now_us()))
 
 
 def top_sellers(user_id: str, k: int, as_of: int) -> dict[str, Any]:
@@ -273,13 +277,13 @@ def profile_response(view: View, read: Callable[[str], Any], kind: str, entity_i
     return view.json(found)
 
 
-@app.page("/users/{user_id}")
+@app.page("/users/{user_id:[^/]+}")
 class UserView(View):
     async def get(self, request: Request, user_id: str) -> Response:
         return profile_response(self, tables.user_catalog.get, "user", user_id)
 
 
-@app.page("/sellers/{seller_id}")
+@app.page("/sellers/{seller_id:[^/]+}")
 class SellerView(View):
     async def get(self, request: Request, seller_id: str) -> Response:
         return profile_response(self, tables.seller_catalog.get, "seller", seller_id)

@@ -23,6 +23,14 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _escaped(entity_id: str) -> str:
+    """README: inside each id of a pair id, backslash is doubled and '-' is backslash-escaped."""
+    out = []
+    for char in entity_id:
+        out.append("\\" + char if char in "\\-" else char)
+    return "".join(out)
+
+
 @dataclass
 class Truth:
     """Interactions per pair (already deduplicated) and the current profiles."""
@@ -60,7 +68,7 @@ class Truth:
 
         times = [on for _, on in events]
         return {
-            "id": f"{user}-{seller}",
+            "id": f"{_escaped(user)}-{_escaped(seller)}",
             "user_id": user,
             "seller_id": seller,
             "number_of_interactions": len(events),

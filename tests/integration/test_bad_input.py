@@ -4,6 +4,7 @@ its reason and original bytes, every good one is counted, and the worker never r
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import random
 import uuid
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from streamapp.models import DeadLetter
 from tests.dataset import DataSet
-from tests.harness import Namespace, Out, Worker, consume_all, produce
+from tests.harness import Namespace, Out, Worker, consume_all, produce, wait_until
 from tests.integration.checks import assert_matches_truth, wait_for_total
 
 pytestmark = pytest.mark.integration
@@ -181,20 +182,77 @@ def test_bad_records_are_contained(
         assert len(letters) == len(bad)
         parsed = [DeadLetter.model_validate_json(m.value) for m in letters]
         assert all(p.error for p in parsed)
-        by_value = sorted((p.value or "", p.value_encoding or "") for p in parsed)
-        want = sorted(
-            (b.decode(), "utf-8") if _utf8(b) else (base64.b64encode(b).decode(), "base64")
-            for b in bad
-        )
-        assert by_value == want
+        # Each letter keeps its record's exact bytes (text or base64, whichever is smaller).
+        assert not any(p.value_truncated for p in parsed)
+        assert sorted(original(p.value, p.value_encoding) for p in parsed) == sorted(bad)
         assert worker.alive() and worker.starts == 1
     finally:
         worker.kill()
 
 
-def _utf8(raw: bytes) -> bool:
+def original(text: str | None, encoding: str | None) -> bytes:
+    assert text is not None
+    return text.encode() if encoding == "utf-8" else base64.b64decode(text, validate=True)
+
+
+EDGE_TIMES = [
+    "9999-12-31T23:30:00-01:00",  # year 10000 once in UTC
+    "0001-01-01T00:30:00+01:00",  # year 0 once in UTC
+    "1969-12-31T23:59:59Z",
+]
+
+
+def test_calendar_edges_and_huge_letters_are_contained(
+    bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 11 items 1 and 2: event times that leave the calendar in UTC are dead-lettered
+    (they were counted, then crashed every later record of the pair and made its lookups
+    500), and a record whose dead letter would be 6 MB once escaped is dead-lettered within
+    the budget (it was lost: MessageSizeTooLargeError)."""
+    ns = Namespace(bootstrap)
+    worker = Worker(ns, tmp_path_factory.mktemp("edge") / "data", "edge")
     try:
-        raw.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return False
+        worker.start()
+        now = datetime.now(UTC)
+        topic = ns.topic("interactions")
+
+        def interaction(n: int, on: str) -> Out:
+            body = {"id": f"e{n}", "user_id": "edge", "seller_id": "s", "on": on}
+            value = json.dumps({**body, "interaction_kind": "LIKE"}).encode()
+            return Out(topic, value, f"k{n}".encode())
+
+        good = [(now - timedelta(hours=n)).isoformat() for n in range(6)]
+        huge = b"\x01" * 1_000_000
+        records = [interaction(n, on) for n, on in enumerate(good[:3])]
+        records += [interaction(10 + n, on) for n, on in enumerate(EDGE_TIMES)]
+        records.append(Out(topic, huge, b"huge"))
+        records += [interaction(3 + n, on) for n, on in enumerate(good[3:])]
+        produce(bootstrap, records)
+        letters = consume_all(
+            bootstrap, ns.topic("interactions-dlq"), ns.partitions, expect=4, timeout=90
+        )
+        parsed = {m.key: DeadLetter.model_validate_json(m.value) for m in letters}
+        assert len(letters) == 4, [p.error for p in parsed.values()]
+        assert all(len(m.value) <= 512 * 1024 for m in letters)
+        big = parsed.pop(b"huge")
+        assert big.value_truncated and big.value_size == len(huge)
+        assert big.value_sha256 == hashlib.sha256(huge).hexdigest()
+        assert huge.startswith(original(big.value, big.value_encoding))
+        assert sorted(json.loads(p.value or "")["on"] for p in parsed.values()) == sorted(
+            EDGE_TIMES
+        )
+        assert all("1970-01-01" in p.error for p in parsed.values())
+
+        def counted() -> dict:
+            status, body = worker.get("/affinity/edge/s")
+            assert status == 200, body
+            return body if body["number_of_interactions"] == len(good) else {}
+
+        vector = wait_until(counted, 60, what="the good interactions counted")
+        assert vector["last_interaction_at"] == datetime.fromisoformat(good[0]).isoformat()
+        bulk = worker.query([("edge", "s"), ("u0", "s0")])[0]
+        assert bulk["number_of_interactions"] == len(good)
+        assert bulk["last_interaction_at"] == vector["last_interaction_at"]
+        assert worker.alive() and worker.starts == 1
+    finally:
+        worker.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from streamapp.internal_auth import derive_key, sign
 from tests.harness import Namespace, Out, Worker, produce, wait_until
 
 pytestmark = pytest.mark.integration
@@ -51,7 +53,25 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-ids = st.text(min_size=0, max_size=300) | st.sampled_from(["u1", "s1", "123", "%00", "..", "a/b"])
+PATH_IDS = ["/", ".", "..", "%", "%2F", "?", "#", " ", "é", "日本", "{", "}", "a-b", "\\", "a/../b"]
+ids = (
+    st.text(min_size=0, max_size=300)
+    | st.sampled_from(["u1", "s1", "123", "%00", "..", "a/b", *PATH_IDS])
+    | st.lists(st.sampled_from(PATH_IDS), min_size=1, max_size=4).map("".join)
+)
+# Issue 11: isdigit() is True for "²" but int() fails; int() takes full-width digits and
+# refuses more than 4,300 digits.
+odd_k = st.sampled_from(
+    ["\u00b2", "\uff15", "\u0663", "9" * 4301, "1" * 7, "", "0", " 1", "1\n"]
+) | (st.text(alphabet="0123456789\u00b2\uff10\uff15\u0663\u0967", min_size=1, max_size=8))
+INTERNAL = ["X-Streamapp-Routed", "X-Streamapp-As-Of", "X-Streamapp-Signature"]
+internal_values = st.sampled_from(
+    ["1", "253402300800000000", "-1", "0" * 64, "", "\uff11", "9" * 5000]
+) | st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=70)
+# Internal headers from a client (never verify): usually none, sometimes 1-3 of them.
+client_internal = st.just({}) | st.dictionaries(
+    st.sampled_from(INTERNAL), internal_values, min_size=1, max_size=3
+)
 pair = st.fixed_dictionaries({"user_id": ids | json_values, "seller_id": ids | json_values})
 bodies = st.one_of(
     st.binary(max_size=200),
@@ -74,7 +94,7 @@ requests = st.one_of(
     st.builds(
         lambda u, k: ("GET", f"/users/{q(u)}/top-sellers?k={q(k)}", None),
         ids,
-        st.text(max_size=6) | st.integers(-5, 5000).map(str),
+        st.text(max_size=6) | st.integers(-5, 5000).map(str) | odd_k,
     ),
     st.builds(lambda u: ("GET", f"/users/{q(u)}", None), ids),
     st.builds(lambda s: ("GET", f"/sellers/{q(s)}", None), ids),
@@ -95,17 +115,27 @@ requests = st.one_of(
     phases=[Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
-@given(request=requests, authorised=st.booleans())
+@given(request=requests, authorised=st.booleans(), internal=client_internal)
 def test_no_request_gets_a_5xx(
-    worker: Worker, request: tuple[str, str, bytes | None], authorised: bool
+    worker: Worker,
+    request: tuple[str, str, bytes | None],
+    authorised: bool,
+    internal: dict[str, str],
 ) -> None:
     method, path, body = request
-    status, answer = worker.request(method, path, raw=body, headers=AUTH if authorised else {})
-    assert status < 500, (method, path, body, status, answer)
+    headers = {**(AUTH if authorised else {}), **internal}
+    try:
+        status, answer = worker.request(method, path, raw=body, headers=headers)
+    except ValueError:  # a header value http.client refuses to send (e.g. "\n"): not a test
+        return
+    assert status < 500, (method, path, body, internal, status, answer)
     if status >= 400:
         assert isinstance(answer, dict) and isinstance(answer.get("error"), str), answer
-    if not authorised and path.split("?")[0] != "/health":
+    public = path.split("?")[0] == "/health"
+    if not authorised and not public:
         assert status in (401, 404, 405), (method, path, status)
+    elif internal:
+        assert status == 400, (method, path, internal, status, answer)  # never trusted
     assert worker.alive()
 
 
@@ -116,3 +146,77 @@ def test_token_is_required_but_health_is_open(worker: Worker) -> None:
     assert worker.get("/affinity/u1/s1", headers={"Authorization": "Bearer wrong-token"})[0] == 401
     status, body = worker.get("/affinity/u1/s1", headers=AUTH)
     assert status == 200 and body["number_of_interactions"] == 1
+
+
+def q_path(*segments: str) -> str:
+    return "/" + "/".join(q(s) for s in segments)
+
+
+@pytest.mark.parametrize(
+    "k",
+    [
+        "%C2%B2",  # superscript two: isdigit() but not int() (issue 11: a 500)
+        "9" * 4301,  # beyond int()'s digit limit (issue 11: a 500)
+        "9" * 5000,
+        "%EF%BC%95",  # full-width five (issue 11: accepted as 5)
+        "%D9%A3",  # Arabic-Indic three
+        "1" * 7,
+        "0",
+        "-1",
+        "%201",
+    ],
+)
+def test_malformed_k_is_a_400(worker: Worker, k: str) -> None:
+    status, body = worker.get(f"/users/u1/top-sellers?k={k}", headers=AUTH)
+    assert status == 400 and "ASCII digits" in body["error"], (k, status, body)
+
+
+def test_well_formed_k_is_served(worker: Worker) -> None:
+    status, body = worker.get("/users/u1/top-sellers?k=000001", headers=AUTH)
+    assert status == 200 and [s["seller_id"] for s in body["sellers"]] == ["s1"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Streamapp-Routed": "1", "X-Streamapp-As-Of": "253402300800000000"},  # issue 11: 500
+        {
+            "X-Streamapp-Routed": "1",
+            "X-Streamapp-As-Of": "0",
+        },  # issue 11: as_of of the client's choosing
+        {"X-Streamapp-Routed": "1"},  # issue 11: routing suppressed
+        {"X-Streamapp-As-Of": "1700000000000000"},
+        {"X-Streamapp-Signature": "0" * 64, "X-Streamapp-Routed": "1700000000"},
+    ],
+)
+def test_client_supplied_internal_headers_are_refused(
+    worker: Worker, headers: dict[str, str]
+) -> None:
+    body = {"pairs": [{"user_id": "u1", "seller_id": "s1"}]}
+    for method, path, data in (
+        ("POST", "/affinity/query", body),
+        ("GET", "/affinity/u1/s1", None),
+        ("GET", "/users/u1/top-sellers", None),
+        ("GET", "/sellers/s1", None),
+    ):
+        status, answer = worker.request(method, path, body=data, headers={**AUTH, **headers})
+        assert status == 400 and "X-Streamapp" in answer["error"], (path, status, answer)
+
+
+def test_signed_internal_requests_are_served_with_their_as_of(worker: Worker) -> None:
+    """What another worker of the deployment sends: the default key (app id + API token)."""
+    key = derive_key("", worker.ns.app_id, TOKEN)
+    as_of = 1_700_000_000_000_000
+    now = time.time()
+    headers = {**AUTH, **sign(key, "POST", "/affinity/query", as_of, now)}
+    body = {"pairs": [{"user_id": "u1", "seller_id": "s1"}]}
+    status, answer = worker.post("/affinity/query", body, headers=headers)
+    assert status == 200, answer
+    assert answer["results"][0]["as_of"] == "2023-11-14T22:13:20+00:00"
+    # Signed, but as_of outside the event-time range: still a 400, not a 500.
+    headers = {**AUTH, **sign(key, "POST", "/affinity/query", 253402300800000000, now)}
+    status, answer = worker.post("/affinity/query", body, headers=headers)
+    assert status == 400 and "1970-01-01" in answer["error"], answer
+    # A signature for another path does not carry over.
+    headers = {**AUTH, **sign(key, "GET", q_path("affinity", "u1", "s2"), None, now)}
+    assert worker.get(q_path("affinity", "u1", "s1"), headers=headers)[0] == 400

@@ -5,7 +5,17 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from streamapp.models import KIND_INDEX, InteractionKind, kind_of, to_micros
+from streamapp.features import feature_vector
+from streamapp.models import (
+    KIND_INDEX,
+    MAX_EVENT_US,
+    MIN_EVENT_US,
+    InteractionKind,
+    from_micros,
+    kind_of,
+    to_micros,
+)
+from streamapp.pair_state import PairState
 from streamapp.parsing import (
     Delete,
     Record,
@@ -16,6 +26,7 @@ from streamapp.parsing import (
     parse_seller,
     parse_user,
 )
+from streamapp.score import Scoring
 
 TS_US = 1_700_000_000_000_000
 
@@ -132,8 +143,6 @@ def test_profiles_and_tombstones() -> None:
 
 
 def test_to_micros_roundtrip() -> None:
-    from streamapp.models import from_micros
-
     for us in (0, 1, TS_US, TS_US + 999_999, -1_500_000):
         assert to_micros(from_micros(us)) == us
 
@@ -174,7 +183,7 @@ _times = st.one_of(
     kind=st.one_of(_texts, st.sampled_from(["LIKE", "VIEW", "PURCHASE", 5])),
     on=_times,
     drop=st.sets(st.sampled_from(["id", "user_id", "seller_id", "interaction_kind", "on"])),
-    timestamp=st.sampled_from([None, TS_US]),
+    timestamp=st.sampled_from([None, TS_US, 0, MAX_EVENT_US, MAX_EVENT_US + 1, 2**62]),
 )
 @example("0", "0", "0", "", "2026-13-02T03:04:05Z", set(), None)  # matches the shape, no date
 def test_fast_parser_accepts_exactly_what_the_model_accepts(
@@ -199,3 +208,71 @@ def test_fast_parser_accepts_exactly_what_the_model_accepts(
             2,
             9,
         )
+
+
+@pytest.mark.parametrize(
+    "on",
+    [
+        "9999-12-31T23:30:00-01:00",  # year 10000 in UTC (issue 11)
+        "0001-01-01T00:30:00+01:00",  # year 0 in UTC (issue 11)
+        "9999-12-31T00:00:00Z",  # the last day of 9999: no room for any UTC offset
+        "9999-12-31T23:59:59.999999",
+        "1969-12-31T23:59:59.999999Z",  # before the epoch
+        "0001-01-01T00:00:00Z",
+    ],
+)
+def test_event_time_outside_the_valid_range_is_rejected(on: str) -> None:
+    parsed = parse_interaction(rec(msg(on=on)), 65536)
+    assert isinstance(parsed, Rejected)
+    assert parsed.reason.startswith("invalid message: on:") and "1970-01-01" in parsed.reason
+
+
+@pytest.mark.parametrize(
+    ("on", "micros"),
+    [
+        ("1970-01-01T00:00:00Z", MIN_EVENT_US),
+        ("9999-12-30T23:59:59.999999Z", MAX_EVENT_US),
+        ("9999-12-31T00:59:59.999999+01:00", MAX_EVENT_US),
+        ("1970-01-01T00:00:00-00:30", 1_800_000_000),
+    ],
+)
+def test_event_time_range_bounds_are_accepted(on: str, micros: int) -> None:
+    parsed = parse_interaction(rec(msg(on=on)), 65536)
+    assert not isinstance(parsed, Rejected) and parsed.on_us == micros
+
+
+def test_record_timestamp_outside_the_range() -> None:
+    """Without `on` the record timestamp is the event time: it must be in range too. With
+    `on`, the record timestamp is not used."""
+    far = Record("interactions", 0, 1, 2**62, None, msg(on=...))
+    parsed = parse_interaction(far, 65536)
+    assert isinstance(parsed, Rejected) and "record timestamp" in parsed.reason
+    assert accept_interaction(far, 65536) == parsed  # the hot path defers to the careful one
+    with_on = Record("interactions", 0, 1, 2**62, None, msg(on="2026-01-02T03:04:05Z"))
+    parsed = parse_interaction(with_on, 65536)
+    assert not isinstance(parsed, Rejected) and parsed.on_us == 1767323045000000
+    edge = Record("interactions", 0, 1, MAX_EVENT_US, None, msg(on=...))
+    parsed = parse_interaction(edge, 65536)
+    assert not isinstance(parsed, Rejected) and parsed.on_us == MAX_EVENT_US
+
+
+@given(st.integers(-(2**63), 2**63 - 1))
+def test_from_micros_never_raises(micros: int) -> None:
+    moment = from_micros(micros)
+    assert moment.tzinfo is not None and moment.isoformat()
+    if MIN_EVENT_US <= micros <= MAX_EVENT_US:
+        assert to_micros(moment) == micros  # in range: exact, not clamped
+
+
+@given(
+    times=st.lists(st.integers(-(2**63), 2**63 - 1), min_size=2, max_size=2),
+    as_of=st.integers(-(2**63), 2**63 - 1),
+)
+def test_any_stored_time_formats(times: list[int], as_of: int) -> None:
+    """A stored value from before the range check (or a corrupt one) cannot fail a lookup."""
+    state = PairState()
+    state.counts[0] = 1
+    state.first_us, state.last_us = min(times), max(times)
+    vector = feature_vector("u", "s", state, (), (), as_of, Scoring((3, 1, 5, 0.5), 604800.0, 1.0))
+    for name in ("first_interaction_at", "last_interaction_at", "as_of"):
+        assert isinstance(vector[name], str)
