@@ -42,7 +42,10 @@ def test_unreachable_broker(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"STREAMAPP_PARTITIONS": "many"}, "STREAMAPP_PARTITIONS='many' is not a int number"),
+        (
+            {"STREAMAPP_PARTITIONS": "many"},
+            "STREAMAPP_PARTITIONS='many' must be a whole number from 1 to 1024",
+        ),
         ({"WEB_PORT": "0"}, "WEB_PORT='0' is out of range: use 1 to 65535"),
         ({"KAFKA_BROKER": "kafka://"}, "KAFKA_BROKER='kafka://' is invalid"),
     ],
