@@ -11,6 +11,7 @@ import sys
 
 import faust
 
+from streamapp import local_state
 from streamapp.config import ConfigError, Settings, load_settings
 from streamapp.score import Scoring
 from streamapp.security import broker_credentials
@@ -46,9 +47,14 @@ class StreamApp(faust.App):
             table.changelog_topic.get_topic_name(): {"cleanup.policy": "compact"}
             for table in self.tables.values()
         }
-        problem, partitions = await ensure_topics(settings, changelogs)
+        epoch = {local_state.epoch_topic(settings): local_state.EPOCH_TOPIC_CONFIG}
+        problem, partitions = await ensure_topics(settings, changelogs, single=epoch)
         if problem:
             fail(f"streamapp: {problem}\n")
+        # Local state built from topics that no longer exist (a reset broker) is deleted here,
+        # before faust opens it, and restored from the changelogs (local_state.py).
+        stores = [(t.changelog_topic.get_topic_name(), t.data) for t in self.tables.values()]
+        await local_state.reconcile(settings, stores, partitions)
         # Records already in their user's partition skip the re-keying hop, but only when
         # `interactions` has the same partition count (else its table writes would not match).
         self.direct_path = partitions.get(settings.topic("interactions")) == settings.partitions
