@@ -306,6 +306,7 @@ class LocalBroker:
     def __init__(self) -> None:
         self.port = free_port_pair()
         self.script = ROOT / "scripts" / "kafka-local.sh"
+        BROKERS.add(self)  # also when something else (make run) starts it on this port
 
     @property
     def bootstrap(self) -> str:
@@ -326,7 +327,6 @@ class LocalBroker:
         )
 
     def start(self, fresh: bool = False) -> str:
-        BROKERS.add(self)
         out = self.run("start", **({"KAFKA_LOCAL_FRESH": "1"} if fresh else {}))
         if out.returncode != 0:
             raise RuntimeError(f"broker on {self.port} did not start:\n{out.stderr[-3000:]}")
