@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import faust
 
-from streamapp import local_state
+from streamapp import lifecycle, local_state
 from streamapp.config import ConfigError, Settings, load_settings
 from streamapp.score import Scoring
 from streamapp.security import broker_credentials
@@ -36,6 +37,8 @@ class StreamApp(faust.App):
     seller_partitions = 0
 
     async def on_first_start(self) -> None:
+        # faust's worker has installed its signal handlers by now: add the bounded shutdown.
+        lifecycle.ShutdownWatchdog(settings.shutdown_timeout_s).install()
         problem = await broker_unreachable(settings.broker_addresses, settings.broker_wait_s)
         if problem:
             line = (
@@ -65,6 +68,7 @@ class StreamApp(faust.App):
 
 def fail(line: str) -> None:
     os.write(2, line.encode())  # the real stderr: faust's worker redirects sys.stderr
+    lifecycle.show_cursor()  # faust's spinner hid it; os._exit skips every clean-up
     os._exit(2)  # nothing is running yet; a SystemExit here becomes a traceback wall
 
 
@@ -91,6 +95,16 @@ app = StreamApp(
     broker_session_timeout=settings.session_timeout_s,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 4),
 )
+
+lifecycle.install_log_filters()
+lifecycle.install_cursor_restore()
+
+
+@app.on_partitions_assigned.connect
+async def _coordinator_found(sender: faust.App, assigned: set[Any], **kwargs: Any) -> None:
+    # An assignment means the group coordinator answered: its errors matter from now on.
+    lifecycle.coordinator_filter.active = False
+
 
 # Registration happens on import; these modules use `app` and `settings` from here.
 from streamapp import agents, health, views  # noqa: E402, F401

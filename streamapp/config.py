@@ -72,6 +72,7 @@ class Settings:
     rocksdb_cache_mb: int = 16
     rocksdb_write_buffer_mb: int = 8
     session_timeout_s: float = 10.0
+    shutdown_timeout_s: float = 30.0
     replication_factor: int = 1
     # Kafka connection security (faust broker_credentials).
     security_protocol: str = "PLAINTEXT"
@@ -198,6 +199,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     duration("STREAMAPP_LOG_EVERY", "log_every_s", 1.0)
     duration("STREAMAPP_BROKER_WAIT", "broker_wait_s", 0.0)
     duration("STREAMAPP_SESSION_TIMEOUT", "session_timeout_s", 6.0)
+    duration("STREAMAPP_SHUTDOWN_TIMEOUT", "shutdown_timeout_s", 1.0)
     text(
         "KAFKA_SECURITY_PROTOCOL",
         "security_protocol",

@@ -119,3 +119,47 @@ def test_refused_start_creates_no_topic_and_says_how_out(bootstrap: str, tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert asyncio.run(topics()) == set()
+
+
+def test_cursor_is_shown_again_after_a_fatal_start_up_error(tmp_path: Path) -> None:
+    """faust's spinner hides the cursor in a terminal; a refused start must show it again."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMAPP_", "KAFKA_"))}
+    env.update(
+        KAFKA_BROKER="kafka://127.0.0.1:1",
+        STREAMAPP_BROKER_WAIT="1s",
+        STREAMAPP_DATA_DIR=str(tmp_path),
+        WEB_PORT=str(free_port()),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "faust", "-A", "streamapp.app", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+    )
+    os.close(terminal)
+    output = b""
+    try:
+        while True:  # until the process closes the terminal (bounded by the wait below)
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: every writer has exited
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(controller)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(10)
+    assert proc.returncode == 2
+    hidden, shown = output.rfind(b"\x1b[?25l"), output.rfind(b"\x1b[?25h")
+    assert shown > hidden, output[-500:]
