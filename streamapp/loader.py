@@ -84,7 +84,7 @@ def validated(
                 summary.rejected[source] += 1
                 # Keep the field's name ("user_id: Field required"): the message alone does
                 # not say which field of the file to fix.
-                summary.reasons[f"{source}: {reason.removeprefix('invalid message: ')[:100]}"] += 1
+                summary.reasons[f"{source}: {reason.removeprefix('invalid message: ')[:160]}"] += 1
                 if rejects:
                     record = {
                         "source": source,
