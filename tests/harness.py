@@ -345,8 +345,16 @@ class LocalBroker:
 
         self.stop()
         state = ROOT / ".kafka"
-        for name in (f"data-{self.port}", f"logs-{self.port}"):
-            shutil.rmtree(state / name, ignore_errors=True)
+        folders = [state / f"data-{self.port}", state / f"logs-{self.port}"]
+
+        def removed() -> bool:
+            # A JVM still finishing its shutdown can write files while they are removed.
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+            return not any(folder.exists() for folder in folders)
+
+        with contextlib.suppress(TimeoutError):
+            wait_until(removed, 30, interval=0.5, what=f"broker {self.port}'s folders removed")
         for name in (f"kafka-{self.port}.pid", f"kafka-{self.port}.lock"):
             (state / name).unlink(missing_ok=True)
         BROKERS.discard(self)
