@@ -57,7 +57,14 @@ class StreamApp(faust.App):
         # Local state built from topics that no longer exist (a reset broker) is deleted here,
         # before faust opens it, and restored from the changelogs (local_state.py).
         stores = [(t.changelog_topic.get_topic_name(), t.data) for t in self.tables.values()]
-        await local_state.reconcile(settings, stores, partitions)
+        try:
+            await local_state.reconcile(settings, stores, partitions)
+        except Exception as exc:  # one line and the way out, not a traceback wall
+            fail(
+                f"streamapp: cannot check the local state in {settings.data_dir} against the "
+                f"broker ({type(exc).__name__}: {exc}). If the broker was reset, delete that "
+                "folder (it is rebuilt from the changelogs) and start again.\n"
+            )
         # Records already in their user's partition skip the re-keying hop, but only when
         # `interactions` has the same partition count (else its table writes would not match).
         self.direct_path = partitions.get(settings.topic("interactions")) == settings.partitions
