@@ -1,13 +1,15 @@
 """The Chalk e-commerce example's query, against a running worker.
 
-    python examples/example_query.py            # STREAMAPP_URL, default http://127.0.0.1:6066
+    python examples/example_query.py
+
+The worker's address is STREAMAPP_URL, else http://WEB_HOST:WEB_PORT (the worker's own
+settings, default http://127.0.0.1:6066), as for every other command.
 
 One row per input pair, in input order (the duplicates are deliberate).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 from streamapp.client import Client
@@ -18,7 +20,7 @@ COLUMNS = ("user.id", "seller.id", "favorites_match", "number_of_interactions", 
 
 
 def main() -> int:
-    client = Client(os.environ.get("STREAMAPP_URL", "http://127.0.0.1:6066"))
+    client = Client()
     try:
         rows = client.query([(USER, seller) for seller in SELLERS])
     except OSError as exc:

@@ -7,7 +7,9 @@
 #
 # Environment:
 #   KAFKA_LOCAL_DIR              state folder (default <repo root>/.kafka)
-#   KAFKA_LOCAL_PORT             client port (default 9092), listens on 127.0.0.1 only
+#   KAFKA_LOCAL_PORT             client port (default 9092), listens on 127.0.0.1 only; the
+#                                worker, loader and demo use the same variable to find the
+#                                broker when KAFKA_BROKER is not set
 #   KAFKA_LOCAL_CONTROLLER_PORT  KRaft controller port (default port + 1)
 #   KAFKA_LOCAL_TIMEOUT          seconds to wait for readiness (default 90)
 #   KAFKA_LOCAL_FRESH=1          on start: wipe this port's data and log folders first
@@ -74,6 +76,32 @@ running_pid() {
         tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'kafka\.Kafka' || return 1
     fi
     echo "$pid"
+}
+
+# Ports of the other brokers this script started (under the same state folder) that still
+# run: "not running" alone left users with a broker on another port they had forgotten.
+other_ports() {
+    local f port pid
+    for f in "$DIR"/kafka-*.pid; do
+        [[ -f "$f" ]] || continue
+        port="${f##*/kafka-}"
+        port="${port%.pid}"
+        [[ "$port" != "$PORT" ]] || continue
+        pid="$(tr -dc '0-9' <"$f")"
+        [[ -n "$pid" ]] && alive "$pid" || continue
+        if [[ -r "/proc/$pid/cmdline" ]]; then
+            tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'kafka\.Kafka' || continue
+        fi
+        echo "$port"
+    done
+}
+
+hint_other_brokers() {
+    local port
+    for port in $(other_ports); do
+        log "a broker started by this script runs on $HOST:$port: stop it with" \
+            "KAFKA_LOCAL_PORT=$port $0 stop"
+    done
 }
 
 port_open() {
@@ -252,7 +280,8 @@ cmd_stop() {
     local pid
     if ! pid="$(running_pid)"; then
         rm -f "$PID_FILE"
-        log "not running"
+        log "not running on $HOST:$PORT (KAFKA_LOCAL_PORT=$PORT)"
+        hint_other_brokers
         return 0
     fi
     log "stopping broker pid $pid"
@@ -268,6 +297,7 @@ cmd_status() {
         return 0
     fi
     echo "stopped"
+    hint_other_brokers
     return 3
 }
 

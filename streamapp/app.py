@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import faust
 
+from streamapp import lifecycle, local_state
 from streamapp.config import ConfigError, Settings, load_settings
 from streamapp.score import Scoring
 from streamapp.security import broker_credentials
@@ -35,6 +37,8 @@ class StreamApp(faust.App):
     partitions_of: dict[str, int] = {}
 
     async def on_first_start(self) -> None:
+        # faust's worker has installed its signal handlers by now: add the bounded shutdown.
+        lifecycle.ShutdownWatchdog(settings.shutdown_timeout_s).install()
         problem = await broker_unreachable(settings.broker_addresses, settings.broker_wait_s)
         if problem:
             line = (
@@ -46,9 +50,21 @@ class StreamApp(faust.App):
             table.changelog_topic.get_topic_name(): {"cleanup.policy": "compact"}
             for table in self.tables.values()
         }
-        problem, partitions = await ensure_topics(settings, changelogs)
+        epoch = {local_state.epoch_topic(settings): local_state.EPOCH_TOPIC_CONFIG}
+        problem, partitions = await ensure_topics(settings, changelogs, single=epoch)
         if problem:
             fail(f"streamapp: {problem}\n")
+        # Local state built from topics that no longer exist (a reset broker) is deleted here,
+        # before faust opens it, and restored from the changelogs (local_state.py).
+        stores = [(t.changelog_topic.get_topic_name(), t.data) for t in self.tables.values()]
+        try:
+            await local_state.reconcile(settings, stores, partitions)
+        except Exception as exc:  # one line and the way out, not a traceback wall
+            fail(
+                f"streamapp: cannot check the local state in {settings.data_dir} against the "
+                f"broker ({type(exc).__name__}: {exc}). If the broker was reset, delete that "
+                "folder (it is rebuilt from the changelogs) and start again.\n"
+            )
         # Records already in their user's partition skip the re-keying hop, but only when
         # `interactions` has the same partition count (else its table writes would not match).
         self.direct_path = partitions.get(settings.topic("interactions")) == settings.partitions
@@ -65,6 +81,7 @@ class StreamApp(faust.App):
 
 def fail(line: str) -> None:
     os.write(2, line.encode())  # the real stderr: faust's worker redirects sys.stderr
+    lifecycle.show_cursor()  # faust's spinner hid it; os._exit skips every clean-up
     os._exit(2)  # nothing is running yet; a SystemExit here becomes a traceback wall
 
 
@@ -91,6 +108,16 @@ app = StreamApp(
     broker_session_timeout=settings.session_timeout_s,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 4),
 )
+
+lifecycle.install_log_filters()
+lifecycle.install_cursor_restore()
+
+
+@app.on_partitions_assigned.connect
+async def _coordinator_found(sender: faust.App, assigned: set[Any], **kwargs: Any) -> None:
+    # An assignment means the group coordinator answered: its errors matter from now on.
+    lifecycle.coordinator_filter.active = False
+
 
 # Registration happens on import; these modules use `app` and `settings` from here.
 from streamapp import agents, health, views  # noqa: E402, F401

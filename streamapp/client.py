@@ -1,7 +1,7 @@
 """A small Python client for the worker's HTTP API (standard library only).
 
 from streamapp.client import Client
-c = Client("http://127.0.0.1:6066")
+c = Client()        # STREAMAPP_URL, else http://WEB_HOST:WEB_PORT (default http://127.0.0.1:6066)
 c.affinity("123", "456")["number_of_interactions"]
 c.query([("123", "456"), ("123", "457")])
 c.top_sellers("123", k=5)
@@ -10,11 +10,27 @@ c.top_sellers("123", k=5)
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+
+def default_url(env: Mapping[str, str] | None = None) -> str:
+    """Where the worker answers: STREAMAPP_URL, else the address the worker binds to
+    (WEB_HOST/WEB_PORT, the same variables the worker reads), so exporting them once
+    points every command at the same worker."""
+    env = os.environ if env is None else env
+    if env.get("STREAMAPP_URL"):
+        return env["STREAMAPP_URL"].rstrip("/")
+    host = env.get("WEB_HOST") or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):  # a bind-all address is not one a client can dial
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{env.get('WEB_PORT') or 6066}"
 
 
 class APIError(Exception):
@@ -25,8 +41,8 @@ class APIError(Exception):
 
 
 class Client:
-    def __init__(self, url: str = "http://127.0.0.1:6066", timeout: float = 5.0) -> None:
-        self.url = url.rstrip("/")
+    def __init__(self, url: str | None = None, timeout: float = 5.0) -> None:
+        self.url = (url or default_url()).rstrip("/")
         self.timeout = timeout
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:

@@ -79,6 +79,7 @@ class Settings:
     updates: str = "batch"  # affinity-updates: one per touched pair per batch, or "each"
     batch_max: int = 2_000  # events per processing batch
     batch_wait_s: float = 0.05  # longest a batch waits to fill (bounds freshness)
+    shutdown_timeout_s: float = 30.0
     replication_factor: int = 1
     # Kafka connection security (faust broker_credentials).
     security_protocol: str = "PLAINTEXT"
@@ -146,7 +147,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         try:
             value = kind(raw)
         except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a {kind.__name__} number") from None
+            # Say what is expected in words a user knows, not the Python type's name.
+            expected = f"a whole number from {low:g} to {high:g}" if kind is int else "a number"
+            raise ConfigError(f"{name}={raw!r} must be {expected}") from None
         if not low <= value <= high:
             raise ConfigError(f"{name}={raw!r} is out of range: use {low:g} to {high:g}")
         values[attr] = value
@@ -164,7 +167,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values[attr] = value
 
     broker = _get(env, "KAFKA_BROKER")
-    if broker is not None:
+    local_port = _get(env, "KAFKA_LOCAL_PORT")
+    if broker is None and local_port is not None:
+        # One set of addresses: the port scripts/kafka-local.sh starts its broker on is also
+        # where every command looks for it, so exporting KAFKA_LOCAL_PORT once is enough.
+        if not local_port.isdigit() or not 1 <= int(local_port) <= 65535:
+            raise ConfigError(f"KAFKA_LOCAL_PORT={local_port!r} must be a port number (1 to 65535)")
+        broker = f"kafka://127.0.0.1:{int(local_port)}"
+        values["broker"] = broker
+    elif broker is not None:
         try:
             broker_addresses(broker)
         except ValueError as exc:
@@ -207,6 +218,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     text("STREAMAPP_UPDATES", "updates", "batch|each", "use batch (the default) or each")
     number("STREAMAPP_BATCH_MAX", "batch_max", int, 1, 100_000)
     duration("STREAMAPP_BATCH_WAIT", "batch_wait_s", 0.001)
+    duration("STREAMAPP_SHUTDOWN_TIMEOUT", "shutdown_timeout_s", 1.0)
     text(
         "KAFKA_SECURITY_PROTOCOL",
         "security_protocol",

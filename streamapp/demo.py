@@ -7,7 +7,8 @@ worker (a child `faust -A streamapp.app worker`, unless one answers on WEB_PORT)
 running, produces 200 users and 50 sellers (user "123", sellers "456".."461" among them),
 then streams skewed interactions at RATE per second until Ctrl-C, SIGTERM or --duration.
 A worker started here logs to var/demo-worker.log and is stopped on exit; the broker is
-left running (stop it with scripts/kafka-local.sh stop).
+left running (stop it with scripts/kafka-local.sh stop). Ports come from KAFKA_LOCAL_PORT
+and WEB_PORT, as for `make run`.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def ensure_broker() -> bool:
         return False
     if not BROKER_SCRIPT.is_file():
         raise SystemExit(f"demo: KAFKA_BROKER is not set and {BROKER_SCRIPT} is missing")
-    say("KAFKA_BROKER is not set: starting the local broker (scripts/kafka-local.sh start)")
+    say(f"KAFKA_BROKER is not set: starting the local broker ({broker_script_command('start')})")
     done = subprocess.run(
         [str(BROKER_SCRIPT), "start"], cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=900
     )
@@ -79,6 +80,14 @@ def ensure_broker() -> bool:
         raise SystemExit("demo: the local broker did not start (see the messages above)")
     os.environ["KAFKA_BROKER"] = "kafka://" + done.stdout.strip().splitlines()[-1]
     return True
+
+
+def broker_script_command(action: str) -> str:
+    """The kafka-local.sh command line for the broker this demo uses (same KAFKA_LOCAL_PORT),
+    so a copied hint acts on that broker even in a shell where the port is not exported."""
+    port = os.environ.get("KAFKA_LOCAL_PORT")
+    prefix = f"KAFKA_LOCAL_PORT={shlex.quote(port)} " if port else ""
+    return f"{prefix}scripts/kafka-local.sh {action}"
 
 
 def base_url(settings: Settings) -> str:
@@ -353,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         if worker is not None:
             worker.stop()
         if started_broker:
-            say("the local broker is still running: scripts/kafka-local.sh stop stops it")
+            say(f"the local broker is still running: {broker_script_command('stop')} stops it")
     return 0
 
 

@@ -5,8 +5,10 @@ Postgres source.
         --interactions interactions.jsonl [--rejects rejects.jsonl]
 
 Each line is validated with the same models the worker uses; invalid lines are not sent
-but reported (and written to --rejects with the reason). Profiles are keyed by id,
-interactions by user id. Broker and topic prefix come from the usual environment.
+but reported (and written to --rejects with the reason), and the exit status is 1 when any
+line was rejected (0 with --allow-rejects). Profiles are keyed by id, interactions by user
+id. Broker and topic prefix come from the usual environment (KAFKA_BROKER, else
+KAFKA_LOCAL_PORT); the broker written to is printed first.
 """
 
 from __future__ import annotations
@@ -73,9 +75,16 @@ def validated(
             try:
                 message = model.model_validate_json(line)
             except ValidationError as exc:
-                reason = describe(exc)
+                if any(e["type"] == "json_invalid" for e in exc.errors()):
+                    reason = "not valid JSON: " + exc.errors()[0]["msg"].removeprefix(
+                        "Invalid JSON: "
+                    )
+                else:
+                    reason = describe(exc)
                 summary.rejected[source] += 1
-                summary.reasons[reason.split(":", 2)[-1].strip()[:80]] += 1
+                # Keep the field's name ("user_id: Field required"): the message alone does
+                # not say which field of the file to fix.
+                summary.reasons[f"{source}: {reason.removeprefix('invalid message: ')[:160]}"] += 1
                 if rejects:
                     record = {
                         "source": source,
@@ -129,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     for source in SOURCES:
         parser.add_argument(f"--{source}", type=Path, help=f"JSON Lines file of {source}")
     parser.add_argument("--rejects", type=Path, help="write rejected lines here, with the reason")
+    parser.add_argument(
+        "--allow-rejects",
+        action="store_true",
+        help="exit 0 even when some lines were rejected (they are still reported)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     files = {s: getattr(args, s) for s in SOURCES if getattr(args, s)}
@@ -138,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             parser.error(f"no such file: {path}")
     settings = cli_settings("streamapp-load")
+    # Another broker may answer on the default port: say which one gets the data.
+    prefix = f", topic prefix {settings.topic_prefix!r}" if settings.topic_prefix else ""
+    print(f"streamapp-load: writing to {settings.broker}{prefix}", file=sys.stderr)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # errors are reported below, once
     rejects = args.rejects.open("w") if args.rejects else None
     try:
@@ -149,6 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         if rejects:
             rejects.close()
     print(summary.render())
+    rejected = sum(summary.rejected.values())
+    if rejected and not args.allow_rejects:
+        where = f" (see {args.rejects})" if args.rejects else " (--rejects FILE keeps them)"
+        print(
+            f"streamapp-load: {rejected} line(s) rejected{where}; "
+            "fix them, or pass --allow-rejects to accept a partial load",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

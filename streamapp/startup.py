@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -60,45 +61,102 @@ def admin_security(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def python_command() -> str:
+    """How the user runs this Python: `.venv/bin/python` in a checkout, else `python`."""
+    exe = Path(sys.executable)
+    with contextlib.suppress(ValueError):
+        return str(exe.relative_to(Path.cwd()))
+    return "python"
+
+
+def partition_problem(
+    settings: Settings, counts: dict[str, int], together: list[str], created: bool = False
+) -> str | None:
+    """Why the existing topics in `together` (which must share partitions with the users
+    topic: a user's profile, pairs and table data live in one partition number) cannot be
+    used with STREAMAPP_PARTITIONS, with the exact way out; None when they can."""
+    wanted = settings.partitions
+    existing = {t: counts[t] for t in together if t in counts}
+    wrong = sorted(t for t, n in existing.items() if n != wanted)
+    if not wrong:
+        return None
+    found = ", ".join(f"{t} has {existing[t]}" for t in sorted(existing))
+    delete = f"{python_command()} -m streamapp.admin delete-topics {' '.join(wrong)}"
+    head = f"topics must have STREAMAPP_PARTITIONS={wanted} partitions, but {found}" + (
+        "." if created else " (nothing was created)."
+    )
+    others = set(existing.values())
+    if len(others) == 1:
+        (n,) = others
+        return (
+            f"{head} To use them, start again with STREAMAPP_PARTITIONS={n}; to start over "
+            f"with {wanted} partitions, delete them first (their data is lost): {delete}"
+        )
+    return (
+        f"{head} Delete the ones without {wanted} partitions first (their data is lost), "
+        f"then start again: {delete}"
+    )
+
+
 async def ensure_topics(
-    settings: Settings, extra: dict[str, dict[str, str]] | None = None
+    settings: Settings,
+    extra: dict[str, dict[str, str]] | None = None,
+    single: dict[str, dict[str, str]] | None = None,
 ) -> tuple[str | None, dict[str, int]]:
     """Create missing topics before the consumer subscribes (faust ignores topics that do
     not exist at its first assignment; a missing global table changelog even stalls it).
-    `extra` adds topics such as the table changelogs. Returns why the existing ones cannot
-    be used (or None) and the partition count of each topic."""
+    `extra` adds topics such as the table changelogs, which must be partitioned like the
+    users topic; `single` adds one-partition topics. Everything is checked before anything
+    is created, so a refused start leaves the broker as it was. Returns why the existing
+    topics cannot be used (or None) and the partition count of each topic."""
     bootstrap = ",".join(f"{h}:{p}" for h, p in settings.broker_addresses)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin_security(settings))
     await admin.start()
     try:
         wanted = {**topic_configs(settings), **(extra or {})}
+        partitions = {name: settings.partitions for name in wanted}
+        for name, config in (single or {}).items():
+            wanted[name], partitions[name] = config, 1
         existing = set(await admin.list_topics())
+        counts = await _partition_counts(admin, [t for t in wanted if t in existing])
+        together = [
+            settings.topic("users"),
+            settings.internal_topic("interactions-by-user"),
+            *sorted(extra or {}),
+        ]
+        problem = partition_problem(settings, counts, together)
+        if problem:
+            return problem, counts
         missing = [
-            NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config)
+            NewTopic(name, partitions[name], settings.replication_factor, topic_configs=config)
             for name, config in wanted.items()
-            if name not in existing
+            if name not in counts
         ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
                 await admin.create_topics(missing)
-        # A user's profile and pairs must share a partition: equal partition counts.
-        counts: dict[str, int] = {}
         for _ in range(50):  # new topics take a moment to show up in metadata
-            described = await admin.describe_topics(list(wanted))
-            counts = {d["topic"]: len(d["partitions"]) for d in described if d["partitions"]}
+            counts = await _partition_counts(admin, list(wanted))
             if len(counts) == len(wanted):
                 break
             await asyncio.sleep(0.1)
-        together = [settings.topic("users"), settings.internal_topic("interactions-by-user")]
-        if any(counts.get(t) != settings.partitions for t in together):
-            found = ", ".join(f"{t} has {counts.get(t)}" for t in sorted(together))
-            return (
-                f"topics must have STREAMAPP_PARTITIONS={settings.partitions} partitions, "
-                f"but {found} (recreate them, or set STREAMAPP_PARTITIONS to match)"
-            ), counts
-        return None, counts
+        # Another worker with other settings may have created them meanwhile: check again.
+        return partition_problem(settings, counts, together, created=bool(missing)), counts
     finally:
         await admin.close()
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    if not topics:
+        return {}
+    described = await admin.describe_topics(topics)
+    # A topic counts once every partition has a leader: reading a partition without one
+    # (right after creation) fails with NotLeaderForPartition.
+    return {
+        d["topic"]: len(d["partitions"])
+        for d in described
+        if d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
+    }
 
 
 def cli_settings(prog: str) -> Settings:

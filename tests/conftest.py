@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import ROOT, kill_all_workers
+from tests.harness import ROOT, kill_all_workers, remove_all_brokers
 
 TEST_BROKER_PORT = os.environ.get("STREAMAPP_TEST_KAFKA_PORT", "19092")
 
@@ -36,6 +36,7 @@ def bootstrap() -> Iterator[str]:
 
     def on_signal(signum: int, frame: object) -> None:
         kill_all_workers()
+        remove_all_brokers()
         stop_broker()
         raise SystemExit(128 + signum)
 
@@ -44,6 +45,7 @@ def bootstrap() -> Iterator[str]:
         yield started.stdout.strip().splitlines()[-1]
     finally:
         kill_all_workers()
+        remove_all_brokers()
         stop_broker()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

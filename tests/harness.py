@@ -35,6 +35,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_pair() -> int:
+    """A free port whose successor is free too (a local broker's controller port)."""
+    for _ in range(50):
+        port = free_port()
+        if port < 65535:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no two consecutive free ports")
+
+
 def wait_until(check: Any, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
     """Poll `check()` until it returns a truthy value; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -282,3 +296,75 @@ def consume_all(
             await consumer.stop()
 
     return asyncio.run(run())
+
+
+# -- a broker of a test's own --------------------------------------------------------------
+BROKERS: set[LocalBroker] = set()  # every broker a test started and has not stopped yet
+
+
+class LocalBroker:
+    """scripts/kafka-local.sh on a free port, for tests that need a broker of their own
+    (a fresh one, or one they stop). Its data and log folders are removed by `remove()`."""
+
+    def __init__(self) -> None:
+        self.port = free_port_pair()
+        self.script = ROOT / "scripts" / "kafka-local.sh"
+        BROKERS.add(self)  # also when something else (make run) starts it on this port
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+        return {**env, "KAFKA_LOCAL_PORT": str(self.port), **extra}
+
+    def run(self, action: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.script), action],
+            cwd=ROOT,
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def start(self, fresh: bool = False) -> str:
+        out = self.run("start", **({"KAFKA_LOCAL_FRESH": "1"} if fresh else {}))
+        if out.returncode != 0:
+            raise RuntimeError(f"broker on {self.port} did not start:\n{out.stderr[-3000:]}")
+        return out.stdout.strip().splitlines()[-1]
+
+    def pid(self) -> int | None:
+        out = self.run("status")
+        return int(out.stdout.split()[-1]) if out.returncode == 0 else None
+
+    def stop(self) -> None:
+        self.run("stop")
+
+    def remove(self) -> None:
+        """Stop it (by its PID, through the script) and delete its folders."""
+        import shutil
+
+        self.stop()
+        state = ROOT / ".kafka"
+        folders = [state / f"data-{self.port}", state / f"logs-{self.port}"]
+
+        def removed() -> bool:
+            # A JVM still finishing its shutdown can write files while they are removed.
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+            return not any(folder.exists() for folder in folders)
+
+        with contextlib.suppress(TimeoutError):
+            wait_until(removed, 30, interval=0.5, what=f"broker {self.port}'s folders removed")
+        for name in (f"kafka-{self.port}.pid", f"kafka-{self.port}.lock"):
+            (state / name).unlink(missing_ok=True)
+        BROKERS.discard(self)
+
+
+def remove_all_brokers() -> None:
+    """Last resort (session end, SIGTERM of the test run): no test broker outlives it."""
+    for broker in list(BROKERS):
+        with contextlib.suppress(Exception):
+            broker.remove()

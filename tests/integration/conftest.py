@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Namespace, Worker
+from tests.harness import LocalBroker, Namespace, Worker
 
 pytestmark = pytest.mark.integration
 
@@ -25,3 +25,14 @@ def new_worker(
     worker = Worker(ns, data_dir, name, **env)
     started.append(worker)
     return worker
+
+
+@pytest.fixture
+def local_broker() -> Iterator[LocalBroker]:
+    """A broker of the test's own on a free port (not started yet); stopped by its PID and
+    its folders removed afterwards, also when the test fails."""
+    broker = LocalBroker()
+    try:
+        yield broker
+    finally:
+        broker.remove()

@@ -85,7 +85,15 @@ def test_loader_sends_valid_lines_and_reports_the_rest(
         text=True,
         timeout=120,
     )
-    assert out.returncode == 0, out.stderr
+    # Rejected lines make the exit status non-zero (a partial load is not a success)...
+    assert out.returncode == 1, out.stderr
+    assert f"streamapp-load: writing to kafka://{bootstrap}" in out.stderr
+    assert "4 line(s) rejected" in out.stderr
+    # ...and the summary names the field to fix, not just pydantic's message.
+    reasons = out.stdout.splitlines()
+    missing = "seller_id: Field required; interaction_kind: Field required"
+    assert f"  1 x interactions: {missing}" in reasons
+    assert "  1 x users: age: Input should be a valid integer" in reasons
     table = {
         line.split()[0]: line.split()[1:]
         for line in out.stdout.splitlines()[1:]

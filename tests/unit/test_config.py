@@ -38,7 +38,12 @@ def test_overrides() -> None:
 @pytest.mark.parametrize(
     ("env", "needle"),
     [
-        ({"STREAMAPP_PARTITIONS": "zero"}, "STREAMAPP_PARTITIONS='zero' is not a int"),
+        (
+            {"STREAMAPP_PARTITIONS": "zero"},
+            "STREAMAPP_PARTITIONS='zero' must be a whole number from 1 to 1024",
+        ),
+        ({"STREAMAPP_FAVORITES_BONUS": "x"}, "STREAMAPP_FAVORITES_BONUS='x' must be a number"),
+        ({"KAFKA_LOCAL_PORT": "abc"}, "KAFKA_LOCAL_PORT='abc' must be a port number"),
         ({"STREAMAPP_PARTITIONS": "0"}, "out of range"),
         ({"WEB_PORT": "70000"}, "WEB_PORT"),
         ({"STREAMAPP_HALF_LIFE": "soon"}, "STREAMAPP_HALF_LIFE"),
@@ -86,3 +91,16 @@ def test_kafka_security_settings(tmp_path) -> None:
         load_settings({"KAFKA_SSL_CAFILE": str(tmp_path / "missing.pem")})
     with pytest.raises(ConfigError, match="KAFKA_SECURITY_PROTOCOL"):
         load_settings({"KAFKA_SECURITY_PROTOCOL": "TLS"})
+
+
+def test_one_set_of_addresses() -> None:
+    """KAFKA_LOCAL_PORT (the local broker's port) is where every command looks for the broker
+    unless KAFKA_BROKER says otherwise; WEB_HOST/WEB_PORT is where clients look for the worker."""
+    from streamapp.client import default_url
+
+    assert load_settings({"KAFKA_LOCAL_PORT": "47092"}).broker == "kafka://127.0.0.1:47092"
+    both = {"KAFKA_LOCAL_PORT": "47092", "KAFKA_BROKER": "kafka://h:1"}
+    assert load_settings(both).broker == "kafka://h:1"
+    assert default_url({}) == "http://127.0.0.1:6066"
+    assert default_url({"WEB_PORT": "46066", "WEB_HOST": "0.0.0.0"}) == "http://127.0.0.1:46066"
+    assert default_url({"WEB_PORT": "46066", "STREAMAPP_URL": "http://w:1/"}) == "http://w:1"

@@ -1,0 +1,122 @@
+"""How the worker process starts and ends, beyond what faust does itself.
+
+- A bounded shutdown: faust stops gracefully on SIGTERM/SIGINT (commits what it can), but
+  with its broker gone it retries forever. A watchdog ends the process after a bound.
+- The terminal cursor: faust's start-up spinner hides it, and an exit during start-up never
+  shows it again.
+- A harmless error line on a fresh broker (see CoordinatorNotReady) kept out of the log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("streamapp")
+
+SHOW_CURSOR = b"\x1b[?25h"
+
+
+def show_cursor() -> None:
+    """Make the cursor visible again when stderr is a terminal (after faust's spinner)."""
+    with contextlib.suppress(OSError):
+        if os.isatty(2):
+            os.write(2, SHOW_CURSOR)
+
+
+def install_cursor_restore() -> None:
+    """Exits that run atexit (a crash during start-up) show the cursor too; os._exit paths
+    call show_cursor() themselves."""
+    atexit.register(show_cursor)
+
+
+class ShutdownWatchdog:
+    """Ends the process `timeout_s` after the first SIGTERM/SIGINT if faust's graceful stop
+    has not finished by then (e.g. it is still waiting for a broker that was stopped)."""
+
+    def __init__(self, timeout_s: float, exit: Callable[[int], Any] = os._exit) -> None:
+        self.timeout_s = timeout_s
+        self._exit = exit
+        self._timer: threading.Timer | None = None
+
+    def install(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        """Call after faust installed its handlers (loop.add_signal_handler). Replacing the
+        Python-level handler keeps asyncio's dispatch to faust: asyncio learns of a signal
+        through the wakeup fd, which the interpreter writes for any Python-level handler."""
+        for sig in signals:
+            previous = signal.getsignal(sig)
+
+            def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+                self.arm(signum)
+                if callable(previous):
+                    previous(signum, frame)
+
+            signal.signal(sig, handler)
+
+    def arm(self, signum: int) -> None:
+        if self._timer is not None:
+            return
+        name = signal.Signals(signum).name
+        log.info(
+            "streamapp: %s received: stopping (committing what can be committed); the process "
+            "ends within %gs whatever the broker does",
+            name,
+            self.timeout_s,
+        )
+        # A thread, not a loop callback: the event loop may be the thing that is stuck.
+        self._timer = threading.Timer(self.timeout_s, self.fire, args=(name,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def fire(self, name: str) -> None:
+        line = (
+            f"streamapp: graceful stop after {name} did not finish within {self.timeout_s:g}s "
+            "(STREAMAPP_SHUTDOWN_TIMEOUT; is the broker reachable?): exiting now. Events not "
+            "yet committed are processed again on the next start, without double counting.\n"
+        )
+        try:
+            log.warning(line.rstrip())
+        except Exception:
+            with contextlib.suppress(OSError):
+                os.write(2, line.encode())
+        show_cursor()
+        self._exit(1)
+
+
+class CoordinatorNotReady(logging.Filter):
+    """aiokafka logs `[ERROR] Group Coordinator Request failed: [Error 15]
+    GroupCoordinatorNotAvailableError` while a fresh broker creates its offsets topic; it
+    retries and succeeds. Until the first partition assignment such records are replaced
+    by one INFO line that says so; afterwards they pass (then they may mean trouble)."""
+
+    NAME = "GroupCoordinatorNotAvailableError"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = True
+        self.explained = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.active or self.NAME not in record.getMessage():
+            return True
+        if not self.explained:
+            self.explained = True
+            log.info(
+                "streamapp: waiting for the broker's group coordinator (%s is normal while "
+                "a fresh broker creates its offsets topic; retrying)",
+                self.NAME,
+            )
+        return False
+
+
+coordinator_filter = CoordinatorNotReady()
+
+
+def install_log_filters() -> None:
+    logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(coordinator_filter)
