@@ -11,6 +11,7 @@ import sys
 
 import faust
 
+from streamapp import faust_fixes
 from streamapp.config import ConfigError, Settings, load_settings
 from streamapp.score import Scoring
 from streamapp.security import broker_credentials
@@ -27,6 +28,7 @@ def _settings() -> Settings:
 
 
 settings = _settings()
+faust_fixes.apply()  # before any consumer commits
 scoring = Scoring(settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus)
 
 
