@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 
 from streamapp import ingest, metrics, tables, topics
 from streamapp.app import app, settings
@@ -26,6 +26,12 @@ from streamapp.outbox import run_guarded
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[EventT]], Awaitable[None]]
+
+
+def known_gap(tp: TP, offset: int) -> bool:
+    """Whether faust recorded `offset` as absent from the log (compaction, transaction
+    markers): nothing to read again there."""
+    return bool(app.consumer._gap[tp].overlaps(offset))
 
 
 async def in_batches(stream: StreamT, handler: Handler, what: str) -> None:
@@ -38,15 +44,36 @@ async def in_batches(stream: StreamT, handler: Handler, what: str) -> None:
     stream.enable_acks = False
     queue: asyncio.Queue[EventT] = asyncio.Queue(maxsize=2 * settings.batch_max)
 
-    last: dict[object, int] = {}
+    expected: dict[TP, int] = {}  # per partition, the next offset due
+    healed: set[tuple[TP, int]] = set()
+    generation = [app.consumer_generation_id]
 
     async def feed() -> None:
         async for event in stream.events():
-            m = event.message
-            prev = last.get(m.tp)
-            if prev is None or m.offset != prev + 1:
-                log.warning("DEBUG feed %s[%d] %s -> %d", m.topic, m.partition, prev, m.offset)
-            last[m.tp] = m.offset
+            tp, offset = event.message.tp, event.message.offset
+            if app.consumer_generation_id != generation[0]:
+                expected.clear()  # a rebalance moved the positions
+                generation[0] = app.consumer_generation_id
+            due = expected.get(tp)
+            if (
+                due is not None
+                and offset > due
+                and (tp, due) not in healed
+                and not known_gap(tp, due)
+            ):
+                # faust read offsets due..offset-1 but never handed them to this stream
+                # (seen around the start-up seek): read them again rather than lose them.
+                healed.add((tp, due))
+                log.warning(
+                    "%s[%d]: offsets %d-%d were skipped by faust; reading them again",
+                    tp.topic,
+                    tp.partition,
+                    due,
+                    offset - 1,
+                )
+                await app.consumer.seek(tp, due)
+            elif due is None or offset >= due:
+                expected[tp] = offset + 1
             await queue.put(event)
 
     feeder = asyncio.ensure_future(feed())  # read from the start, even while waiting below

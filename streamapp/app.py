@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from streamapp import lifecycle, local_state
+from streamapp import faust_fixes, lifecycle, local_state
 from streamapp.config import ConfigError, Settings, load_settings
 from streamapp.score import Scoring
 from streamapp.security import broker_credentials
@@ -29,6 +29,7 @@ def _settings() -> Settings:
 
 
 settings = _settings()
+faust_fixes.apply()  # before any consumer commits
 scoring = Scoring(settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus)
 
 
