@@ -25,7 +25,7 @@ RESULTS = ROOT / "bench" / "results"
 KAFKA_SCRIPT = ROOT / "scripts" / "kafka-local.sh"
 PARTITIONS = 8
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-FORBIDDEN_PORTS = {9092, 19092}  # other people's brokers on this machine
+FORBIDDEN_PORTS = {9092, 19092, 19192, 19292}  # other people's brokers on this machine
 
 
 def log(message: str) -> None:

@@ -508,7 +508,11 @@ async def service_times(
     pairs = ctx.lookup_pairs
     out: dict[str, Any] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        if not ctx.args.top_user_sellers:
+            tops = 0
         for mode, count in (("single", singles), ("bulk", bulks), ("top", tops)):
+            if not count:
+                continue
             times = []
             for i in range(count + 10):
                 if mode == "single":
@@ -573,7 +577,8 @@ async def stage_latency(ctx: Ctx) -> None:
         plan = (
             [("single", r) for r in args.rates]
             + [("bulk", r) for r in args.bulk_rates]
-            + [("top", r) for r in args.top_rates]
+            # top-k needs u-top's sellers (--top-user-sellers 0 leaves them out).
+            + [("top", r) for r in args.top_rates if args.top_user_sellers]
         )
         for mode, rate in plan:
             # Each run starts from a worker that answers at once and has (nearly) no ingest
