@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -184,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
     rc = 1
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM too ends in the finally below: broker stopped
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         result.update(asyncio.run(sweep(args, reaper, workdir)))
         result["summary"] = summarise(args.variant, result["runs"])

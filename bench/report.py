@@ -180,7 +180,10 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{_num(two['events_per_s_steady'])} /s = {ratio} x one worker",
                 "≥ 1.6 x one worker",
                 _verdict(ratio >= 1.6 if ratio is not None else None),
-                f"same data, both workers on this machine's {res['machine']['cores']} cores; "
+                f"{two['interactions']:,} of the same records, both workers on this machine's "
+                f"{res['machine']['cores']} cores; one worker "
+                f"{_num(two.get('one_worker_events_per_s_steady'))} /s "
+                f"({two.get('one_worker_window', 'first -> last update')}); "
                 f"{two['cpu_us_per_event']:,} µs CPU per interaction (both); after both answered "
                 f"/health at {two.get('both_ready_s')} s: {_num(after.get('events_per_s'))} /s; "
                 f"truth {two.get('truth_matched')}/{two.get('truth_checked')}",
