@@ -25,7 +25,7 @@ RESULTS = ROOT / "bench" / "results"
 KAFKA_SCRIPT = ROOT / "scripts" / "kafka-local.sh"
 PARTITIONS = 8
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-FORBIDDEN_PORTS = {9092, 19092}  # other people's brokers on this machine
+FORBIDDEN_PORTS = {9092, 19092, 19192, 19292}  # other people's brokers on this machine
 
 
 def log(message: str) -> None:
@@ -217,16 +217,30 @@ def run_json_process(
 
 
 class Worker:
-    """`python -m faust -A streamapp.app worker -l info` with its own port and data dir."""
+    """`python -m faust -A <module> worker -l info` with its own port and data dir.
+
+    module is streamapp.app (the worker) or bench.floor_app (the faust floor); both read the
+    same environment variables. `env` adds to them (e.g. STREAMAPP_UPDATES=each)."""
 
     def __init__(
-        self, bootstrap: str, app_id: str, prefix: str, data_dir: Path, log_path: Path
+        self,
+        bootstrap: str,
+        app_id: str,
+        prefix: str,
+        data_dir: Path,
+        log_path: Path,
+        module: str = "streamapp.app",
+        env: dict[str, str] | None = None,
+        loglevel: str = "info",
     ) -> None:
         self.bootstrap = bootstrap
         self.app_id = app_id
         self.prefix = prefix
         self.data_dir = data_dir
         self.log_path = log_path
+        self.module = module
+        self.extra_env = dict(env or {})
+        self.loglevel = loglevel
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
@@ -250,6 +264,7 @@ class Worker:
             STREAMAPP_PARTITIONS=str(PARTITIONS),
             WEB_PORT=str(self.port),
             WEB_HOST="127.0.0.1",
+            **self.extra_env,
         )
         with self.log_path.open("ab") as out:
             out.write(f"\n===== start {time.strftime('%H:%M:%S')} =====\n".encode())
@@ -257,7 +272,16 @@ class Worker:
             self.started_at = time.monotonic()
             self.proc = reaper.add(
                 subprocess.Popen(
-                    [sys.executable, "-m", "faust", "-A", "streamapp.app", "worker", "-l", "info"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "faust",
+                        "-A",
+                        self.module,
+                        "worker",
+                        "-l",
+                        self.loglevel,
+                    ],
                     cwd=ROOT,
                     env=env,
                     stdout=out,
@@ -272,6 +296,16 @@ class Worker:
     def check_alive(self) -> None:
         if not self.alive():
             raise RuntimeError(f"worker exited; see {self.log_path}:\n{self.tail()}")
+
+    def get_json(self, path: str, timeout: float = 1.0) -> dict | None:
+        """GET <path> as JSON; None when the process does not answer (yet)."""
+        import orjson
+
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+                return orjson.loads(resp.read())
+        except (OSError, ValueError):
+            return None
 
     def health(self, timeout: float = 1.0) -> int | None:
         try:

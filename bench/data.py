@@ -8,6 +8,7 @@ get most of the interactions, as in real traffic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
@@ -59,11 +60,13 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def interaction(id_: str, user: int, seller: int, kind: str, on_ts: float) -> bytes:
+def interaction(
+    id_: str, user: int, seller: int, kind: str, on_ts: float, user_id: str | None = None
+) -> bytes:
     return orjson.dumps(
         {
             "id": id_,
-            "user_id": f"u{user}",
+            "user_id": user_id or f"u{user}",
             "seller_id": f"s{seller}",
             "interaction_kind": kind,
             "on": iso(on_ts),
@@ -76,6 +79,12 @@ def partition_of(key: bytes, partitions: int = PARTITIONS) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+# A user outside the skewed population with one interaction with each of the first
+# `top_user_sellers` sellers: the top-k lookups need a user with >= 1,000 sellers, which the
+# Zipf draw gives only at large sizes.
+TOP_USER = "u-top"
+
+
 @dataclass
 class Preloaded:
     """What was put on the interactions topic, and enough truth to check the answers."""
@@ -85,6 +94,8 @@ class Preloaded:
     truth: dict[tuple[str, str], int] = field(default_factory=dict)  # sample pair -> count
     lookup_pairs: list[tuple[str, str]] = field(default_factory=list)  # known pairs
     seconds: float = 0.0
+    top_user: str = TOP_USER
+    top_user_sellers: int = 0
 
 
 def plan_interactions(
@@ -193,8 +204,11 @@ async def preload(
     key_by: str = "user",
     truth_sample: int = 200,
     lookup_sample: int = 20_000,
+    top_user_sellers: int = 0,
 ) -> Preloaded:
-    """Profiles of every user and seller, then `n` interactions (ids i0..i<n-1>)."""
+    """Profiles of every user and seller, then `n` interactions (ids i0..i<n-1>), then
+    `top_user_sellers` interactions of TOP_USER, one per seller s0, s1, ... (ids t0, t1, ...;
+    sellers past the catalogue have no profile, which the contract allows)."""
     t0 = time.monotonic()
     rng = random.Random(sampler.rng.random())
     producer = fast_producer(bootstrap)
@@ -207,6 +221,10 @@ async def preload(
                 {"id": f"u{u}", "age": rng.randint(18, 80), "favorite_categories": favs}
             )
             await users.add(f"u{u}".encode(), value)
+        if top_user_sellers:
+            favs = rng.sample(CATEGORIES, 2)
+            value = orjson.dumps({"id": TOP_USER, "age": 40, "favorite_categories": favs})
+            await users.add(TOP_USER.encode(), value)
         await users.close()
         sellers = BatchSender(producer, f"{prefix}sellers")
         for s in range(sampler.sellers):
@@ -226,6 +244,11 @@ async def preload(
                 key = f"u{u}" if key_by == "user" else f"i{seq}"
                 await sender.add(key.encode(), interaction(f"i{seq}", u, s, kind, on))
                 seq += 1
+        for k, kind in enumerate(sampler.kinds(top_user_sellers)):
+            on = now - rng.random() * 30 * DAY_S
+            value = interaction(f"t{k}", 0, k, kind, on, user_id=TOP_USER)
+            key = TOP_USER if key_by == "user" else f"t{k}"
+            await sender.add(key.encode(), value)
         await sender.close()
     finally:
         await producer.stop()
@@ -234,12 +257,17 @@ async def preload(
     truth_keys = rng.sample(keys, min(truth_sample, len(keys)))
     # Lookups hit pairs that exist, drawn like traffic: by interaction, so hot pairs recur.
     lookup = rng.choices(keys, weights=list(counts.values()), k=min(lookup_sample, n))
+    truth = {(f"u{u}", f"s{s}"): counts[(u, s)] for u, s in truth_keys}
+    # A few of the top user's pairs too (each counted once).
+    for k in rng.sample(range(top_user_sellers), min(10, top_user_sellers)):
+        truth[(TOP_USER, f"s{k}")] = 1
     return Preloaded(
-        interactions=n,
-        distinct_pairs=len(counts),
-        truth={(f"u{u}", f"s{s}"): counts[(u, s)] for u, s in truth_keys},
+        interactions=n + top_user_sellers,
+        distinct_pairs=len(counts) + top_user_sellers,
+        truth=truth,
         lookup_pairs=[(f"u{u}", f"s{s}") for u, s in lookup],
         seconds=time.monotonic() - t0,
+        top_user_sellers=top_user_sellers,
     )
 
 
@@ -294,3 +322,86 @@ async def _read_once(bootstrap: str, topic: str, expect: int, timeout: float) ->
     finally:
         await consumer.stop()
     return elapsed
+
+
+_COVERED = b'"interactions_covered"'
+
+
+def covered_by(value: bytes | None) -> int:
+    """How many interactions one affinity-update covers: its `interactions_covered` field
+    (coalesced updates, the default), or 1 when it has none (STREAMAPP_UPDATES=each, and
+    workers from before coalescing). Found in the bytes: decoding the whole feature vector
+    of every update would cost the benchmark process far more CPU, on the worker's cores."""
+    if not value:
+        return 0
+    i = value.find(_COVERED)
+    if i < 0:
+        return 1
+    j = value.find(b":", i + len(_COVERED)) + 1
+    k = j
+    while k < len(value) and value[k : k + 1] in b" \t":
+        k += 1
+    j = k
+    while k < len(value) and value[k : k + 1].isdigit():
+        k += 1
+    if k == j:  # not a plain integer after all: decode properly
+        return int(orjson.loads(value).get("interactions_covered") or 1)
+    return int(value[j:k])
+
+
+class UpdatesCounter:
+    """Reads affinity-updates from the beginning, as they arrive, and adds up the
+    interactions they cover: the ingest completion signal whether the worker writes one
+    update per interaction (each) or one per touched pair per batch (coalesced).
+
+    Also keeps the number of update records. The consumer has no group and commits nothing.
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.covered = 0
+        self.records = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+        self.error: BaseException | None = None
+
+    async def start(self) -> UpdatesCounter:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,  # an idle topic must not delay seeing the last update
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        tps = [TopicPartition(self.topic, p) for p in range(PARTITIONS)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        try:
+            while True:
+                batch = await self._consumer.getmany(timeout_ms=100, max_records=20_000)
+                for records in batch.values():
+                    self.records += len(records)
+                    self.covered += sum(covered_by(r.value) for r in records)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # surfaced by check(): a silent counter would stall the run
+            self.error = exc
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"reading {self.topic} failed: {self.error!r}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()

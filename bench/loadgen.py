@@ -1,7 +1,10 @@
 """Open-loop HTTP load generator for the lookup API (its own process).
 
-    python -m bench.loadgen --url http://127.0.0.1:PORT --mode single|bulk \
-        --rate 2000 --duration 10 --pairs pairs.json [--bulk-size 100]
+    python -m bench.loadgen --url http://127.0.0.1:PORT --mode single|bulk|top \
+        --rate 2000 --duration 10 --pairs pairs.json [--bulk-size 100] [--top-user U --k 10]
+
+single: GET /affinity/{u}/{s}; bulk: POST /affinity/query with --bulk-size pairs;
+top: GET /users/{--top-user}/top-sellers?k={--k}.
 
 Request i is due at start + i / rate and is sent then, whether or not earlier requests
 have answered (open loop). Its latency is measured from that due time, not from when it
@@ -42,6 +45,10 @@ async def run(args: argparse.Namespace) -> dict:
 
     if args.mode == "single":
         targets = [f"{args.url}/affinity/{u}/{s}" for u, s in rng.choices(pairs, k=4096)]
+    elif args.mode == "top":
+        if not args.top_user:
+            raise SystemExit("loadgen: --mode top needs --top-user")
+        targets = [f"{args.url}/users/{args.top_user}/top-sellers?k={args.k}"]
     else:
         bodies = []
         for _ in range(256):
@@ -59,7 +66,7 @@ async def run(args: argparse.Namespace) -> dict:
             if counted:
                 lags.append(time.monotonic() - due)
             try:
-                if args.mode == "single":
+                if args.mode in ("single", "top"):
                     req = session.get(targets[i % len(targets)])
                 else:
                     req = session.post(
@@ -116,6 +123,7 @@ async def run(args: argparse.Namespace) -> dict:
     return {
         "mode": args.mode,
         "bulk_size": args.bulk_size if args.mode == "bulk" else 1,
+        **({"top_user": args.top_user, "k": args.k} if args.mode == "top" else {}),
         "target_rate": args.rate,
         "duration_s": args.duration,
         "requests": n_total - warm_n,
@@ -130,12 +138,14 @@ async def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.loadgen", description=__doc__.split("\n\n")[0])
     p.add_argument("--url", required=True)
-    p.add_argument("--mode", choices=("single", "bulk"), required=True)
+    p.add_argument("--mode", choices=("single", "bulk", "top"), required=True)
     p.add_argument("--rate", type=float, required=True, help="requests per second")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds sent but not counted")
     p.add_argument("--pairs", required=True, help="JSON file: [[user_id, seller_id], ...]")
     p.add_argument("--bulk-size", type=int, default=100)
+    p.add_argument("--top-user", help="user id for --mode top (one with many sellers)")
+    p.add_argument("--k", type=int, default=10, help="k for --mode top")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--timeout", type=float, default=5.0, help="per request, seconds")
     p.add_argument("--seed", type=int, default=11)

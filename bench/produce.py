@@ -5,11 +5,18 @@
 
 Message i is due at start + i / rate and is sent then, however late the previous ones
 were (open loop). With --freshness, the process also reads the updates topic (from its
-end at start-up) and matches each update's `interaction_id` to the interaction: the
-freshness of one interaction is the time its update arrived minus the time its
-interaction was *due* to be produced, so a producer that falls behind shows up as
-staleness instead of being hidden. One JSON object is printed on stdout at the end.
-SIGTERM ends the run early (the summary is still printed).
+end at start-up): the freshness of one interaction is the time the first update covering
+it arrived minus the time the interaction was *due* to be produced, so a producer that
+falls behind shows up as staleness instead of being hidden. One JSON object is printed on
+stdout at the end. SIGTERM ends the run early (the summary is still printed).
+
+Matching updates to interactions works with both kinds of affinity-updates. A coalesced
+update (the default) covers `interactions_covered` interactions of its pair; an update
+without the field (STREAMAPP_UPDATES=each) covers one. A pair's interactions go to one
+partition (key = user id) and are counted in the order they were sent, so the k-th
+interaction of a pair is covered by the first update that brings the pair's covered count
+to k. This assumes, as the run guarantees, that nobody else sends interactions meanwhile (the
+worker is caught up when the run starts) and that ids are unique (no duplicates to skip).
 """
 
 from __future__ import annotations
@@ -20,12 +27,13 @@ import contextlib
 import signal
 import sys
 import time
+from collections import deque
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import PARTITIONS, summary_ms
-from bench.data import Sampler, interaction
+from bench.data import Sampler, covered_by, interaction
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -36,7 +44,9 @@ async def run(args: argparse.Namespace) -> dict:
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks=1, linger_ms=args.linger_ms)
     await producer.start()
     consumer = None
-    due_at: dict[str, float] = {}
+    # (user id, seller id) -> due times of its interactions not covered by an update yet.
+    pending: dict[tuple[str, str], deque[float]] = {}
+    outstanding = 0
     fresh: list[float] = []
     consumed = asyncio.Event()
     if args.freshness:
@@ -51,17 +61,21 @@ async def run(args: argparse.Namespace) -> dict:
             await consumer.position(tp)  # resolve "end" now, before anything is produced
 
     async def read_updates() -> None:
+        nonlocal outstanding
         assert consumer is not None
         while True:
             batch = await consumer.getmany(timeout_ms=100)
             arrived = time.monotonic()
             for records in batch.values():
                 for record in records:
-                    iid = orjson.loads(record.value).get("interaction_id")
-                    due = due_at.pop(iid, None)
-                    if due is not None:
-                        fresh.append(arrived - due)
-            if sent_all and not due_at:
+                    update = orjson.loads(record.value)
+                    waiting = pending.get((update.get("user_id"), update.get("seller_id")))
+                    if not waiting:
+                        continue
+                    for _ in range(min(covered_by(record.value), len(waiting))):
+                        fresh.append(arrived - waiting.popleft())
+                        outstanding -= 1
+            if sent_all and not outstanding:
                 consumed.set()
 
     sent_all = False
@@ -87,7 +101,8 @@ async def run(args: argparse.Namespace) -> dict:
                 iid = f"{args.id_prefix}{sent}"
                 value = interaction(iid, u, s, kinds[sent % len(kinds)], time.time())
                 if consumer:
-                    due_at[iid] = due
+                    pending.setdefault((f"u{u}", f"s{s}"), deque()).append(due)
+                    outstanding += 1
                 futures.append(await producer.send(args.topic, value, key=f"u{u}".encode()))
                 lag.append(time.monotonic() - due)
                 sent += 1
@@ -114,7 +129,7 @@ async def run(args: argparse.Namespace) -> dict:
         "send_lag_ms": summary_ms(lag, (50, 99)),
     }
     if consumer:
-        missing = len(due_at)
+        missing = outstanding
         out["freshness_ms"] = summary_ms(fresh + [float("inf")] * missing)
         out["updates_matched"] = len(fresh)
         out["updates_missing"] = missing

@@ -1,17 +1,22 @@
-"""The streamapp benchmark: one run, every figure of issue #6, against a real local broker.
+"""The streamapp benchmark: one run, every figure of issues #6, #10 and #13, against a real
+local broker.
 
     python -m bench.run             # full: 1,000,000 interactions, 100,000 users, 10,000 sellers
-    python -m bench.run --quick     # about 2 minutes: 100,000 / 10,000 / 1,000
-    python -m bench.run --stages ingest,ceiling --interactions 300000
+    python -m bench.run --quick     # about 5 minutes: 100,000 / 10,000 / 1,000
+    python -m bench.run --stages ingest,ceiling,faust_floor --interactions 300000
 
 Stages (each a function below, sized by the options):
-  ingest     preload N interactions, then start one worker; time until affinity-updates
-             holds N records (one per counted interaction, written after the table write)
-  ceiling    a plain aiokafka consumer reading and decoding the same topic
-  latency    open-loop lookups (single and bulk) from a separate process at fixed rates,
-             while a separate producer process adds interactions at a fixed rate
-  freshness  interaction produced -> its affinity-update consumed, at a fixed rate
-  recovery   time to /health 200 after a restart with the data dir intact, and empty
+  ceiling      a plain aiokafka consumer reading and decoding the preloaded topic
+  faust_floor  a bare faust agent (bench/floor_app.py, the worker's faust settings) that only
+               counts the same preloaded events: what any faust agent costs at the least
+  ingest       start one worker on the preloaded topic; time until the affinity-updates
+               cover N interactions (each update counts `interactions_covered`, default 1)
+  latency      with a separate producer adding interactions at half the measured ingest
+               capacity: open-loop single, bulk(100) and top-k lookups from a separate process
+  freshness    interaction produced -> first affinity-update covering it, at half capacity
+  recovery     time to /health 200 after a restart with the data dir intact, and empty
+  ingest_two_workers  the ingest stage again with two workers (same app id, own data dir and
+               port each) on a copy of the same data, next to the one-worker figure
 
 The broker is started with scripts/kafka-local.sh on its own port (29092 unless
 BENCH_KAFKA_PORT / --kafka-port say otherwise) and stopped at the end, also on failure.
@@ -56,18 +61,46 @@ from bench.common import (
     data_dir_bytes,
     lock_port,
     log,
+    proc_cpu_s,
     proc_status_kb,
     run_json_process,
     stop_process,
     summary_ms,
 )
-from bench.data import Sampler, create_topics, end_offsets_total, preload, raw_consume
+from bench.data import (
+    TOP_USER,
+    Preloaded,
+    Sampler,
+    UpdatesCounter,
+    create_topics,
+    end_offsets_total,
+    preload,
+    raw_consume,
+)
+from bench.floor import parse_setting, run_floor
 from bench.profile import Recorder, summarise
 from streamapp.config import Settings
 
-STAGES = ("ingest", "ceiling", "latency", "freshness", "recovery")
-# The ceiling runs first, while no worker competes with it for the two cores.
-ORDER = ("ceiling", "ingest", "latency", "freshness", "recovery")
+STAGES = (
+    "ingest",
+    "ceiling",
+    "faust_floor",
+    "latency",
+    "freshness",
+    "recovery",
+    "ingest_two_workers",
+)
+# The ceiling and the floor run first, while no worker competes with them for the two
+# cores; two workers run last, once the single worker has been stopped.
+ORDER = (
+    "ceiling",
+    "faust_floor",
+    "ingest",
+    "latency",
+    "freshness",
+    "recovery",
+    "ingest_two_workers",
+)
 
 
 @dataclass
@@ -80,10 +113,15 @@ class Ctx:
     workdir: Path = Path()
     worker: Worker | None = None
     meta: AIOKafkaConsumer | None = None
-    expected_updates: int = 0
+    updates: UpdatesCounter | None = None
+    expected_updates: int = 0  # interactions the updates must cover once caught up
     truth: dict[tuple[str, str], int] = field(default_factory=dict)
     lookup_pairs: list[tuple[str, str]] = field(default_factory=list)
     pairs_file: Path = Path()
+    top_user: str = TOP_USER
+    worker_env: dict[str, str] = field(default_factory=dict)
+    # The ingest stage's (seconds since start, interactions covered) at every 100 ms poll.
+    ingest_progress: list[tuple[float, int]] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
@@ -96,33 +134,77 @@ class Ctx:
 
 # -- helpers -----------------------------------------------------------------------------
 async def updates_total(ctx: Ctx) -> int:
+    """Interactions covered by the affinity-updates so far (read by ctx.updates)."""
+    assert ctx.updates is not None
+    ctx.updates.check()
+    return ctx.updates.covered
+
+
+async def counted_by(workers: list[Worker]) -> int | None:
+    """Sum of the workers' /stats `interactions_counted`, or None when one does not answer.
+
+    The updates alone can over-cover: a worker that takes over a partition after a rebalance
+    replays the events since the last commit, and a replay publishes an update again. The
+    counter counts each interaction once, so it confirms completion with several workers."""
+    counts = [await asyncio.to_thread(w.get_json, "/stats", 2.0) for w in workers]
+    if any(c is None or "interactions_counted" not in c for c in counts):
+        return None
+    return sum(int(c["interactions_counted"]) for c in counts)  # type: ignore[index]
+
+
+async def confirm_counted(workers: list[Worker], n: int, timeout: float = 30.0) -> int | None:
+    """Once the updates cover n: wait (bounded) until /stats agrees; the last sum seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counted = await counted_by(workers)
+        if counted is None or counted >= n or time.monotonic() > deadline:
+            return counted
+        await asyncio.sleep(0.1)
+
+
+def half_capacity(ctx: Ctx) -> float:
+    """Half the steady ingest rate measured by the ingest stage: the background rate of
+    the latency stage and the freshness rate (issues #10 and #13)."""
+    rate = ctx.stages.get("ingest", {}).get("events_per_s_steady")
+    if not rate:
+        raise RuntimeError("no measured ingest capacity (the ingest stage failed)")
+    return float(max(1, round(rate / 2)))
+
+
+async def backlog(ctx: Ctx) -> int:
+    """Interactions on the topic not yet covered by an update. Every interaction the run
+    produces has a unique id and is valid, so the worker is caught up exactly when the
+    updates cover the interactions topic's record count."""
     assert ctx.meta is not None
-    return await end_offsets_total(ctx.meta, ctx.topic("affinity-updates"))
+    produced = await end_offsets_total(ctx.meta, ctx.topic("interactions"))
+    ctx.expected_updates = max(ctx.expected_updates, produced)
+    return ctx.expected_updates - await updates_total(ctx)
 
 
-async def wait_caught_up(ctx: Ctx, timeout: float) -> float:
-    """Until affinity-updates holds every expected update; seconds waited."""
+async def wait_caught_up(ctx: Ctx, timeout: float, slack: int = 0) -> float:
+    """Until the updates cover every interaction produced so far (`slack` short of it, for
+    a producer still running); seconds waited."""
     t0 = time.monotonic()
     while True:
-        total = await updates_total(ctx)
-        if total >= ctx.expected_updates:
+        behind = await backlog(ctx)
+        if behind <= slack:
             return time.monotonic() - t0
         assert ctx.worker is not None
         ctx.worker.check_alive()
         if time.monotonic() - t0 > timeout:
             raise TimeoutError(
-                f"worker did not catch up in {timeout:.0f}s: {total}/{ctx.expected_updates} updates"
+                f"worker did not catch up in {timeout:.0f}s: {behind} interactions behind"
             )
         await asyncio.sleep(0.2)
 
 
-async def query(ctx: Ctx, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    assert ctx.worker is not None
+async def query(ctx: Ctx, pairs: list[tuple[str, str]], url: str = "") -> list[dict[str, Any]]:
+    assert ctx.worker is not None or url
     body = {"pairs": [{"user_id": u, "seller_id": s} for u, s in pairs]}
     timeout = aiohttp.ClientTimeout(total=30)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
-        session.post(ctx.worker.url + "/affinity/query", json=body) as resp,
+        session.post((url or ctx.worker.url) + "/affinity/query", json=body) as resp,  # type: ignore[union-attr]
     ):
         data = await resp.json()
         if resp.status != 200:
@@ -141,9 +223,9 @@ def stable_part(vector: dict[str, Any]) -> tuple:
     )
 
 
-async def check_truth(ctx: Ctx) -> tuple[int, int]:
+async def check_truth(ctx: Ctx, url: str = "") -> tuple[int, int]:
     pairs = list(ctx.truth)
-    results = await query(ctx, pairs)
+    results = await query(ctx, pairs, url)
     matched = sum(
         1
         for p, r in zip(pairs, results, strict=True)
@@ -167,7 +249,14 @@ async def wait_responsive(ctx: Ctx, timeout: float = 60) -> None:
 
 
 def new_worker(ctx: Ctx, data_dir: Path) -> Worker:
-    return Worker(ctx.bootstrap, ctx.app_id, ctx.prefix, data_dir, ctx.workdir / "worker.log")
+    return Worker(
+        ctx.bootstrap,
+        ctx.app_id,
+        ctx.prefix,
+        data_dir,
+        ctx.workdir / "worker.log",
+        env=ctx.worker_env,
+    )
 
 
 # -- stages ------------------------------------------------------------------------------
@@ -180,16 +269,41 @@ async def stage_ceiling(ctx: Ctx) -> None:
     log(f"ceiling: {out['events_per_s']:,} events/s (raw consumer + orjson)")
 
 
+async def stage_faust_floor(ctx: Ctx) -> None:
+    """The bare faust agent over the same preloaded topic, under its own app id (so its own
+    consumer group); rate and CPU per event between its first and its N-th event."""
+    args = ctx.args
+    out = await run_floor(
+        bootstrap=ctx.bootstrap,
+        prefix=ctx.prefix,
+        app_id=f"{ctx.app_id}-floor",
+        expect=ctx.results["preload"]["interactions"],
+        workdir=ctx.workdir,
+        reaper=ctx.reaper,
+        settings=args.floor_settings,
+        timeout=args.ingest_timeout,
+        stall_timeout=args.stall_timeout,
+        log_path=ctx.workdir / "floor.log",
+    )
+    ctx.stages["faust_floor"] = out
+    log(
+        f"faust floor: {out['events_per_s']:,} events/s, {out['cpu_us_per_event']} µs CPU "
+        f"per event (first event after {out['first_event_s']} s)"
+    )
+
+
 async def stage_ingest(ctx: Ctx) -> None:
     args = ctx.args
     n = ctx.results["preload"]["interactions"]
     ctx.expected_updates = n
     worker = ctx.worker = new_worker(ctx, ctx.workdir / "data")
+    assert ctx.updates is not None
+    ctx.updates.check()
     worker.start(ctx.reaper)
     t0 = worker.started_at
     cpu = CpuWindow(pid=worker.pid).start()
     recorder = None
-    first_t = first_total = ready_t = prof_end = None
+    first_t = first_total = first_cpu = ready_t = prof_end = None
     prof_t = 0.0
     last_total, last_progress, peak_rss, next_health = 0, t0, 0, t0
     series: list[tuple[float, int, int, int]] = []  # (s since start, re-keyed, updates, RSS kB)
@@ -219,7 +333,7 @@ async def stage_ingest(ctx: Ctx) -> None:
             if await asyncio.to_thread(worker.health, 0.5) == 200:
                 ready_t = now - t0
         if first_t is None and total > 0:
-            first_t, first_total = now, total
+            first_t, first_total, first_cpu = now, total, proc_cpu_s(worker.pid)
         if recorder is not None and prof_end is None and now >= prof_t + args.profile_seconds:
             prof_end = total
         # Profile the steady state: once the user profiles are stored (their agent competes
@@ -263,11 +377,14 @@ async def stage_ingest(ctx: Ctx) -> None:
         if len(series) % 100 == 0:
             log(f"ingest: {total:,}/{n:,} updates after {now - t0:.0f} s")
         await asyncio.sleep(0.1)
+    stats_counted = await confirm_counted([worker], n)
     done = time.monotonic()
+    done_cpu = proc_cpu_s(worker.pid)
     cpu_result = cpu.stop()
     hwm = proc_status_kb(worker.pid, "VmHWM") or 0
     worker_cpu_s = cpu_result.get("process_cpu_pct_of_one_core", 0) / 100 * cpu_result["wall_s"]
     assert first_t is not None and first_total is not None
+    steady_events = max(n - first_total, 1)
     out: dict[str, Any] = {
         "interactions": n,
         "distinct_pairs": ctx.results["preload"]["distinct_pairs"],
@@ -276,18 +393,30 @@ async def stage_ingest(ctx: Ctx) -> None:
         "cold_ready_s": round(ready_t, 3) if ready_t is not None else None,
         "events_per_s_total": round(n / (done - t0)),
         "events_per_s_steady": round((n - first_total) / max(done - first_t, 1e-9)),
-        "updates_seen": total,
+        # Worker CPU per interaction over the same steady window (first update -> last),
+        # the figure to set against the faust floor's cpu_us_per_event.
+        "cpu_us_per_event": (
+            round((done_cpu - first_cpu) / steady_events * 1e6, 1)
+            if done_cpu is not None and first_cpu is not None
+            else None
+        ),
+        "interactions_covered": total,
+        "stats_interactions_counted": stats_counted,
+        # One per interaction with STREAMAPP_UPDATES=each, fewer when coalesced.
+        "update_records": ctx.updates.records if ctx.updates else None,
         # Records that took the re-keying hop (the rest were already in their user's partition).
         "rekeyed": routed,
         "key_by": args.key_by,
-        # CPU the worker spent per interaction (both agents, the web server, faust itself):
-        # less sensitive to other load on the machine than the rates are.
+        # CPU the worker spent per interaction (both agents, the web server, faust itself),
+        # from process start, so start-up included: less sensitive to other load on the
+        # machine than the rates are.
         "worker_cpu_us_per_event": round(worker_cpu_s / n * 1e6),
         "peak_rss_kb": max(hwm, peak_rss),
         "data_dir_mib": round(data_dir_bytes(worker.data_dir) / 2**20, 1),
         "cpu": cpu_result,
         "series": series[:: max(1, len(series) // 200)],
     }
+    ctx.ingest_progress = [(t, covered) for t, _routed, covered, _rss in series]
     if recorder is not None:
         recorder.stop_early()
         recorder.finish(timeout=30)
@@ -309,7 +438,8 @@ async def stage_ingest(ctx: Ctx) -> None:
     out["truth_matched"], out["truth_checked"] = await check_truth(ctx)
     ctx.stages["ingest"] = out
     log(
-        f"ingest: {out['events_per_s_total']:,}/s total, {out['events_per_s_steady']:,}/s steady, "
+        f"ingest: {out['events_per_s_total']:,}/s total, {out['events_per_s_steady']:,}/s steady "
+        f"({out['cpu_us_per_event']} µs CPU each), "
         f"truth {out['truth_matched']}/{out['truth_checked']}, "
         f"peak RSS {out['peak_rss_kb'] // 1024} MiB"
     )
@@ -372,19 +502,27 @@ async def profile_lookups(ctx: Ctx, seconds: float) -> None:
     ctx.results["profile_lookups"] = prof
 
 
-async def service_times(ctx: Ctx, singles: int = 300, bulks: int = 50) -> dict[str, Any]:
+async def service_times(
+    ctx: Ctx, singles: int = 300, bulks: int = 50, tops: int = 50
+) -> dict[str, Any]:
     """Closed loop, one request at a time, nothing else running: what one request costs."""
     assert ctx.worker is not None
     url = ctx.worker.url
     pairs = ctx.lookup_pairs
     out: dict[str, Any] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        for mode, count in (("single", singles), ("bulk", bulks)):
+        if not ctx.args.top_user_sellers:
+            tops = 0
+        for mode, count in (("single", singles), ("bulk", bulks), ("top", tops)):
+            if not count:
+                continue
             times = []
             for i in range(count + 10):
                 if mode == "single":
                     u, s = pairs[i % len(pairs)]
                     req = session.get(f"{url}/affinity/{u}/{s}")
+                elif mode == "top":
+                    req = session.get(f"{url}/users/{ctx.top_user}/top-sellers?k=10")
                 else:
                     req = session.post(url + "/affinity/query", json=bulk_body(pairs, i))
                 t0 = time.monotonic()
@@ -399,9 +537,20 @@ async def service_times(ctx: Ctx, singles: int = 300, bulks: int = 50) -> dict[s
 
 
 async def stage_latency(ctx: Ctx) -> None:
+    """Issue #10: lookups while ingest runs at half the measured capacity."""
     args, worker = ctx.args, ctx.worker
     assert worker is not None
-    out: dict[str, Any] = {"runs": []}
+    capacity = ctx.stages.get("ingest", {}).get("events_per_s_steady")
+    background_rate = args.background_rate or half_capacity(ctx)
+    out: dict[str, Any] = {
+        "runs": [],
+        "background_rate": background_rate,
+        # What the background rate was derived from (half of it), unless --background-rate.
+        "capacity_events_per_s": capacity,
+        "capacity_from": "stages.ingest.events_per_s_steady",
+        "background_rate_source": "--background-rate" if args.background_rate else "capacity / 2",
+        "top_user": ctx.top_user,
+    }
     ctx.stages["latency"] = out
     await wait_caught_up(ctx, timeout=300)
     await asyncio.sleep(2.0)
@@ -415,9 +564,10 @@ async def stage_latency(ctx: Ctx) -> None:
     if args.profile:
         await profile_lookups(ctx, seconds=min(args.profile_seconds, 8.0))
     bg_log = ctx.workdir / "background.log"
+    log(f"background ingest at {background_rate:,.0f}/s (measured capacity {capacity}/s)")
     bg = ctx.reaper.add(
         subprocess.Popen(
-            [sys.executable, *producer_cmd(ctx, args.background_rate, 3600, "bg-", 99)],
+            [sys.executable, *producer_cmd(ctx, background_rate, 3600, "bg-", 99)],
             cwd=ROOT,
             env=clean_env(),
             stdout=subprocess.PIPE,
@@ -427,9 +577,18 @@ async def stage_latency(ctx: Ctx) -> None:
     )
     try:
         await asyncio.sleep(2.0)
-        plan = [(r, "single") for r in args.rates] + [(r, "bulk") for r in args.bulk_rates]
-        for rate, mode in sorted(plan, key=lambda x: (x[0], x[1] == "bulk")):
+        plan = (
+            [("single", r) for r in args.rates]
+            + [("bulk", r) for r in args.bulk_rates]
+            # top-k needs u-top's sellers (--top-user-sellers 0 leaves them out).
+            + [("top", r) for r in args.top_rates if args.top_user_sellers]
+        )
+        for mode, rate in plan:
+            # Each run starts from a worker that answers at once and has (nearly) no ingest
+            # backlog left by the previous one, so runs do not inherit each other's queues.
             await wait_responsive(ctx)
+            with contextlib.suppress(TimeoutError):
+                await wait_caught_up(ctx, timeout=60, slack=int(background_rate))
             cmd = [
                 "-m",
                 "bench.loadgen",
@@ -445,8 +604,13 @@ async def stage_latency(ctx: Ctx) -> None:
                 str(ctx.pairs_file),
                 "--bulk-size",
                 "100",
+                "--top-user",
+                ctx.top_user,
+                "--k",
+                "10",
             ]
             cpu = CpuWindow(pid=worker.pid).start()
+            backlog_before = await backlog(ctx)
             updates_before = await updates_total(ctx)
             run = await asyncio.to_thread(
                 run_json_process,
@@ -460,13 +624,17 @@ async def stage_latency(ctx: Ctx) -> None:
             run["updates_per_s_during"] = round(
                 (await updates_total(ctx) - updates_before) / run["cpu"]["wall_s"], 1
             )
+            run["ingest_ratio_to_background"] = round(
+                run["updates_per_s_during"] / background_rate, 3
+            )
+            run["backlog_at_start"] = backlog_before
             run["command"] = "python " + shlex.join(cmd)
             out["runs"].append(run)
             p = run["latency_ms"]
             log(
                 f"latency {mode} @ {rate}/s: p50 {p['p50']} p99 {p['p99']} "
-                f"p99.9 {p['p99.9']} ms, "
-                f"achieved {run['achieved_rate']}/s, errors {run['errors']}"
+                f"p99.9 {p['p99.9']} ms, achieved {run['achieved_rate']}/s, "
+                f"errors {run['errors']}, ingest meanwhile {run['updates_per_s_during']}/s"
             )
     finally:
         stop_process(bg, group=True, timeout=30)
@@ -474,7 +642,6 @@ async def stage_latency(ctx: Ctx) -> None:
         with contextlib.suppress(ValueError, IndexError):
             out["background"] = orjson.loads(raw.strip().splitlines()[-1])
     sent = out.get("background", {}).get("sent", 0)
-    ctx.expected_updates += sent
     out["catch_up_s"] = round(await wait_caught_up(ctx, timeout=max(120, sent / 100)), 2)
 
 
@@ -482,8 +649,17 @@ async def stage_freshness(ctx: Ctx) -> None:
     args, worker = ctx.args, ctx.worker
     assert worker is not None
     runs: list[dict[str, Any]] = []
-    ctx.stages["freshness"] = {"runs": runs}
-    for i, rate in enumerate(args.freshness_rates):
+    half = half_capacity(ctx)
+    ctx.stages["freshness"] = {
+        "runs": runs,
+        "half_capacity_rate": half,
+        "capacity_events_per_s": ctx.stages["ingest"]["events_per_s_steady"],
+        # Updates are matched to interactions by pair and interactions_covered (bench/produce.py),
+        # so this works with coalesced updates (the default) and with STREAMAPP_UPDATES=each.
+        "matching": "by pair, cumulative interactions_covered (default 1)",
+    }
+    rates = [half, *(r for r in args.freshness_rates if r != half)]
+    for i, rate in enumerate(rates):
         # Start from an idle worker: no backlog from earlier stages in the figure.
         await wait_caught_up(ctx, timeout=600)
         cmd = producer_cmd(ctx, rate, args.freshness_duration, f"fr{i}-", 123 + i)
@@ -498,8 +674,8 @@ async def stage_freshness(ctx: Ctx) -> None:
         )
         out["cpu"] = cpu.stop()
         out["command"] = "python " + shlex.join(cmd)
+        out["half_capacity"] = rate == half
         runs.append(out)
-        ctx.expected_updates += out["sent"]
         f = out["freshness_ms"]
         log(
             f"freshness @ {rate}/s: p50 {f['p50']} p99 {f['p99']} max {f['max']} ms, "
@@ -550,6 +726,162 @@ async def stage_recovery(ctx: Ctx) -> None:
     await asyncio.to_thread(worker.stop, 60)
 
 
+async def stage_ingest_two_workers(ctx: Ctx) -> None:
+    """Issue #13 item 7: ingest with two workers on this machine, next to one worker.
+
+    Two workers (same app id, own data dir and web port each; the worker's defaults, so one
+    standby replica each) start together on a copy of the preloaded data under a prefix of
+    its own (same seed, so the same records; its own affinity-updates, so its own count),
+    once the single worker has been stopped. Rate and CPU (both workers) from the first
+    update to the last, as in the ingest stage; also from the moment both answer /health
+    200, i.e. after the group's rebalances."""
+    args = ctx.args
+    if ctx.worker is not None and ctx.worker.alive():
+        await asyncio.to_thread(ctx.worker.stop, 60)  # idle, but it would share the cores
+    prefix = f"{ctx.app_id}-2w-"
+    app_id = f"{ctx.app_id}2w"
+    await create_topics(ctx.bootstrap, prefix)
+    sampler = Sampler(args.users, args.sellers, args.user_skew, args.seller_skew, args.seed)
+    pre = await preload_data(ctx, sampler, prefix, args.two_workers_interactions)
+    n = pre.interactions
+    counter = await UpdatesCounter(ctx.bootstrap, f"{prefix}affinity-updates").start()
+    workers = [
+        Worker(
+            ctx.bootstrap,
+            app_id,
+            prefix,
+            ctx.workdir / f"data-2w-{i}",
+            ctx.workdir / f"worker-2w-{i}.log",
+            env=ctx.worker_env,
+        )
+        for i in range(2)
+    ]
+    out: dict[str, Any] = {"interactions": n, "workers": 2, "app_id": app_id}
+    ctx.stages["ingest_two_workers"] = out
+    try:
+        for w in workers:
+            w.start(ctx.reaper)
+        t0 = min(w.started_at for w in workers)
+
+        def cpu_now() -> float:
+            return sum(proc_cpu_s(w.pid) or 0.0 for w in workers)
+
+        first: tuple[float, int, float] | None = None  # (time, covered, CPU of both)
+        ready: tuple[float, int, float] | None = None
+        last_total, last_progress, next_health = 0, t0, t0
+        while True:
+            counter.check()
+            total, now = counter.covered, time.monotonic()
+            if first is None and total > 0:
+                first = (now, total, cpu_now())
+            if ready is None and now >= next_health:
+                next_health = now + 0.2
+                codes = [await asyncio.to_thread(w.health, 0.5) for w in workers]
+                if codes == [200, 200]:
+                    ready = (now, total, cpu_now())
+            if total >= n:
+                break
+            for w in workers:
+                w.check_alive()
+            if total > last_total:
+                last_total, last_progress = total, now
+            if now - last_progress > args.stall_timeout or now - t0 > args.ingest_timeout:
+                # Say which worker stopped counting (faust #471/#629: a worker can hold
+                # partitions it never fetches after a rebalance).
+                counts = [await asyncio.to_thread(w.get_json, "/stats", 2.0) for w in workers]
+                each = [c.get("interactions_counted") if c else None for c in counts]
+                raise TimeoutError(
+                    f"no progress for {now - last_progress:.0f}s at {total}/{n} "
+                    f"(interactions_counted per worker: {each}; logs worker-2w-0/1.log)"
+                )
+            await asyncio.sleep(0.1)
+        out["stats_interactions_counted"] = await confirm_counted(workers, n)
+        done = (time.monotonic(), counter.covered, cpu_now())
+        assert first is not None
+
+        def window(a: tuple[float, int, float]) -> dict[str, Any]:
+            events = max(n - a[1], 1)
+            return {
+                "events": events,
+                "seconds": round(done[0] - a[0], 3),
+                "events_per_s": round(events / max(done[0] - a[0], 1e-9)),
+                "cpu_us_per_event": round((done[2] - a[2]) / events * 1e6, 1),
+            }
+
+        steady = window(first)
+        one_full = ctx.stages.get("ingest", {}).get("events_per_s_steady")
+        # Fewer records than the one-worker run (quick mode): compare with the single
+        # worker's rate over the same first records, not over all of them.
+        one = (
+            one_worker_rate_to(ctx, n - args.top_user_sellers)
+            if args.two_workers_interactions < args.interactions
+            else one_full
+        )
+        out.update(
+            {
+                "seconds_total": round(done[0] - t0, 3),
+                "first_update_s": round(first[0] - t0, 3),
+                "events_per_s_steady": steady["events_per_s"],
+                "cpu_us_per_event": steady["cpu_us_per_event"],
+                "ratio_to_one": round(steady["events_per_s"] / one, 3) if one else None,
+                "one_worker_events_per_s_steady": one,
+                "one_worker_window": (
+                    f"first update -> {n - args.top_user_sellers:,} covered"
+                    if args.two_workers_interactions < args.interactions
+                    else "first -> last update"
+                ),
+                "one_worker_events_per_s_all": one_full,
+                "steady": steady,
+                "both_ready_s": round(ready[0] - t0, 3) if ready else None,
+                "after_both_ready": window(ready) if ready and ready[1] < n else None,
+                "update_records": counter.records,
+            }
+        )
+        ctx.truth, truth_one = pre.truth, ctx.truth
+        try:
+            out["truth_matched"], out["truth_checked"] = await check_truth(ctx, workers[0].url)
+        finally:
+            ctx.truth = truth_one
+    finally:
+        await counter.stop()
+        for w in workers:
+            await asyncio.to_thread(w.stop, 60)
+    log(
+        f"two workers: {out['events_per_s_steady']:,}/s steady ({out['cpu_us_per_event']} µs "
+        f"CPU each, both workers), {out['ratio_to_one']} x one worker; truth "
+        f"{out['truth_matched']}/{out['truth_checked']}"
+    )
+
+
+async def preload_data(
+    ctx: Ctx, sampler: Sampler, prefix: str, interactions: int | None = None
+) -> Preloaded:
+    args = ctx.args
+    return await preload(
+        ctx.bootstrap,
+        prefix,
+        sampler,
+        interactions or args.interactions,
+        args.pairs,
+        args.key_by,
+        top_user_sellers=args.top_user_sellers,
+    )
+
+
+def one_worker_rate_to(ctx: Ctx, n: int) -> int | None:
+    """The single worker's rate from its first update until its updates covered n (from the
+    ingest stage's 100 ms polls): the one-worker figure for a two-worker run on the first n
+    of the same records. The seed fixes the records, and each partition is read in order,
+    so both runs count the same prefix of every partition."""
+    polls = [(t, c) for t, c in ctx.ingest_progress if c > 0]
+    if not polls:
+        return None
+    (t0, c0), end = polls[0], next(((t, c) for t, c in polls if c >= n), None)
+    if end is None or end[0] <= t0:
+        return None
+    return round((end[1] - c0) / (end[0] - t0))
+
+
 # -- the run -----------------------------------------------------------------------------
 async def bench(ctx: Ctx) -> int:
     args = ctx.args
@@ -565,22 +897,25 @@ async def bench(ctx: Ctx) -> int:
     await create_topics(ctx.bootstrap, ctx.prefix)
     ctx.meta = AIOKafkaConsumer(bootstrap_servers=ctx.bootstrap)
     await ctx.meta.start()
+    ctx.updates = await UpdatesCounter(ctx.bootstrap, ctx.topic("affinity-updates")).start()
     failed = False
     try:
         sampler = Sampler(args.users, args.sellers, args.user_skew, args.seller_skew, args.seed)
         log(
             f"preloading {args.interactions:,} interactions "
-            f"({args.users:,} users, {args.sellers:,} sellers)"
+            f"({args.users:,} users, {args.sellers:,} sellers; plus {args.top_user_sellers:,} "
+            f"of {TOP_USER}, one per seller, for top-k)"
         )
-        pre = await preload(
-            ctx.bootstrap, ctx.prefix, sampler, args.interactions, args.pairs, args.key_by
-        )
+        pre = await preload_data(ctx, sampler, ctx.prefix)
         ctx.truth = pre.truth
+        ctx.top_user = pre.top_user
         ctx.lookup_pairs = pre.lookup_pairs
         ctx.pairs_file = ctx.workdir / "pairs.json"
         ctx.pairs_file.write_bytes(orjson.dumps(pre.lookup_pairs))
         ctx.results["preload"] = {
             "interactions": pre.interactions,
+            "top_user": pre.top_user,
+            "top_user_sellers": pre.top_user_sellers,
             "distinct_pairs": pre.distinct_pairs,
             "seconds": round(pre.seconds, 2),
             "events_per_s": round(pre.interactions / pre.seconds),
@@ -590,7 +925,7 @@ async def bench(ctx: Ctx) -> int:
             if name not in args.stages:
                 continue
             ingest_failed = "error" in ctx.stages.get("ingest", {})
-            needs_worker = name not in ("ceiling", "ingest")
+            needs_worker = name in ("latency", "freshness", "recovery")
             if needs_worker and (ingest_failed or not (ctx.worker and ctx.worker.alive())):
                 ctx.stages[name] = {"error": "skipped: no running worker (ingest failed)"}
                 failed = True
@@ -605,6 +940,7 @@ async def bench(ctx: Ctx) -> int:
                 log(f"stage {name} FAILED: {type(exc).__name__}: {exc}")
             ctx.stages.setdefault(name, {})["stage_seconds"] = round(time.monotonic() - t0, 1)
     finally:
+        await ctx.updates.stop()
         await ctx.meta.stop()
     return 1 if failed else 0
 
@@ -627,7 +963,7 @@ def git_describe() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
+    p.add_argument("--quick", action="store_true", help="small sizes, about 5 minutes")
     p.add_argument("--interactions", type=int, help="N (full 1,000,000; quick 100,000)")
     p.add_argument("--users", type=int, help="full 100,000; quick 10,000")
     p.add_argument("--sellers", type=int, help="full 10,000; quick 1,000")
@@ -643,17 +979,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--stages", default=",".join(STAGES), help="comma-separated: " + ",".join(STAGES)
     )
-    p.add_argument(
-        "--rates", help="lookup req/s, comma-separated (full 500,2000,5000; quick 200,1000)"
-    )
+    p.add_argument("--rates", default="1000", help="single GET req/s, comma-separated")
+    p.add_argument("--bulk-rates", default="200", help="bulk(100) POST req/s, comma-separated")
+    p.add_argument("--top-rates", default="200", help="top-k (k=10) GET req/s, comma-separated")
     p.add_argument("--latency-duration", type=float, default=10.0, help="seconds per lookup run")
     p.add_argument(
-        "--background-rate", type=float, help="ingest/s during lookups (1000; quick 500)"
+        "--background-rate",
+        type=float,
+        help="ingest/s during lookups (default: half the measured ingest capacity)",
     )
     p.add_argument(
-        "--bulk-rates", help="bulk(100) req/s (default: 50 plus --rates; 50 is sustainable)"
+        "--freshness-rates",
+        default="",
+        help="interactions/s besides half the measured ingest capacity, which always runs",
     )
-    p.add_argument("--freshness-rates", help="interactions/s (full 500,5000; quick 200,1000)")
+    p.add_argument(
+        "--top-user-sellers",
+        type=int,
+        default=1000,
+        help="sellers of the extra user u-top (one interaction each), for top-k lookups",
+    )
+    p.add_argument(
+        "--floor-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="faust setting of the floor app over streamapp.faust_settings (repeatable); "
+        "also monitor=lean|default and loglevel=info|warn|...",
+    )
+    p.add_argument(
+        "--two-workers-interactions",
+        type=int,
+        help="N of the two-worker stage (full: --interactions; quick: at most 50,000)",
+    )
+    p.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of every streamapp worker (repeatable), e.g. "
+        "STREAMAPP_UPDATES=each",
+    )
     p.add_argument("--freshness-duration", type=float, default=10.0)
     p.add_argument("--kafka-port", type=int, default=int(os.environ.get("BENCH_KAFKA_PORT", 29092)))
     p.add_argument("--no-profile", dest="profile", action="store_false", help="skip py-spy")
@@ -667,25 +1033,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.interactions = args.interactions or (100_000 if quick else 1_000_000)
     args.users = args.users or (10_000 if quick else 100_000)
     args.sellers = args.sellers or (1_000 if quick else 10_000)
-    args.rates = [
-        float(r) for r in (args.rates or ("200,1000" if quick else "500,2000,5000")).split(",")
-    ]
-    args.bulk_rates = [
-        float(r) for r in (args.bulk_rates or ",".join(["50", *map(str, args.rates)])).split(",")
-    ]
-    args.freshness_rates = [
-        float(r) for r in (args.freshness_rates or ("200,1000" if quick else "500,5000")).split(",")
-    ]
-    args.background_rate = args.background_rate or (500.0 if quick else 1000.0)
+    args.rates = rates(args.rates)
+    args.bulk_rates = rates(args.bulk_rates)
+    args.top_rates = rates(args.top_rates)
+    args.freshness_rates = rates(args.freshness_rates)
+    try:
+        args.floor_settings = dict(parse_setting(x) for x in args.floor_setting)
+        args.worker_env = dict(env_setting(x) for x in args.worker_env)
+    except ValueError as exc:
+        p.error(str(exc))
+    args.two_workers_interactions = min(
+        args.interactions,
+        args.two_workers_interactions or (50_000 if quick else args.interactions),
+    )
     args.profile_seconds = args.profile_seconds or (10.0 if quick else 20.0)
     stages = {s.strip() for s in args.stages.split(",") if s.strip()}
     unknown = stages - set(STAGES)
     if unknown:
         p.error(f"unknown stage(s): {', '.join(sorted(unknown))}")
-    if stages & {"latency", "freshness", "recovery"}:
-        stages.add("ingest")  # they need a worker holding the preloaded state
+    if stages & {"latency", "freshness", "recovery", "ingest_two_workers"}:
+        # They need a worker holding the preloaded state, or (two workers) its figure.
+        stages.add("ingest")
     args.stages = stages
     return args
+
+
+def env_setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise ValueError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
+
+
+def rates(text: str) -> list[float]:
+    return [float(r) for r in text.split(",") if r.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -704,6 +1085,7 @@ def main(argv: list[str] | None = None) -> int:
         app_id=run_id,
         prefix=f"{run_id}-",
         workdir=Path(tempfile.mkdtemp(prefix=f"{run_id}-")),
+        worker_env=args.worker_env,
     )
     ctx.results = {
         "mode": "quick" if args.quick else "full",
@@ -726,10 +1108,15 @@ def main(argv: list[str] | None = None) -> int:
             "key_by": args.key_by,
             "stages": sorted(args.stages, key=STAGES.index),
             "rates": args.rates,
-            "latency_duration_s": args.latency_duration,
-            "background_rate": args.background_rate,
             "bulk_rates": args.bulk_rates,
-            "freshness_rates": args.freshness_rates,
+            "top_rates": args.top_rates,
+            "latency_duration_s": args.latency_duration,
+            "background_rate": args.background_rate or "half the measured ingest capacity",
+            "freshness_rates": ["half the measured ingest capacity", *args.freshness_rates],
+            "top_user_sellers": args.top_user_sellers,
+            "two_workers_interactions": args.two_workers_interactions,
+            "floor_settings": args.floor_settings,
+            "worker_env": args.worker_env,
             "freshness_duration_s": args.freshness_duration,
             "partitions": PARTITIONS,
             "app_id": run_id,
@@ -756,7 +1143,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep_logs:
             log(f"worker data and logs kept in {ctx.workdir}")
         else:
-            for name in ("worker.log", "loadgen.log", "background.log", "freshness.log"):
+            for name in (
+                "worker.log",
+                "loadgen.log",
+                "background.log",
+                "freshness.log",
+                "floor.log",
+                "worker-2w-0.log",
+                "worker-2w-1.log",
+            ):
                 src = ctx.workdir / name
                 if src.exists():
                     shutil.copy(src, RESULTS / name)

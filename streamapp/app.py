@@ -14,6 +14,7 @@ import faust
 
 from streamapp import faust_fixes, lifecycle, local_state
 from streamapp.config import ConfigError, Settings, load_settings
+from streamapp.faust_settings import speed_options
 from streamapp.score import Scoring
 from streamapp.security import broker_credentials
 from streamapp.startup import broker_unreachable, ensure_topics
@@ -89,25 +90,21 @@ def fail(line: str) -> None:
 app = StreamApp(
     settings.app_id,
     broker=settings.broker,
-    store="rocksdb://",
     datadir=str(settings.data_dir),
-    topic_partitions=settings.partitions,
     topic_allow_declare=True,
     topic_replication_factor=settings.replication_factor,
     table_standby_replicas=settings.standby_replicas,
-    consumer_auto_offset_reset="earliest",
     web_port=settings.web_port,
     web_host=settings.web_host,
     web_bind=settings.web_host,
     canonical_url=settings.canonical_url or f"http://{settings.web_host}:{settings.web_port}",
-    web_tables_enabled=False,
-    # Changelog, forwards and updates are many small messages: batch them (measured ~1.5x).
-    producer_linger=0.02,
-    producer_max_batch_size=256 * 1024,
     broker_credentials=broker_credentials(settings),
     # A crashed worker's partitions move after this long (faust's default is 60 s).
     broker_session_timeout=settings.session_timeout_s,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 4),
+    # Store, partitions, consumer/stream/producer tuning, monitor: shared with the benchmark's
+    # faust floor (bench/floor_app.py), so the two are measured under the same settings.
+    **speed_options(settings),
 )
 
 lifecycle.install_log_filters()
