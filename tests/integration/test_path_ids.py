@@ -68,9 +68,10 @@ def build(ns: Namespace) -> tuple[list[Out], Truth]:
 
 def owner_of(user: str, workers: list[Worker]) -> Worker:
     """The worker that serves `user` itself: a signed (worker-to-worker) request is answered
-    only by the owner; the other says 503 rather than forwarding again."""
+    only by the owner; the other says 503 rather than forwarding again. (Profiles are on
+    every worker; a user's top sellers live with its owner.)"""
     key = derive_key(SECRET, "", "")
-    path = f"/users/{q(user)}"
+    path = f"/users/{q(user)}/top-sellers"
     answers = [
         w.get(path, headers=sign(key, "GET", path, None, datetime.now(UTC).timestamp()))
         for w in workers
