@@ -105,9 +105,23 @@ def pair_state_of(user_id: str, seller_id: str) -> PairState | None:
     return PairState.decode_for_lookup(raw) if raw else None
 
 
-def vectors(pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
+# Lookups and ingest share one event loop. Lookups compute one at a time (`lookup_turn`)
+# and give the loop back every LOOKUP_SLICE pairs, and ingest yields every millisecond
+# (ingest.Slicer): under a flood of bulk queries the loop alternates between about a
+# millisecond of lookups and one of ingest, so neither can starve the other; queued lookups
+# wait in line instead of taking turns from ingest. docs/performance.md has the figures.
+lookup_turn = asyncio.Semaphore(1)
+LOOKUP_SLICE = 64
+
+
+async def vectors(pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
     """Feature vectors of pairs this worker owns, one per input pair, at one as_of: the
-    pairs of each partition read with one multi-get, each profile read once."""
+    pairs of a partition read with multi-gets, each profile read once."""
+    async with lookup_turn:
+        return await _vectors(pairs, as_of_us)
+
+
+async def _vectors(pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
     as_of_text = iso_micros(as_of_us)
     unique = list(dict.fromkeys(pairs))
     by_partition: dict[int, list[tuple[str, str]]] = {}
@@ -116,7 +130,14 @@ def vectors(pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]
     favorites: dict[str, frozenset[str]] = {}
     catalog = tables.seller_catalog
     done: dict[tuple[str, str], dict[str, Any]] = {}
-    for partition, group in by_partition.items():
+    slices = [
+        (partition, whole[i : i + LOOKUP_SLICE])
+        for partition, whole in by_partition.items()
+        for i in range(0, len(whole), LOOKUP_SLICE)
+    ]
+    for n, (partition, group) in enumerate(slices):
+        if n:
+            await asyncio.sleep(0)  # ingest's turn
         keys = [tables.pair_key(u, s) for u, s in group]
         for (user_id, seller_id), key, raw in zip(
             group, keys, tables.pairs.read_many(partition, keys), strict=True
@@ -164,7 +185,7 @@ class Affinity(View):
         if (owner := routing.remote_owner(request, user_id)) is not None:
             return await routing.forward(request, owner)
         require_ready()
-        return json_response(vectors([(user_id, seller_id)], now_us())[0])
+        return json_response((await vectors([(user_id, seller_id)], now_us()))[0])
 
 
 @app.page("/affinity/query")
@@ -195,7 +216,7 @@ class AffinityBulk(View):
         if None in by_owner:
             require_ready()
             local = by_owner[None]
-            found = vectors(
+            found = await vectors(
                 [(query.pairs[i].user_id, query.pairs[i].seller_id) for i in local], as_of
             )
             for i, vector in zip(local, found, strict=True):
@@ -232,10 +253,11 @@ class TopSellersView(View):
         if (owner := routing.remote_owner(request, user_id)) is not None:
             return await routing.forward(request, owner)
         require_ready()
-        return json_response(top_sellers(user_id, k, now_us()))
+        async with lookup_turn:
+            return json_response(await top_sellers(user_id, k, now_us()))
 
 
-def top_sellers(user_id: str, k: int, as_of: int) -> dict[str, Any]:
+async def top_sellers(user_id: str, k: int, as_of: int) -> dict[str, Any]:
     """Rank the user's sellers from the pairs' stored headers alone (no full decode)."""
     partition = tables.home_partition(user_id)
 
@@ -244,16 +266,21 @@ def top_sellers(user_id: str, k: int, as_of: int) -> dict[str, Any]:
 
     candidates = seller_index.sellers(user_id.encode(), load)
     favorites = tables.user_catalog.categories(user_id)
-    keys = [tables.pair_key(user_id, s) for s in candidates]
     ranked = []
     catalog = tables.seller_catalog
-    for seller_id, raw in zip(candidates, tables.pairs.read_many(partition, keys), strict=True):
-        if not raw:
-            continue
-        head = summary(raw)
-        match = bool(favorites) and not favorites.isdisjoint(catalog.categories(seller_id))
-        score = user_seller_score(head, match, as_of, scoring)
-        ranked.append(Ranked(score, head.total, seller_id))
+    step = 16 * LOOKUP_SLICE  # a header costs far less than a vector
+    for start in range(0, len(candidates), step):
+        if start:
+            await asyncio.sleep(0)  # ingest's turn (a user may have 100,000 sellers)
+        part = candidates[start : start + step]
+        keys = [tables.pair_key(user_id, s) for s in part]
+        for seller_id, raw in zip(part, tables.pairs.read_many(partition, keys), strict=True):
+            if not raw:
+                continue
+            head = summary(raw)
+            match = bool(favorites) and not favorites.isdisjoint(catalog.categories(seller_id))
+            score = user_seller_score(head, match, as_of, scoring)
+            ranked.append(Ranked(score, head.total, seller_id))
     return {
         "user_id": user_id,
         "as_of": iso_micros(as_of),
