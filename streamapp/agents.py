@@ -21,11 +21,11 @@ from faust.types import TP, EventT, StreamT
 
 from streamapp import ingest, metrics, tables, topics
 from streamapp.app import app, settings
-from streamapp.outbox import run_guarded
+from streamapp.outbox import Outbox, run_guarded
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Sequence[EventT]], Awaitable[None]]
+Handler = Callable[[Sequence[EventT]], Awaitable[Outbox]]
 
 
 def known_gap(tp: TP, offset: int) -> bool:
@@ -78,6 +78,13 @@ async def in_batches(stream: StreamT, handler: Handler, what: str) -> None:
 
     feeder = asyncio.ensure_future(feed())  # read from the start, even while waiting below
     loop = asyncio.get_running_loop()
+    in_flight: asyncio.Future[None] | None = None  # the previous batch: delivery, then acks
+
+    async def confirm(box: Outbox, batch: list[EventT]) -> None:
+        await box.deliver()
+        for event in batch:
+            await stream.ack(event)
+
     try:
         await ingest.ready_to_publish()  # nothing is counted before the catalogs are in
         while True:
@@ -94,14 +101,20 @@ async def in_batches(stream: StreamT, handler: Handler, what: str) -> None:
                     batch.append(await asyncio.wait_for(queue.get(), remaining))
                 except TimeoutError:
                     break
-            await run_guarded(handler(batch), what)
-            for event in batch:
-                await stream.ack(event)
+            box = await run_guarded(handler(batch), what)
+            # Pipelined: this batch's records are on their way while the next one is
+            # processed; its events are acked (so committable) only once all its records
+            # are confirmed, and batches are acked in order (one in flight at a time).
+            if in_flight is not None:
+                await in_flight
+            in_flight = asyncio.ensure_future(run_guarded(confirm(box, batch), what))
             if feeder.done():
                 feeder.result()  # the stream ended or failed: let faust see it
                 return
     finally:
         feeder.cancel()
+        if in_flight is not None:
+            await asyncio.shield(in_flight)  # a stopping worker acks what was delivered
 
 
 @app.agent(topics.interactions)

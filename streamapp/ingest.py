@@ -128,7 +128,7 @@ def _routed(item: Interaction) -> bytes:
 KIND_NAMES = tuple(KIND_INDEX)
 
 
-async def on_interactions(events: Sequence[EventT]) -> None:
+async def on_interactions(events: Sequence[EventT]) -> Outbox:
     await ready_to_publish()
     box = outbox()
     slicer = Slicer()
@@ -151,10 +151,11 @@ async def on_interactions(events: Sequence[EventT]) -> None:
             box.add(by_user_topic, home, result.user_id.encode(), _routed(result))
         await slicer.tick()
     await count_into_state(here, box, slicer)
-    await box.deliver()
+    await box.send()
+    return box
 
 
-async def on_routed(events: Sequence[EventT]) -> None:
+async def on_routed(events: Sequence[EventT]) -> Outbox:
     """Re-keyed interactions, each in its user's partition."""
     await ready_to_publish()
     box = outbox()
@@ -179,7 +180,8 @@ async def on_routed(events: Sequence[EventT]) -> None:
             continue
         counting.setdefault(message.partition, []).append(item)
     await count_into_state(counting, box, slicer)
-    await box.deliver()
+    await box.send()
+    return box
 
 
 async def count_into_state(
@@ -281,7 +283,7 @@ def vector_of(pair: Touched, partition: int, as_of_us: int) -> dict[str, Any]:
 
 
 # -- profiles ----------------------------------------------------------------------------
-async def on_profiles(source: str, events: Sequence[EventT]) -> None:
+async def on_profiles(source: str, events: Sequence[EventT]) -> Outbox:
     """Dead-letter bad profile records; every worker's catalog applies the good ones."""
     parse = parse_user if source == "users" else parse_seller
     box = outbox()
@@ -293,7 +295,8 @@ async def on_profiles(source: str, events: Sequence[EventT]) -> None:
         else:
             op = "delete" if isinstance(result, Delete) else "upsert"
             metrics.profiles.labels(source, op).inc()
-    await box.deliver()
+    await box.send()
+    return box
 
 
 def _parse_profile(parse: Any, record: Record) -> Any:

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -29,6 +29,7 @@ from streamapp.config import Settings
 from streamapp.startup import admin_security
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 DELIVERY_TIMEOUT_S = 60.0
 
 
@@ -165,14 +166,14 @@ class Outbox:
                 callback(partition, offset)
 
 
-async def run_guarded(work: Awaitable[None], what: str) -> None:
+async def run_guarded(work: Awaitable[T], what: str) -> T:
     """Run one batch's work to its end, even if the agent is cancelled meanwhile (a
     stopping worker): faust acks the batch as soon as the agent's loop body is left, so
     leaving early would commit records never processed. Any failure stops the process
     before that ack can happen; the batch is then replayed by whoever owns it next."""
     task = asyncio.ensure_future(work)
     try:
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
     except asyncio.CancelledError:
         try:
             await asyncio.wait_for(task, DELIVERY_TIMEOUT_S)
@@ -182,6 +183,7 @@ async def run_guarded(work: Awaitable[None], what: str) -> None:
     except BaseException as exc:
         log.exception("%s: batch failed", what)
         die(f"{what}: batch failed ({type(exc).__name__}: {exc}); stopping so it is replayed")
+        raise  # not reached: die() ends the process
 
 
 def die(line: str) -> None:
