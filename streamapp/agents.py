@@ -12,6 +12,7 @@ not. outbox.run_guarded finishes it or stops the process before that ack.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -43,6 +44,7 @@ async def in_batches(stream: StreamT, handler: Handler, what: str) -> None:
     each event is acked by hand only after its batch's output was confirmed."""
     stream.enable_acks = False
     queue: asyncio.Queue[EventT] = asyncio.Queue(maxsize=2 * settings.batch_max)
+    filled = asyncio.Event()  # a whole batch is waiting: no need to wait out batch_wait_s
 
     expected: dict[TP, int] = {}  # per partition, the next offset due
     healed: set[tuple[TP, int]] = set()
@@ -75,9 +77,10 @@ async def in_batches(stream: StreamT, handler: Handler, what: str) -> None:
             elif due is None or offset >= due:
                 expected[tp] = offset + 1
             await queue.put(event)
+            if queue.qsize() >= settings.batch_max:
+                filled.set()
 
     feeder = asyncio.ensure_future(feed())  # read from the start, even while waiting below
-    loop = asyncio.get_running_loop()
     in_flight: asyncio.Future[None] | None = None  # the previous batch: delivery, then acks
 
     async def confirm(box: Outbox, batch: list[EventT]) -> None:
@@ -89,18 +92,13 @@ async def in_batches(stream: StreamT, handler: Handler, what: str) -> None:
         await ingest.ready_to_publish()  # nothing is counted before the catalogs are in
         while True:
             batch = [await queue.get()]
-            deadline = loop.time() + settings.batch_wait_s
-            while len(batch) < settings.batch_max:
-                if not queue.empty():
-                    batch.append(queue.get_nowait())
-                    continue
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(queue.get(), remaining))
-                except TimeoutError:
-                    break
+            if queue.qsize() + 1 < settings.batch_max:
+                # One timed wait per batch, not one per event (a task each).
+                filled.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(filled.wait(), settings.batch_wait_s)
+            while len(batch) < settings.batch_max and not queue.empty():
+                batch.append(queue.get_nowait())
             box = await run_guarded(handler(batch), what)
             # Pipelined: this batch's records are on their way while the next one is
             # processed; its events are acked (so committable) only once all its records
