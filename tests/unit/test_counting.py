@@ -16,23 +16,12 @@ from streamapp.models import KIND_INDEX, from_micros, to_micros
 from streamapp.pair_state import Interaction, PairState
 from streamapp.score import Scoring
 from tests.truth import Truth, assert_vector_equal
+from tests.unit.memory import MemoryTable as Table
 
 WEEK_S = 7 * 86400.0
 SCORING = Scoring((3.0, 1.0, 5.0, 0.5), WEEK_S, 1.0)
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 NOW_US = to_micros(NOW)
-
-
-class Table(dict):
-    def load(self, key: bytes) -> bytes | None:
-        return self.get(key)
-
-    def apply(self, writes: dict[bytes, bytes | None]) -> None:
-        for key, value in writes.items():
-            if value is None:
-                self.pop(key, None)
-            else:
-                self[key] = value
 
 
 def run(batches: list[list[Interaction]]) -> tuple[Table, Table, int]:

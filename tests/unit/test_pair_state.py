@@ -18,6 +18,7 @@ from streamapp.pair_state import (
 )
 from streamapp.score import Ranked, Scoring, top_k
 from tests.truth import KINDS, Truth, assert_vector_equal
+from tests.unit.memory import MemoryTable
 
 WEEK_S = 7 * 86400.0
 SCORING = Scoring((3.0, 1.0, 5.0, 0.5), WEEK_S, 1.0)
@@ -25,18 +26,11 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 NOW_US = to_micros(NOW)
 
 
-class Chunks(dict):
+class Chunks(MemoryTable):
     """A pair's spilled chunks, as the table would hold them."""
 
-    def load(self, suffix: bytes) -> bytes | None:
-        return self.get(suffix)
-
     def commit(self, state: PairState) -> None:
-        for suffix, value in state.chunk_writes.items():
-            if value is None:
-                self.pop(suffix, None)
-            else:
-                self[suffix] = value
+        self.apply(state.chunk_writes)
         state.chunk_writes.clear()
 
 
