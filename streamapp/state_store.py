@@ -2,8 +2,8 @@
 touches faust's private store names; tests/unit/test_state_store.py fails loudly if a
 faust upgrade changes them).
 
-Why not the Table API: `table[key] = value` needs faust's "current event" (it is None
-inside `take_events`), writes and changelogs one record at a time, and queues changelog
+Why not the Table API: `table[key] = value` needs faust's "current event" (there is none
+for a batch), writes and changelogs one record at a time, and queues changelog
 records in faust's producer buffer, whose flush gives up after 0.1 s. Here a batch writes
 each partition's keys with one RocksDB WriteBatch, the Outbox sends the changelog records
 to that same partition, and once the broker confirmed them their offset is recorded the
