@@ -31,6 +31,5 @@ dead_letters = {
     for source in ("interactions", "users", "sellers")
 }
 
-outputs = [affinity_updates, *dead_letters.values()]
 affinity_updates_name = settings.topic("affinity-updates")
 dead_letter_names = {source: topic.get_topic_name() for source, topic in dead_letters.items()}
