@@ -239,10 +239,16 @@ async def read_body(request: Request) -> bytes:
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
         raise HTTPError(413, f"body too large: {length} bytes (limit {settings.max_body_bytes})")
-    raw = await request.content.read(settings.max_body_bytes + 1)  # type: ignore[attr-defined]
-    if len(raw) > settings.max_body_bytes:
-        raise HTTPError(413, f"body too large (limit {settings.max_body_bytes} bytes)")
-    return raw
+    # StreamReader.read(n) returns what has arrived so far, not n bytes: a body split across
+    # TCP reads (a bulk query of long ids) was cut short. Read to the end, within the limit.
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):  # type: ignore[attr-defined]
+        size += len(chunk)
+        if size > settings.max_body_bytes:
+            raise HTTPError(413, f"body too large (limit {settings.max_body_bytes} bytes)")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 @app.page("/users/{user_id:[^/]+}/top-sellers")

@@ -271,3 +271,34 @@ def test_restart_keeps_exact_state(loaded, tmp_path: Path) -> None:
     assert_matches_truth(worker, ds)
     # Restarts replayed nothing that had been committed, so published nothing again.
     assert len(read_updates(ns)) == before
+
+
+def test_large_bulk_body_arriving_in_pieces(loaded) -> None:
+    """A body that reaches the server over several reads is read whole (it was cut at the
+    first read's end: 'EOF while parsing' for a bulk query of long ids)."""
+    import socket
+    import time as _time
+
+    _ns, _ds, worker = loaded
+    pairs = [
+        {"user_id": f"{i}".ljust(256, "u"), "seller_id": "s".ljust(256, "s")} for i in range(900)
+    ]
+    body = json.dumps({"pairs": pairs}).encode()
+    head = (
+        f"POST /affinity/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", worker.port), timeout=30) as sock:
+        sock.sendall(head)
+        third = len(body) // 3
+        for start in range(0, len(body), third):
+            sock.sendall(body[start : start + third])
+            _time.sleep(0.2)  # the server has read what arrived before the rest comes
+        answer = b""
+        while chunk := sock.recv(1 << 16):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert b" 200 " in status_line, answer[:300]
+    payload = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert len(payload["results"]) == 900
+    assert all(r["number_of_interactions"] == 0 for r in payload["results"])
