@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from faust.types import TP, EventT, StreamT
 
-from streamapp import ingest, metrics, tables, topics
+from streamapp import faust_fixes, ingest, metrics, tables, topics
 from streamapp.app import app, settings
 from streamapp.outbox import Outbox, run_guarded
 
@@ -147,6 +147,30 @@ async def follow_user_catalog() -> None:
 @app.task
 async def follow_seller_catalog() -> None:
     await tables.seller_catalog.run(app.partitions_of[settings.topic("sellers")])
+
+
+@app.timer(interval=5.0)
+async def reread_holes() -> None:
+    """A partition whose committed offset is stuck behind a record faust never handed to
+    its stream (faust_fixes.stuck) is read again from there; re-read records that were
+    already counted are recognised as replays. Seen only for two checks in a row, so a
+    batch still in flight is not mistaken for a hole."""
+    now = faust_fixes.stuck(app.consumer)
+    for tp, committed in now.items():
+        if _holes.get(tp) == committed:
+            log.warning(
+                "%s[%d]: offset %d was never processed though later ones were; reading "
+                "again from there",
+                tp.topic,
+                tp.partition,
+                committed,
+            )
+            await app.consumer.seek(tp, committed)
+    _holes.clear()
+    _holes.update(now)
+
+
+_holes: dict[TP, int] = {}
 
 
 @app.task

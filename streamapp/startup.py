@@ -135,11 +135,20 @@ async def ensure_topics(
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
                 await admin.create_topics(missing)
-        for _ in range(50):  # new topics take a moment to show up in metadata
+        # New topics take a moment to get leaders: seconds on a busy broker that has just
+        # started. Every agent and catalog needs all of them, so wait (bounded) or say why.
+        deadline = time.monotonic() + max(30.0, settings.broker_wait_s)
+        while True:
             counts = await _partition_counts(admin, list(wanted))
             if len(counts) == len(wanted):
                 break
-            await asyncio.sleep(0.1)
+            if time.monotonic() > deadline:
+                late = sorted(set(wanted) - set(counts))
+                return (
+                    f"topics without a leader for every partition after creation: {late}; "
+                    "is the broker healthy?"
+                ), counts
+            await asyncio.sleep(0.2)
         # Another worker with other settings may have created them meanwhile: check again.
         return partition_problem(settings, counts, together, created=bool(missing)), counts
     finally:

@@ -39,3 +39,39 @@ def test_contiguous_runs_and_recorded_gaps_still_commit() -> None:
     assert new_offset(consumer(0, [0, 1, 2, 5])) == 3
     assert new_offset(consumer(57, [59, 60], gaps=[(57, 59)])) == 61  # compacted away
     assert new_offset(consumer(None, [3, 4])) == 5  # never committed: faust's own rule
+
+
+def acking_consumer(committed: int | None):
+    c = consumer(committed, [])
+    c._unacked_messages = set()
+    c._n_acked = 0
+    c._waiting_for_ack = None
+    c.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
+    return c
+
+
+class Message(SimpleNamespace):
+    __hash__ = object.__hash__  # faust keeps messages in a set
+
+
+def message(offset: int, tracked: bool) -> Message:
+    return Message(tp="tp", topic="t", partition=0, offset=offset, acked=False, tracked=tracked)
+
+
+def test_an_event_the_stream_skipped_is_not_committable() -> None:
+    """faust acks an event it skips after a rebalance (old generation, stopped flow) without
+    processing it; its copy read again after the seek must be the one that counts."""
+    c = acking_consumer(57)
+    assert Consumer.ack(c, message(57, tracked=False)) is False
+    assert c._acked["tp"] == [] and new_offset(c) is None
+    assert Consumer.ack(c, message(57, tracked=True)) is True  # the copy, processed
+    assert new_offset(c) == 58
+
+
+def test_a_partition_stuck_behind_a_record_never_processed_is_found() -> None:
+    c = consumer(57, [58, 59])  # 57 was read by faust but never reached the stream
+    assert faust_fixes.stuck(c) == {"tp": 57}
+    assert faust_fixes.stuck(consumer(57, [57, 58])) == {}  # moving: nothing to do
+    assert faust_fixes.stuck(consumer(57, [])) == {}
+    assert faust_fixes.stuck(consumer(None, [3])) == {}  # never committed: no reference
+    assert faust_fixes.stuck(consumer(57, [59], gaps=[(57, 59)])) == {}  # compacted away
