@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 export STREAMAPP_DATA_DIR ?= ./var/$(or $(STREAMAPP_ID),streamapp)
 
-.PHONY: run test soak lint format schemas kafka-start kafka-stop clean
+.PHONY: run serve test soak lint format schemas kafka-start kafka-stop clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(STAMP)
 	fi; \
 	echo "worker: broker $${KAFKA_BROKER:-kafka://127.0.0.1:9092}, web http://$${WEB_HOST:-127.0.0.1}:$${WEB_PORT:-6066}"; \
 	exec $(VENV)/bin/faust -A streamapp.app worker -l info
+
+## A serving process beside the worker of `make run` (README: Serving processes).
+serve: $(STAMP)
+	exec $(PY) -m streamapp.serve
 
 ## Lint, format check, then every test (a local broker is started when none is configured).
 test: $(STAMP)

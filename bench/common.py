@@ -222,6 +222,8 @@ class Worker:
     module is streamapp.app (the worker) or bench.floor_app (the faust floor); both read the
     same environment variables. `env` adds to them (e.g. STREAMAPP_UPDATES=each)."""
 
+    name = "worker"
+
     def __init__(
         self,
         bootstrap: str,
@@ -254,9 +256,9 @@ class Worker:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, reaper: Reaper) -> None:
-        assert self.proc is None or self.proc.poll() is not None, "worker already running"
-        env = clean_env(
+    def environment(self) -> dict[str, str]:
+        """The worker's environment (a serving process beside it starts from the same)."""
+        return clean_env(
             KAFKA_BROKER=f"kafka://{self.bootstrap}",
             STREAMAPP_ID=self.app_id,
             STREAMAPP_TOPIC_PREFIX=self.prefix,
@@ -266,22 +268,20 @@ class Worker:
             WEB_HOST="127.0.0.1",
             **self.extra_env,
         )
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "faust", "-A", self.module, "worker", "-l", self.loglevel]
+
+    def start(self, reaper: Reaper) -> None:
+        assert self.proc is None or self.proc.poll() is not None, f"{self.name} already running"
+        env = self.environment()
         with self.log_path.open("ab") as out:
             out.write(f"\n===== start {time.strftime('%H:%M:%S')} =====\n".encode())
             out.flush()
             self.started_at = time.monotonic()
             self.proc = reaper.add(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "faust",
-                        "-A",
-                        self.module,
-                        "worker",
-                        "-l",
-                        self.loglevel,
-                    ],
+                    self.command(),
                     cwd=ROOT,
                     env=env,
                     stdout=out,
@@ -295,7 +295,7 @@ class Worker:
 
     def check_alive(self) -> None:
         if not self.alive():
-            raise RuntimeError(f"worker exited; see {self.log_path}:\n{self.tail()}")
+            raise RuntimeError(f"{self.name} exited; see {self.log_path}:\n{self.tail()}")
 
     def get_json(self, path: str, timeout: float = 1.0) -> dict | None:
         """GET <path> as JSON; None when the process does not answer (yet)."""
@@ -324,7 +324,7 @@ class Worker:
             if self.health(timeout=0.5) == 200:
                 return time.monotonic() - self.started_at
             time.sleep(interval)
-        raise TimeoutError(f"worker not ready after {timeout:.0f}s; see {self.log_path}")
+        raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s; see {self.log_path}")
 
     def stop(self, timeout: float = 60) -> float:
         """SIGTERM (clean shutdown); seconds it took."""
@@ -339,6 +339,34 @@ class Worker:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+class Serve(Worker):
+    """`python -m streamapp.serve` beside a running worker: the worker's environment (its
+    data dir, app id, topics, WEB_PORT to proxy to) plus STREAMAPP_SERVE_PORT/HOST. It
+    answers the lookup endpoints from the worker's RocksDB state (a secondary instance),
+    and /health like the worker: 200 once it can serve."""
+
+    name = "serve"
+
+    def __init__(self, worker: Worker, log_path: Path) -> None:
+        super().__init__(
+            worker.bootstrap,
+            worker.app_id,
+            worker.prefix,
+            worker.data_dir,
+            log_path,
+            env=worker.extra_env,
+        )
+        self.worker = worker  # self.port (from free_port) is the serving port
+
+    def environment(self) -> dict[str, str]:
+        env = self.worker.environment()
+        env.update(STREAMAPP_SERVE_PORT=str(self.port), STREAMAPP_SERVE_HOST="127.0.0.1")
+        return env
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "streamapp.serve"]
 
 
 # -- the broker --------------------------------------------------------------------------

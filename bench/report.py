@@ -201,23 +201,73 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "5 s: faust's timers, fetch loops, commits",
             )
         )
-    svc = lat.get("service_time_ms", {})
-    for mode, name in (("single", "single GET"), ("bulk", "bulk(100) POST"), ("top", "top-k GET")):
-        if mode in svc:
-            s = svc[mode]
-            target, verdict = "", ""
-            if mode == "bulk":
-                target = "p99 < 1.5 ms"
-                verdict = _verdict(s["p99"] is not None and s["p99"] < 1.5)
+    serve = lat.get("serve", {})
+    if "ready_s" in serve:
+        out.append(
+            (
+                "Serving process (python -m streamapp.serve) ready",
+                f"{serve['ready_s']:.2f} s",
+                "",
+                "",
+                "process start → /health 200, beside the caught-up worker; idle CPU "
+                f"{serve.get('idle_cpu_pct_of_one_core', '—')} % of one core",
+            )
+        )
+    for t in lat.get("truth", []):
+        if t.get("via") == "serve":
             out.append(
                 (
-                    f"Service time {name}, one at a time",
-                    f"p50 {_ms(s['p50'])} / p99 {_ms(s['p99'])} ms",
-                    target,
-                    verdict,
-                    f"closed loop, no ingest, n={s['n']}: at most ~{1000 / s['p50']:,.0f} req/s",
+                    "Answers correct via serve, before the lookup runs",
+                    f"{t['matched']}/{t['checked']} sample pairs",
+                    "all",
+                    _verdict(t["matched"] == t["checked"]),
+                    "number_of_interactions vs the generator's own count",
                 )
             )
+    for when, name in (("before", "before the lookup runs"), ("after", "after them, caught up")):
+        ag = serve.get(f"agreement_{when}")
+        if ag:
+            out.append(
+                (
+                    f"Serve answers = worker answers, {name}",
+                    f"{ag['pairs'] - ag['mismatched']}/{ag['pairs']} pairs, top-k "
+                    + {True: "same", False: "different", None: "not checked"}[ag["top_k_same"]],
+                    "all",
+                    _verdict(ag["agreed"]),
+                    "every field but as_of, the score within what the two as_of allow; "
+                    + (
+                        f"agreed after {ag['attempts']} attempt(s), {ag['seconds']} s"
+                        if ag["agreed"]
+                        else f"still different after {ag['seconds']} s, differing fields "
+                        f"{ag.get('fields', 'not recorded')}"
+                    ),
+                )
+            )
+    if serve.get("error"):
+        out.append(("Serving process", "failed", "", "", serve["error"]))
+    for svc in _service_times(lat):
+        via = f" via {svc['via']}" if "via" in svc else ""
+        for mode, name in (
+            ("single", "single GET"),
+            ("bulk", "bulk(100) POST"),
+            ("top", "top-k GET"),
+        ):
+            if mode in svc:
+                s = svc[mode]
+                target, verdict = "", ""
+                if mode == "bulk":
+                    target = "p99 < 1.5 ms"
+                    verdict = _verdict(s["p99"] is not None and s["p99"] < 1.5)
+                out.append(
+                    (
+                        f"Service time {name}{via}, one at a time",
+                        f"p50 {_ms(s['p50'])} / p99 {_ms(s['p99'])} ms",
+                        target,
+                        verdict,
+                        f"closed loop, no ingest, n={s['n']}: at most "
+                        f"~{1000 / s['p50']:,.0f} req/s",
+                    )
+                )
     bg_rate = lat.get("background_rate")
     if bg_rate:
         bg = lat.get("background", {})
@@ -247,6 +297,8 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         errs = sum(run["errors"].values())
         lag = run["client_lag_ms"]["p99"]
         behind = " — the generator fell behind its schedule" if lag is not None and lag > 5 else ""
+        via = f" via {run['via']}" if "via" in run else ""
+        kind += via
         out.append(
             (
                 f"Lookup {kind} @ {run['target_rate']:,.0f} req/s",
@@ -341,6 +393,74 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return out
 
 
+def _service_times(lat: dict[str, Any]) -> list[dict[str, Any]]:
+    """The no-ingest service times, one entry per process asked (older results: one)."""
+    if lat.get("service_times"):
+        return lat["service_times"]
+    return [lat["service_time_ms"]] if lat.get("service_time_ms") else []
+
+
+def lookup_table(res: dict[str, Any]) -> list[str]:
+    """Worker and serving process side by side: each lookup run, then the service times."""
+    lat = res.get("stages", {}).get("latency", {})
+    runs = lat.get("runs", [])
+    if not runs:
+        return []
+    bg = lat.get("background_rate")
+    vias = ["worker", "serve"]
+    runs = sorted(
+        runs,
+        key=lambda r: (
+            ("single", "bulk", "top").index(r["mode"]),
+            r["target_rate"],
+            vias.index(r.get("via", "worker")),
+        ),
+    )
+    lines = [
+        "",
+        f"Lookups with ingest at {_num(bg)} /s, worker and serving process side by side "
+        "(latency from the scheduled send time, ms; ingest during = affinity-updates covered "
+        "per second while the run lasted):",
+        "",
+        "| mode | rate req/s | via | p50 | p99 | p99.9 | achieved req/s | errors "
+        "| ingest during /s | CPU % of one core |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        p = run["latency_ms"]
+        during = run.get("updates_per_s_during")
+        ingest = "—" if during is None else f"{during:,.0f}"
+        if during is not None and bg:
+            ingest += f" ({during / bg:.2f} x)"
+        cpu = run.get("cpu_pct_of_one_core") or {
+            run.get("via", "worker"): run.get("cpu", {}).get("process_cpu_pct_of_one_core")
+        }
+        lines.append(
+            f"| {run['mode']} | {run['target_rate']:,.0f} | {run.get('via', 'worker')} "
+            f"| {_ms(p['p50'])} | {_ms(p['p99'])} | {_ms(p['p99.9'])} "
+            f"| {_num(run.get('achieved_rate'))} | {sum(run['errors'].values())} | {ingest} "
+            f"| {', '.join(f'{k} {v}' for k, v in cpu.items())} |"
+        )
+    services = _service_times(lat)
+    if services:
+        lines += [
+            "",
+            "Service times, one request at a time, no ingest (ms):",
+            "",
+            "| mode | via | p50 | p99 | n |",
+            "|---|---|---|---|---|",
+        ]
+        for mode in ("single", "bulk", "top"):
+            for svc in services:
+                if mode in svc:
+                    s = svc[mode]
+                    lines.append(
+                        f"| {mode} | {svc.get('via', 'worker')} | {_ms(s['p50'])} "
+                        f"| {_ms(s['p99'])} | {s['n']} |"
+                    )
+    return lines
+
+
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     prm = res["params"]
@@ -363,6 +483,7 @@ def markdown(res: dict[str, Any]) -> str:
     ]
     for r in rows(res):
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+    lines += lookup_table(res)
     errors = {k: v["error"] for k, v in res.get("stages", {}).items() if "error" in v}
     if errors:
         lines += ["", "Errors:"]

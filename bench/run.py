@@ -12,7 +12,9 @@ Stages (each a function below, sized by the options):
   ingest       start one worker on the preloaded topic; time until the affinity-updates
                cover N interactions (each update counts `interactions_covered`, default 1)
   latency      with a separate producer adding interactions at half the measured ingest
-               capacity: open-loop single, bulk(100) and top-k lookups from a separate process
+               capacity: open-loop single, bulk(100) and top-k lookups from a separate process,
+               each run twice: at the worker, and at a serving process beside it
+               (python -m streamapp.serve; --no-serve: the worker only)
   freshness    interaction produced -> first affinity-update covering it, at half capacity
   recovery     time to /health 200 after a restart with the data dir intact, and empty
   ingest_two_workers  the ingest stage again with two workers (same app id, own data dir and
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import platform
 import shlex
@@ -38,7 +41,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,7 @@ from bench.common import (
     ROOT,
     CpuWindow,
     Reaper,
+    Serve,
     Worker,
     broker_start,
     broker_stop,
@@ -79,7 +85,7 @@ from bench.data import (
 )
 from bench.floor import parse_setting, run_floor
 from bench.profile import Recorder, summarise
-from streamapp.config import Settings
+from streamapp.config import ConfigError, Settings, load_settings
 
 STAGES = (
     "ingest",
@@ -234,18 +240,20 @@ async def check_truth(ctx: Ctx, url: str = "") -> tuple[int, int]:
     return matched, len(pairs)
 
 
-async def wait_responsive(ctx: Ctx, timeout: float = 60) -> None:
-    """Until /health answers 200 within 50 ms (the previous load has drained)."""
-    assert ctx.worker is not None
+async def wait_responsive(ctx: Ctx, timeout: float = 60, target: Worker | None = None) -> None:
+    """Until /health answers 200 within 50 ms (the previous load has drained); `target`:
+    the worker unless given (a serving process)."""
+    target = target or ctx.worker
+    assert target is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         t0 = time.monotonic()
-        code = await asyncio.to_thread(ctx.worker.health, 1.0)
+        code = await asyncio.to_thread(target.health, 1.0)
         if code == 200 and time.monotonic() - t0 < 0.05:
             return
-        ctx.worker.check_alive()
+        target.check_alive()
         await asyncio.sleep(0.2)
-    raise TimeoutError("worker stayed unresponsive after a load run")
+    raise TimeoutError(f"{target.name} stayed unresponsive after a load run")
 
 
 def new_worker(ctx: Ctx, data_dir: Path) -> Worker:
@@ -503,11 +511,12 @@ async def profile_lookups(ctx: Ctx, seconds: float) -> None:
 
 
 async def service_times(
-    ctx: Ctx, singles: int = 300, bulks: int = 50, tops: int = 50
+    ctx: Ctx, singles: int = 300, bulks: int = 50, tops: int = 50, url: str = ""
 ) -> dict[str, Any]:
-    """Closed loop, one request at a time, nothing else running: what one request costs."""
-    assert ctx.worker is not None
-    url = ctx.worker.url
+    """Closed loop, one request at a time, nothing else running: what one request costs
+    (at `url`: the worker unless given)."""
+    assert ctx.worker is not None or url
+    url = url or ctx.worker.url  # type: ignore[union-attr]
     pairs = ctx.lookup_pairs
     out: dict[str, Any] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -536,8 +545,212 @@ async def service_times(
     return out
 
 
+# -- the serving process (streamapp/serve.py) ---------------------------------------------
+SERVE_READY_TIMEOUT = 120.0
+# What a serving process that fails can raise here (TimeoutError is an OSError).
+SERVE_ERRORS = (OSError, RuntimeError, ValueError, KeyError, aiohttp.ClientError)
+
+
+def score_tolerance(as_of_a: str, as_of_b: str, half_life_s: float) -> float:
+    """The relative difference two correct scores of one pair may show when computed at
+    these two as_of: the score's decayed part shrinks by 2^(-dt / half-life), so by at
+    most ln 2 * dt / half-life of itself (+1 ms for the as_of's rounding)."""
+    dt = abs((datetime.fromisoformat(as_of_a) - datetime.fromisoformat(as_of_b)).total_seconds())
+    return math.log(2) * (dt + 0.001) / half_life_s + 1e-12
+
+
+def differing_fields(a: dict[str, Any], b: dict[str, Any], score_rel_tol: float) -> list[str]:
+    """The fields in which two answers differ: as_of aside, the score to score_rel_tol."""
+    out = []
+    for k in sorted(a.keys() | b.keys()):
+        if k == "as_of":
+            continue
+        x, y = a.get(k), b.get(k)
+        if k == "user_seller_score" and isinstance(x, float) and isinstance(y, float):
+            if not math.isclose(x, y, rel_tol=score_rel_tol, abs_tol=1e-12):
+                out.append(k)
+        elif x != y:
+            out.append(k)
+    return out
+
+
+async def top_sellers(url: str, user_id: str, k: int = 10) -> dict[str, Any]:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(f"{url}/users/{user_id}/top-sellers?k={k}") as resp,
+    ):
+        data = await resp.json()
+        if resp.status != 200:
+            raise RuntimeError(f"top-sellers answered {resp.status}: {data}")
+        return data
+
+
+def same_top(a: dict[str, Any], b: dict[str, Any], half_life_s: float) -> bool:
+    tol = score_tolerance(a["as_of"], b["as_of"], half_life_s)
+    x, y = a["sellers"], b["sellers"]
+    return (
+        a["user_id"] == b["user_id"]
+        and len(x) == len(y)
+        and all(not differing_fields(p, q, tol) for p, q in zip(x, y, strict=True))
+    )
+
+
+async def agreement(ctx: Ctx, serve: Serve, timeout: float = 30.0) -> dict[str, Any]:
+    """Worker and serving process give the same answers for the truth pairs, some lookup
+    pairs and the top-k of the top user: every field but as_of, the score to what the two
+    as_of allow (score_tolerance). Asked worker first, then the serving process (a
+    secondary instance can only be behind), again until they agree (bounded). Call it with
+    ingest idle and the worker caught up."""
+    pairs = list(dict.fromkeys([*ctx.truth, *ctx.lookup_pairs[:500]]))
+    chunks = [pairs[i : i + 500] for i in range(0, len(pairs), 500)]
+    with_top = bool(ctx.args.top_user_sellers)
+    assert ctx.worker is not None
+    try:  # the worker's own half-life (--worker-env may set STREAMAPP_HALF_LIFE)
+        half_life_s = load_settings(ctx.worker.environment()).half_life_s
+    except ConfigError:
+        half_life_s = Settings().half_life_s
+    t0 = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        serve.check_alive()
+        fields: Counter[str] = Counter()
+        example: dict[str, Any] | None = None
+        mismatched = 0
+        for chunk in chunks:
+            mine = await query(ctx, chunk)
+            theirs = await query(ctx, chunk, serve.url)
+            for a, b in zip(mine, theirs, strict=True):
+                diff = differing_fields(a, b, score_tolerance(a["as_of"], b["as_of"], half_life_s))
+                if diff:
+                    mismatched += 1
+                    fields.update(diff)
+                    example = example or {"worker": a, "serve": b}
+        top_same = top_example = None
+        if with_top:
+            mine_top = await top_sellers(ctx.worker.url, ctx.top_user)
+            theirs_top = await top_sellers(serve.url, ctx.top_user)
+            top_same = same_top(mine_top, theirs_top, half_life_s)
+            if not top_same:
+                top_example = {
+                    "worker": {**mine_top, "sellers": mine_top["sellers"][:3]},
+                    "serve": {**theirs_top, "sellers": theirs_top["sellers"][:3]},
+                }
+        agreed = mismatched == 0 and top_same is not False
+        if agreed or time.monotonic() - t0 > timeout:
+            out = {
+                "pairs": len(pairs),
+                "mismatched": mismatched,
+                "top_k_same": top_same,
+                "agreed": agreed,
+                "attempts": attempts,
+                "seconds": round(time.monotonic() - t0, 3),
+            }
+            if not agreed:  # what differs, for whoever looks into it
+                out["fields"] = dict(fields)
+                out["example"] = example
+                out["top_k_example"] = top_example
+            return out
+        await asyncio.sleep(0.2)
+
+
+async def truth_at(ctx: Ctx, url: str, timeout: float = 10.0) -> tuple[int, int]:
+    """check_truth at `url`, again (bounded) until all match: a secondary may lag a little."""
+    t0 = time.monotonic()
+    while True:
+        matched, checked = await check_truth(ctx, url)
+        if matched == checked or time.monotonic() - t0 > timeout:
+            return matched, checked
+        await asyncio.sleep(0.2)
+
+
+def serve_failed(out: dict[str, Any], serve: Serve | None, exc: BaseException) -> None:
+    """Record why the serving process cannot be measured (the worker runs go on)."""
+    info = out.setdefault("serve", {})
+    info.setdefault("error", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    log(f"serve FAILED: {type(exc).__name__}: {exc}")
+    if serve is not None:
+        info["exit_code"] = serve.proc.poll() if serve.proc else None
+
+
+async def lookup_run(
+    ctx: Ctx,
+    target: Worker,
+    via: str,
+    mode: str,
+    rate: float,
+    background_rate: float,
+    procs: dict[str, int],
+) -> dict[str, Any]:
+    """One open-loop run of bench.loadgen against `target` (the worker or the serving
+    process) while the background producer runs."""
+    args = ctx.args
+    # Each run starts from a process that answers at once and has (nearly) no ingest
+    # backlog left by the previous one, so runs do not inherit each other's queues.
+    await wait_responsive(ctx)
+    if target is not ctx.worker:
+        await wait_responsive(ctx, target=target)
+    with contextlib.suppress(TimeoutError):  # bounded: backlog_at_start says the rest
+        await wait_caught_up(ctx, timeout=30, slack=int(background_rate))
+    cmd = [
+        "-m",
+        "bench.loadgen",
+        "--url",
+        target.url,
+        "--mode",
+        mode,
+        "--rate",
+        str(rate),
+        "--duration",
+        str(args.latency_duration),
+        "--pairs",
+        str(ctx.pairs_file),
+        "--bulk-size",
+        "100",
+        "--top-user",
+        ctx.top_user,
+        "--k",
+        "10",
+    ]
+    cpu = CpuWindow(pid=target.pid).start()
+    cpu0 = {name: proc_cpu_s(pid) for name, pid in procs.items()}
+    backlog_before = await backlog(ctx)
+    updates_before = await updates_total(ctx)
+    run = await asyncio.to_thread(
+        run_json_process,
+        cmd,
+        args.latency_duration + 60,
+        ctx.reaper,
+        ctx.workdir / "loadgen.log",
+    )
+    run["via"] = via
+    run["cpu"] = cpu.stop()
+    wall = run["cpu"]["wall_s"]
+    # Both processes' CPU over the run: who answered, who ingested.
+    run["cpu_pct_of_one_core"] = {}
+    for name, pid in procs.items():
+        now = proc_cpu_s(pid)
+        if now is not None and cpu0[name] is not None:
+            run["cpu_pct_of_one_core"][name] = round(100.0 * (now - cpu0[name]) / wall, 1)
+    # Did ingest keep up with the background producer while lookups ran?
+    run["updates_per_s_during"] = round((await updates_total(ctx) - updates_before) / wall, 1)
+    run["ingest_ratio_to_background"] = round(run["updates_per_s_during"] / background_rate, 3)
+    run["backlog_at_start"] = backlog_before
+    run["command"] = "python " + shlex.join(cmd)
+    p = run["latency_ms"]
+    log(
+        f"latency {mode} @ {rate}/s via {via}: p50 {p['p50']} p99 {p['p99']} "
+        f"p99.9 {p['p99.9']} ms, achieved {run['achieved_rate']}/s, "
+        f"errors {run['errors']}, ingest meanwhile {run['updates_per_s_during']}/s"
+    )
+    return run
+
+
 async def stage_latency(ctx: Ctx) -> None:
-    """Issue #10: lookups while ingest runs at half the measured capacity."""
+    """Issue #10: lookups while ingest runs at half the measured capacity, each run twice:
+    against the worker, and against a serving process beside it (python -m streamapp.serve,
+    reading the worker's RocksDB state as a secondary instance) unless --no-serve."""
     args, worker = ctx.args, ctx.worker
     assert worker is not None
     capacity = ctx.stages.get("ingest", {}).get("events_per_s_steady")
@@ -550,19 +763,97 @@ async def stage_latency(ctx: Ctx) -> None:
         "capacity_from": "stages.ingest.events_per_s_steady",
         "background_rate_source": "--background-rate" if args.background_rate else "capacity / 2",
         "top_user": ctx.top_user,
+        "serve": {"enabled": bool(args.serve)},
     }
     ctx.stages["latency"] = out
-    await wait_caught_up(ctx, timeout=300)
+    serve: Serve | None = None
+    try:
+        if args.serve:
+            # Started first: its start-up overlaps the worker catching up.
+            serve = Serve(worker, ctx.workdir / "serve.log")
+            serve.start(ctx.reaper)
+            out["serve"]["port"] = serve.port
+            log(f"serve: python -m streamapp.serve on 127.0.0.1:{serve.port}")
+        await wait_caught_up(ctx, timeout=300)
+        if serve is not None:
+            try:
+                ready = await asyncio.to_thread(serve.wait_ready, SERVE_READY_TIMEOUT)
+                out["serve"]["ready_s"] = round(ready, 3)
+                log(f"serve: /health 200 after {ready:.2f} s")
+            except (TimeoutError, RuntimeError) as exc:
+                serve_failed(out, serve, exc)
+                await asyncio.to_thread(serve.stop, 30)
+                serve = None
+        await lookups_with_ingest(ctx, out, background_rate, capacity, serve)
+    finally:
+        if serve is not None:
+            out["serve"]["stop_s"] = round(await asyncio.to_thread(serve.stop, 30), 2)
+            out["serve"]["exit_code"] = serve.proc.returncode if serve.proc else None
+    if args.serve and "error" in out["serve"]:
+        # The worker's figures are all there; the stage still fails (see --no-serve).
+        raise RuntimeError(f"serving process: {out['serve']['error']} (see serve.log)")
+
+
+async def lookups_with_ingest(
+    ctx: Ctx,
+    out: dict[str, Any],
+    background_rate: float,
+    capacity: float | None,
+    serve: Serve | None,
+) -> None:
+    """The latency stage once the worker is caught up (and the serving process, if any,
+    answers): idle CPU, service times, exactness, then the open-loop runs with ingest."""
+    args, worker = ctx.args, ctx.worker
+    assert worker is not None
+    info = out["serve"]
     await asyncio.sleep(2.0)
     cpu = CpuWindow(pid=worker.pid).start()
+    serve_cpu0 = proc_cpu_s(serve.pid) if serve else None
     await asyncio.sleep(5.0)  # nothing to do: what the worker spends on itself
     out["idle_cpu"] = cpu.stop()
-    cpu = CpuWindow(pid=worker.pid).start()
-    out["service_time_ms"] = await service_times(ctx)
-    out["service_time_ms"]["cpu"] = cpu.stop()
-    log(f"service times (idle worker, one at a time): {out['service_time_ms']}")
+    if serve is not None and serve_cpu0 is not None:
+        now = proc_cpu_s(serve.pid)
+        if now is not None:
+            info["idle_cpu_pct_of_one_core"] = round(
+                100.0 * (now - serve_cpu0) / out["idle_cpu"]["wall_s"], 1
+            )
+    # Exactness before the background ingest: the generator's counts at both.
+    matched, checked = await check_truth(ctx)
+    out["truth"] = [{"via": "worker", "matched": matched, "checked": checked}]
+    if serve is not None:
+        try:
+            matched, checked = await truth_at(ctx, serve.url)
+            out["truth"].append({"via": "serve", "matched": matched, "checked": checked})
+            info["agreement_before"] = await agreement(ctx, serve)
+            log(
+                f"serve: truth {matched}/{checked}, same answers as the worker: "
+                f"{info['agreement_before']}"
+            )
+        except SERVE_ERRORS as exc:
+            serve_failed(out, serve, exc)
+            serve = None
+    targets: list[tuple[str, Worker]] = [("worker", worker)]
+    if serve is not None:
+        targets.append(("serve", serve))
+    out["service_times"] = []
+    for via, target in targets:
+        cpu = CpuWindow(pid=target.pid).start()
+        try:
+            svc = {"via": via, **await service_times(ctx, url=target.url)}
+        except SERVE_ERRORS as exc:
+            if target is worker:
+                raise
+            serve_failed(out, serve, exc)
+            serve = None
+            targets = targets[:1]
+            break
+        svc["cpu"] = cpu.stop()
+        out["service_times"].append(svc)
+        log(f"service times via {via} (idle, one at a time): {svc}")
+    out["service_time_ms"] = out["service_times"][0]  # the worker's (older readers)
     if args.profile:
         await profile_lookups(ctx, seconds=min(args.profile_seconds, 8.0))
+    procs = {via: target.pid for via, target in targets}
     bg_log = ctx.workdir / "background.log"
     log(f"background ingest at {background_rate:,.0f}/s (measured capacity {capacity}/s)")
     bg = ctx.reaper.add(
@@ -584,58 +875,20 @@ async def stage_latency(ctx: Ctx) -> None:
             + [("top", r) for r in args.top_rates if args.top_user_sellers]
         )
         for mode, rate in plan:
-            # Each run starts from a worker that answers at once and has (nearly) no ingest
-            # backlog left by the previous one, so runs do not inherit each other's queues.
-            await wait_responsive(ctx)
-            with contextlib.suppress(TimeoutError):  # bounded: backlog_at_start says the rest
-                await wait_caught_up(ctx, timeout=30, slack=int(background_rate))
-            cmd = [
-                "-m",
-                "bench.loadgen",
-                "--url",
-                worker.url,
-                "--mode",
-                mode,
-                "--rate",
-                str(rate),
-                "--duration",
-                str(args.latency_duration),
-                "--pairs",
-                str(ctx.pairs_file),
-                "--bulk-size",
-                "100",
-                "--top-user",
-                ctx.top_user,
-                "--k",
-                "10",
-            ]
-            cpu = CpuWindow(pid=worker.pid).start()
-            backlog_before = await backlog(ctx)
-            updates_before = await updates_total(ctx)
-            run = await asyncio.to_thread(
-                run_json_process,
-                cmd,
-                args.latency_duration + 60,
-                ctx.reaper,
-                ctx.workdir / "loadgen.log",
-            )
-            run["cpu"] = cpu.stop()
-            # Did ingest keep up with the background producer while lookups ran?
-            run["updates_per_s_during"] = round(
-                (await updates_total(ctx) - updates_before) / run["cpu"]["wall_s"], 1
-            )
-            run["ingest_ratio_to_background"] = round(
-                run["updates_per_s_during"] / background_rate, 3
-            )
-            run["backlog_at_start"] = backlog_before
-            run["command"] = "python " + shlex.join(cmd)
-            out["runs"].append(run)
-            p = run["latency_ms"]
-            log(
-                f"latency {mode} @ {rate}/s: p50 {p['p50']} p99 {p['p99']} "
-                f"p99.9 {p['p99.9']} ms, achieved {run['achieved_rate']}/s, "
-                f"errors {run['errors']}, ingest meanwhile {run['updates_per_s_during']}/s"
-            )
+            # The worker, then the serving process, at the same rate with the same ingest.
+            for via, target in list(targets):
+                try:
+                    run = await lookup_run(ctx, target, via, mode, rate, background_rate, procs)
+                    if target is not worker:
+                        target.check_alive()
+                except SERVE_ERRORS as exc:
+                    if target is worker:
+                        raise
+                    serve_failed(out, serve, exc)
+                    targets = targets[:1]
+                    procs.pop(via, None)
+                    continue
+                out["runs"].append(run)
     finally:
         stop_process(bg, group=True, timeout=30)
         raw = bg.stdout.read() if bg.stdout else b""
@@ -643,6 +896,13 @@ async def stage_latency(ctx: Ctx) -> None:
             out["background"] = orjson.loads(raw.strip().splitlines()[-1])
     sent = out.get("background", {}).get("sent", 0)
     out["catch_up_s"] = round(await wait_caught_up(ctx, timeout=max(120, sent / 100)), 2)
+    if serve is not None and len(targets) > 1:
+        # Exactness after ingest: the serving process has caught up with the worker.
+        try:
+            info["agreement_after"] = await agreement(ctx, serve)
+            log(f"serve: after ingest, same answers as the worker: {info['agreement_after']}")
+        except SERVE_ERRORS as exc:
+            serve_failed(out, serve, exc)
 
 
 async def stage_freshness(ctx: Ctx) -> None:
@@ -1023,6 +1283,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--freshness-duration", type=float, default=10.0)
     p.add_argument("--kafka-port", type=int, default=int(os.environ.get("BENCH_KAFKA_PORT", 29092)))
     p.add_argument("--no-profile", dest="profile", action="store_false", help="skip py-spy")
+    p.add_argument(
+        "--no-serve",
+        dest="serve",
+        action="store_false",
+        help="latency stage: no serving process (python -m streamapp.serve), the worker only",
+    )
     p.add_argument("--profile-seconds", type=float, help="py-spy duration (full 20, quick 10)")
     p.add_argument("--ingest-timeout", type=float, default=1800.0, help="seconds")
     p.add_argument("--stall-timeout", type=float, default=120.0, help="seconds without progress")
@@ -1111,6 +1377,7 @@ def main(argv: list[str] | None = None) -> int:
             "bulk_rates": args.bulk_rates,
             "top_rates": args.top_rates,
             "latency_duration_s": args.latency_duration,
+            "serve": args.serve,
             "background_rate": args.background_rate or "half the measured ingest capacity",
             "freshness_rates": ["half the measured ingest capacity", *args.freshness_rates],
             "top_user_sellers": args.top_user_sellers,
@@ -1145,6 +1412,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for name in (
                 "worker.log",
+                "serve.log",
                 "loadgen.log",
                 "background.log",
                 "freshness.log",

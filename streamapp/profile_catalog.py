@@ -77,6 +77,10 @@ class ProfileCatalog:
             self._categories[entity_id] = found
         return found
 
+    def forget_cached(self) -> None:
+        """Drop the decoded categories (a serving process: its copy of the db moved on)."""
+        self._categories.clear()
+
     def _offsets(self) -> dict[int, int]:
         raw = self.db.get(OFFSETS_KEY) if self.db is not None else None
         return {int(p): o for p, o in json.loads(raw).items()} if raw else {}

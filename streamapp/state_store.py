@@ -49,6 +49,10 @@ class StateStore:
             return [None] * len(keys)
         return db.get(keys)
 
+    def path(self, partition: int) -> str:
+        """Where `partition`'s database is (serving processes open it as a secondary)."""
+        return str(self._store.partition_path(partition))
+
     def has(self, partition: int) -> bool:
         return partition in self._store._dbs
 

@@ -127,14 +127,12 @@ class Worker:
 
     def start(self, wait: bool = True, timeout: float = 90.0) -> Worker:
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        env = self.ns.env(
-            STREAMAPP_DATA_DIR=str(self.data_dir), WEB_PORT=str(self.port), **self.extra_env
-        )
+        env = self.env()
         log = self.log_path.open("ab")
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "streamapp.app", "worker", "-l", "info"],
+            self.command(),
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -147,6 +145,14 @@ class Worker:
         if wait:
             self.wait_ready(timeout)
         return self
+
+    def env(self) -> dict[str, str]:
+        return self.ns.env(
+            STREAMAPP_DATA_DIR=str(self.data_dir), WEB_PORT=str(self.port), **self.extra_env
+        )
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "faust", "-A", "streamapp.app", "worker", "-l", "info"]
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -218,6 +224,26 @@ class Worker:
         )
         assert status == 200, body
         return body["results"]
+
+
+class Server(Worker):
+    """`python -m streamapp.serve` beside `worker`: its environment, its data dir, a port of
+    its own. Same HTTP helpers as a worker."""
+
+    def __init__(self, worker: Worker, name: str = "serve", **env: str) -> None:
+        super().__init__(worker.ns, worker.data_dir, name, **env)
+        self.worker = worker
+
+    def env(self) -> dict[str, str]:
+        return self.ns.env(
+            STREAMAPP_DATA_DIR=str(self.worker.data_dir),
+            WEB_PORT=str(self.worker.port),
+            STREAMAPP_SERVE_PORT=str(self.port),
+            **{**self.worker.extra_env, **self.extra_env},
+        )
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "streamapp.serve"]
 
 
 def _decode(raw: bytes, content_type: str) -> Any:

@@ -1,0 +1,103 @@
+"""A serving process beside a worker answers like the workers do: exact, routed, 4xx on bad
+input, 503 (never a wrong number) while its worker is gone, and it follows the worker's
+state as it changes and after a restart.
+
+Two workers share the partitions; the serving process sits beside w1, so it answers w1's
+partitions from w1's databases and forwards the rest to w2.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from tests import dataset
+from tests.harness import Namespace, Server, produce, wait_until
+from tests.integration.checks import assert_matches_truth, assert_ranking, truth_ranking
+from tests.integration.conftest import new_worker
+from tests.integration.test_crash import interactions
+from tests.integration.test_scale_out import wait_exact
+from tests.truth import parse_time
+
+pytestmark = pytest.mark.integration
+
+FAST_FAILOVER = {"STREAMAPP_SESSION_TIMEOUT": "6s"}
+
+
+def partitions_of(ns: Namespace, users: list[str]) -> dict[int, list[str]]:
+    from aiokafka.partitioner import murmur2
+
+    out: dict[int, list[str]] = {}
+    for user in users:
+        out.setdefault((murmur2(user.encode()) & 0x7FFFFFFF) % ns.partitions, []).append(user)
+    return out
+
+
+def test_serving_process_answers_exactly_and_follows_its_worker(
+    bootstrap: str, workers, tmp_path: Path
+) -> None:
+    ns = Namespace(bootstrap)
+    ds = dataset.build(ns, n_users=150, n_sellers=80, n_interactions=2500, seed=31)
+    w1 = new_worker(workers, ns, tmp_path / "w1", "w1", **FAST_FAILOVER).start()
+    w2 = new_worker(workers, ns, tmp_path / "w2", "w2", **FAST_FAILOVER).start()
+    wait_until(lambda: all(w.get("/health")[0] == 200 for w in (w1, w2)), 60, what="both ready")
+    produce(bootstrap, ds.records)
+    wait_exact([w1, w2], ds, 120)
+    serve = Server(w1)
+    workers.append(serve)
+    serve.start()
+
+    # Every pair (local to w1 or forwarded to w2), in bulk: exact.
+    wait_until(lambda: assert_matches_truth(serve, ds), 30, interval=1.0, what="serve exact")
+    # Single lookups and top-k for users of every partition, and profiles (passed to w1).
+    by_partition = partitions_of(ns, ds.user_ids)
+    assert len(by_partition) == ns.partitions
+    sellers_of: dict[str, list[str]] = {}
+    for user, seller in ds.pairs:
+        sellers_of.setdefault(user, []).append(seller)
+    for users in by_partition.values():
+        for user in [u for u in users if u in sellers_of][:3]:
+            seller = sellers_of[user][0]
+            status, got = serve.get(f"/affinity/{user}/{seller}")
+            assert status == 200, got
+            want = ds.truth.vector(user, seller, parse_time(got["as_of"]))
+            assert got["number_of_interactions"] == want["number_of_interactions"]
+            status, body = serve.get(f"/users/{user}/top-sellers?k=5")
+            assert status == 200, body
+            assert_ranking(body["sellers"], truth_ranking(ds, user, parse_time(body["as_of"]))[:5])
+            assert serve.get(f"/users/{user}") == w2.get(f"/users/{user}")
+
+    # A bulk query spanning both owners keeps its order, duplicates and one as_of.
+    rng = random.Random(3)
+    spanning = rng.sample(ds.pairs, 200) + [("nobody", "s/.%?#é")] + ds.pairs[:3] * 2
+    results = serve.query(spanning)
+    assert [(r["user_id"], r["seller_id"]) for r in results] == spanning
+    assert len({r["as_of"] for r in results}) == 1
+    assert results[200]["number_of_interactions"] == 0
+
+    # Bad requests: a 4xx with a JSON error, as from a worker.
+    for status, body in (
+        serve.post("/affinity/query", raw=b"{not json"),
+        serve.post("/affinity/query", {"pairs": [{"user_id": "u"}]}),
+        serve.post("/affinity/query", {"pairs": [{"user_id": "u", "seller_id": "s"}] * 1001}),
+        serve.get("/users/u1/top-sellers?k=0"),
+        serve.get("/affinity/u1/s1", headers={"X-Streamapp-As-Of": "1"}),
+    ):
+        assert 400 <= status < 500 and isinstance(body, dict) and body["error"], (status, body)
+
+    # New interactions reach the serving process (it follows w1's writes).
+    more = interactions(ns, ds, 1500, seed=32)
+    produce(bootstrap, more)
+    wait_exact([w1, w2], ds, 120)
+    wait_until(lambda: assert_matches_truth(serve, ds), 30, interval=1.0, what="serve caught up")
+
+    # Its worker killed: 503s, never a wrong number; back and exact once w1 is restarted.
+    w1.kill()
+    wait_until(lambda: serve.get("/health")[0] == 503, 10, interval=0.2, what="serve unready")
+    status, body = serve.post("/affinity/query", {"pairs": [{"user_id": "u1", "seller_id": "s1"}]})
+    assert status == 503 and body["error"], (status, body)
+    w1.start()
+    wait_until(lambda: serve.get("/health")[0] == 200, 60, interval=0.5, what="serve ready again")
+    wait_until(lambda: assert_matches_truth(serve, ds), 60, interval=1.0, what="serve exact again")

@@ -1,0 +1,86 @@
+"""The serving process's pure parts: its settings and the worker's serving map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamapp import serving_map
+from streamapp.config import ConfigError, load_settings
+from streamapp.serve import serve_settings
+
+
+def test_serving_map_round_trips_and_is_replaced_whole(tmp_path: Path) -> None:
+    assert serving_map.read(tmp_path) is None
+    first = serving_map.ServingMap(
+        worker_pid=123,
+        worker_url="http://127.0.0.1:6066",
+        ready=True,
+        partitions=8,
+        stores={"pairs": {0: "/d/pairs-0.db", 5: "/d/pairs-5.db"}, "user_sellers": {}},
+        catalogs={"users": "/d/users-catalog"},
+        owners={0: "http://127.0.0.1:6066", 1: "http://127.0.0.1:6067"},
+    )
+    serving_map.write(tmp_path, first)
+    assert serving_map.read(tmp_path) == first
+    assert first.active == {0, 5}
+    second = serving_map.ServingMap(123, "http://127.0.0.1:6066", False, 8)
+    serving_map.write(tmp_path, second)
+    assert serving_map.read(tmp_path) == second
+    assert [p.name for p in tmp_path.iterdir()] == [serving_map.FILE_NAME]  # no leftovers
+    serving_map.path_in(tmp_path).write_text("{not json")
+    assert serving_map.read(tmp_path) is None
+
+
+def test_serve_settings_default_beside_the_worker_and_refuse_bad_values() -> None:
+    settings = load_settings({"WEB_PORT": "6067"})
+    serve = serve_settings(settings, {})
+    assert (serve.host, serve.port, serve.catch_up_s) == ("127.0.0.1", 6167, 0.02)
+    serve = serve_settings(
+        settings, {"STREAMAPP_SERVE_PORT": "7000", "STREAMAPP_SERVE_CATCH_UP_MS": "5"}
+    )
+    assert (serve.port, serve.catch_up_s) == (7000, 0.005)
+    for env, words in (
+        ({"STREAMAPP_SERVE_PORT": "6067"}, "WEB_PORT"),
+        ({"STREAMAPP_SERVE_PORT": "0"}, "from 1"),
+        ({"STREAMAPP_SERVE_PORT": "http"}, "not an integer"),
+        ({"STREAMAPP_SERVE_PORT": "6070.5"}, "not an integer"),
+        ({"STREAMAPP_SERVE_CATCH_UP_MS": "0"}, "STREAMAPP_SERVE_CATCH_UP_MS"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            serve_settings(settings, env)
+
+
+def test_a_secondary_follows_the_primarys_writes_and_skips_idle_catch_ups(
+    tmp_path: Path,
+) -> None:
+    from rocksdict import Options, Rdict, WriteBatch
+
+    from streamapp.serve import Secondaries
+
+    primary_path = str(tmp_path / "pairs-3.db")
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    primary = Rdict(primary_path, options)
+    primary.put(b"k", b"1")
+    table = Secondaries("pairs", tmp_path / "scratch")
+    table.follow({3: primary_path})
+    assert table.read(3, b"k") == b"1" and table.read(4, b"k") is None
+    table.catch_up()  # the first look records the files
+    assert not table.watch.changed(primary_path)  # nothing written: no catch-up due
+    batch = WriteBatch(raw_mode=True)
+    batch.put(b"k", b"2")
+    batch.put(b"k2", b"x")
+    primary.write(batch)
+    assert table.watch.changed(primary_path)
+    table.watch.forget(primary_path)
+    table.catch_up()
+    assert table.read_many(3, [b"k", b"k2", b"none"]) == [b"2", b"x", None]
+    primary.flush()  # a new file: seen, and the data is still there after catching up
+    table.catch_up()
+    assert table.read(3, b"k") == b"2"
+    table.follow({})  # the worker no longer owns it
+    assert table.read(3, b"k") is None
+    table.close()
+    primary.close()
