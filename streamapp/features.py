@@ -14,6 +14,7 @@ from streamapp.pair_state import WINDOWS_US, Loader, PairState
 from streamapp.score import Scoring, interaction_score
 
 KIND_NAMES = tuple(kind.value for kind in KIND_ORDER)
+LIKE, VIEW, PURCHASE, OTHER = KIND_NAMES  # the stored order of the counts
 DAY_1, DAY_7, DAY_30 = WINDOWS_US["1d"], WINDOWS_US["7d"], WINDOWS_US["30d"]
 
 
@@ -22,6 +23,8 @@ def no_chunks(suffix: bytes) -> bytes | None:
 
 
 def _escape(entity_id: str) -> str:
+    if "-" not in entity_id and "\\" not in entity_id:
+        return entity_id  # the usual id: nothing to escape
     # Backslash first, so the backslashes added for '-' are not doubled again.
     return entity_id.replace("\\", "\\\\").replace("-", "\\-")
 
@@ -84,7 +87,7 @@ def feature_vector(
     if state is not None and state.total:
         c = state.counts
         total = c[0] + c[1] + c[2] + c[3]
-        by_kind = dict(zip(KIND_NAMES, c, strict=True))
+        by_kind = {LIKE: c[0], VIEW: c[1], PURCHASE: c[2], OTHER: c[3]}
         w1 = state.window_count(as_of_us, DAY_1, load)
         w7 = state.window_count(as_of_us, DAY_7, load)
         w30 = state.window_count(as_of_us, DAY_30, load)

@@ -33,6 +33,29 @@ def forward_path(request: Any) -> str:
     return fill_path(request.match_info.route.resource.canonical, dict(request.match_info))
 
 
+async def call(
+    client: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    headers: dict[str, str],
+    body: bytes | None,
+    who: str,
+) -> tuple[int, bytes, str, dict[str, str]]:
+    """One request to another of our processes; a 503 with Retry-After when it cannot be
+    reached (it is restarting, or partitions are moving)."""
+    try:
+        async with client.request(
+            method, url, data=body, headers=headers, timeout=FORWARD_TIMEOUT
+        ) as resp:
+            return resp.status, await resp.read(), resp.content_type, dict(resp.headers)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise HTTPError(
+            503,
+            f"{who} {url.host}:{url.port} unreachable ({type(exc).__name__}), retry shortly",
+            {"Retry-After": "1"},
+        ) from None
+
+
 class Forwarder:
     def __init__(self, key: bytes, client: Callable[[], aiohttp.ClientSession]) -> None:
         self.key = key
@@ -65,18 +88,10 @@ class Forwarder:
     async def _call(
         self, method: str, url: URL, headers: dict[str, str], body: bytes | None
     ) -> tuple[int, bytes, str, dict[str, str]]:
-        try:
-            async with self.client().request(
-                method, url, data=body, headers=headers, timeout=FORWARD_TIMEOUT
-            ) as resp:
-                extra = {k: v for k, v in resp.headers.items() if k == "Retry-After"}
-                return resp.status, await resp.read(), resp.content_type, extra
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise HTTPError(
-                503,
-                f"owner {url.host}:{url.port} unreachable ({type(exc).__name__}), retry shortly",
-                {"Retry-After": "1"},
-            ) from None
+        status, payload, content_type, got = await call(
+            self.client(), method, url, headers, body, "owner"
+        )
+        return status, payload, content_type, {k: v for k, v in got.items() if k == "Retry-After"}
 
     async def forward(self, request: Any, base: URL) -> aiohttp_web.Response:
         """The same request, answered by the worker at `base`."""

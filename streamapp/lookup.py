@@ -17,7 +17,7 @@ from streamapp.counting import pair_key
 from streamapp.features import feature_vector
 from streamapp.models import iso_micros
 from streamapp.pair_state import PairState, summary
-from streamapp.score import Ranked, Scoring, top_k, user_seller_score
+from streamapp.score import Ranked, Scoring, decayed, top_k
 
 # Pairs computed between two turns of the event loop: a bulk query of 1,000 pairs gives
 # ingest (in the worker) and other requests a turn every few milliseconds.
@@ -99,7 +99,10 @@ async def top_sellers(src: Sources, user_id: str, k: int, as_of_us: int) -> dict
 
     candidates = seller_index.sellers(user_id.encode(), load)
     favorites = src.users.categories(user_id)
-    ranked = []
+    categories = src.sellers.categories
+    scoring = src.scoring
+    bonus = scoring.favorites_bonus
+    ranked: list[Ranked] = []
     step = 16 * SLICE  # a header costs far less than a vector
     for start in range(0, len(candidates), step):
         if start:
@@ -109,19 +112,20 @@ async def top_sellers(src: Sources, user_id: str, k: int, as_of_us: int) -> dict
         for seller_id, raw in zip(part, src.pairs.read_many(partition, keys), strict=True):
             if not raw:
                 continue
-            head = summary(raw)
-            match = bool(favorites) and not favorites.isdisjoint(src.sellers.categories(seller_id))
-            score = user_seller_score(head, match, as_of_us, src.scoring)
-            ranked.append(Ranked(score, head.total, seller_id))
+            total, ref_us, acc = summary(raw)  # the header alone: no full decode
+            score = decayed(acc, ref_us, as_of_us, scoring) if total else 0.0
+            if favorites and not favorites.isdisjoint(categories(seller_id)):
+                score += bonus
+            ranked.append((-score, -total, seller_id))
     return {
         "user_id": user_id,
         "as_of": iso_micros(as_of_us),
         "sellers": [
             {
-                "seller_id": r.seller_id,
-                "user_seller_score": r.score,
-                "number_of_interactions": r.number_of_interactions,
+                "seller_id": seller_id,
+                "user_seller_score": -neg_score,
+                "number_of_interactions": -neg_total,
             }
-            for r in top_k(ranked, k)
+            for neg_score, neg_total, seller_id in top_k(ranked, k)
         ],
     }

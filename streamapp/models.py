@@ -324,26 +324,33 @@ def from_micros(micros: int) -> datetime:
 
 
 _DAYS: dict[int, str] = {}  # days since the epoch -> "YYYY-MM-DD" (a few thousand at most)
+_SECONDS: dict[int, str] = {}  # seconds since the epoch -> "YYYY-MM-DDTHH:MM:SS"
 
 
 def iso_micros(micros: int) -> str:
     """ISO-8601 (UTC, +00:00) of microseconds since the epoch, exactly as
     datetime.isoformat() writes it; never raises. Every lookup and update formats three of
-    these, so the date part is cached and the rest is arithmetic."""
+    these: the text up to the second is cached (the same pairs are asked for again and
+    again), the rest is arithmetic."""
     if not MIN_MICROS <= micros <= MAX_MICROS:
         return from_micros(micros).isoformat()
     seconds, us = divmod(micros, 1_000_000)
-    days, second = divmod(seconds, 86_400)
-    date = _DAYS.get(days)
-    if date is None:
-        if len(_DAYS) > 100_000:
-            _DAYS.clear()
-        date = _DAYS[days] = (EPOCH + timedelta(days=days)).date().isoformat()
-    hour, rest = divmod(second, 3600)
-    minute, sec = divmod(rest, 60)
+    text = _SECONDS.get(seconds)
+    if text is None:
+        days, second = divmod(seconds, 86_400)
+        date = _DAYS.get(days)
+        if date is None:
+            if len(_DAYS) > 100_000:
+                _DAYS.clear()
+            date = _DAYS[days] = (EPOCH + timedelta(days=days)).date().isoformat()
+        hour, rest = divmod(second, 3600)
+        minute, sec = divmod(rest, 60)
+        if len(_SECONDS) > 200_000:
+            _SECONDS.clear()
+        text = _SECONDS[seconds] = f"{date}T{hour:02d}:{minute:02d}:{sec:02d}"
     if us:
-        return f"{date}T{hour:02d}:{minute:02d}:{sec:02d}.{us:06d}+00:00"
-    return f"{date}T{hour:02d}:{minute:02d}:{sec:02d}+00:00"
+        return f"{text}.{us:06d}+00:00"
+    return text + "+00:00"
 
 
 def now_us() -> int:

@@ -29,7 +29,7 @@ import enum
 import hashlib
 import struct
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -172,30 +172,10 @@ class PairState:
             next_chunk=head[12],
         )
 
-    @classmethod
-    def decode_for_lookup(cls, raw: bytes) -> PairState:
-        """What a feature vector reads (counts, times, decay, time chunks), skipping the
-        offsets and seen ids that only counting needs. Not to be encoded again."""
-        head = HEADER.unpack_from(raw)
-        if head[0] != FORMAT:
-            raise ValueError(f"unknown pair state format {head[0]}")
-        n_off, n_t, n_s, n_tc = head[13:17]
-        start = HEADER.size + 16 * n_off
-        times = array("q")
-        times.frombytes(raw[start : start + 8 * n_t])
-        state = cls(
-            counts=list(head[1:5]),
-            first_us=head[5],
-            last_us=head[6],
-            ref_us=head[7],
-            acc=list(head[8:12]),
-            times=times.tolist(),
-        )
-        if n_tc:
-            at = start + 8 * n_t + 16 * n_s
-            flat = struct.unpack_from(f"<{4 * n_tc}q", raw, at)
-            state.tchunks = [list(flat[j : j + 4]) for j in range(0, len(flat), 4)]
-        return state
+    @staticmethod
+    def decode_for_lookup(raw: bytes) -> PairView:
+        """What a feature vector reads, without what only counting needs (PairView)."""
+        return PairView(raw)
 
     # -- chunks --------------------------------------------------------------------------
     def _chunk(self, kind: bytes, number: int, load: Loader) -> list[int]:
@@ -301,18 +281,9 @@ class PairState:
 
     def window_count(self, as_of_us: int, window_us: int, load: Loader) -> int:
         """Interactions with event time in (as_of - window, as_of]."""
-        low = as_of_us - window_us
-        times = self.times
-        n = bisect.bisect_right(times, as_of_us) - bisect.bisect_right(times, low)
-        for number, lo, hi, count in self.tchunks:
-            if hi <= low or lo > as_of_us:
-                continue
-            if lo > low and hi <= as_of_us:
-                n += count
-            else:
-                values = self._chunk(TIMES, number, load)
-                n += bisect.bisect_right(values, as_of_us) - bisect.bisect_right(values, low)
-        return n
+        return window_count(
+            self.times, self.tchunks, as_of_us, window_us, lambda n: self._chunk(TIMES, n, load)
+        )
 
     # -- counting ------------------------------------------------------------------------
     def apply(
@@ -368,6 +339,77 @@ class Summary(NamedTuple):
     total: int
     ref_us: int
     acc: tuple[float, float, float, float]
+
+
+def window_count(
+    times: Sequence[int],
+    tchunks: list[list[int]],
+    as_of_us: int,
+    window_us: int,
+    chunk: Callable[[int], Sequence[int]],
+) -> int:
+    """Interactions with event time in (as_of - window, as_of]: inline times by bisection,
+    time chunks by their ranges (read only when the window cuts through one)."""
+    low = as_of_us - window_us
+    n = bisect.bisect_right(times, as_of_us) - bisect.bisect_right(times, low)
+    for number, lo, hi, count in tchunks:
+        if hi <= low or lo > as_of_us:
+            continue
+        if lo > low and hi <= as_of_us:
+            n += count
+        else:
+            values = chunk(number)
+            n += bisect.bisect_right(values, as_of_us) - bisect.bisect_right(values, low)
+    return n
+
+
+class PairView:
+    """A stored pair as a lookup reads it: counts, first/last, decay, and event times left
+    packed (bisection reads the array in place); no offsets or seen ids. Read-only: a
+    lookup decodes one per pair, so it is a few attribute stores, not a PairState."""
+
+    __slots__ = ("_cache", "acc", "counts", "first_us", "last_us", "ref_us", "tchunks", "times")
+
+    def __init__(self, raw: bytes) -> None:
+        head = HEADER.unpack_from(raw)
+        if head[0] != FORMAT:
+            raise ValueError(f"unknown pair state format {head[0]}")
+        n_off, n_t, n_s, n_tc = head[13:17]
+        start = HEADER.size + 16 * n_off
+        self.counts = head[1:5]
+        self.first_us, self.last_us, self.ref_us = head[5], head[6], head[7]
+        self.acc = head[8:12]
+        times = array("q")
+        times.frombytes(raw[start : start + 8 * n_t])
+        self.times = times
+        self.tchunks: list[list[int]] = []
+        if n_tc:
+            flat = struct.unpack_from(f"<{4 * n_tc}q", raw, start + 8 * n_t + 16 * n_s)
+            self.tchunks = [list(flat[j : j + 4]) for j in range(0, len(flat), 4)]
+        self._cache: dict[int, array] = {}
+
+    @property
+    def total(self) -> int:
+        c = self.counts
+        return c[0] + c[1] + c[2] + c[3]
+
+    def window_count(self, as_of_us: int, window_us: int, load: Loader) -> int:
+        if not self.tchunks:
+            times = self.times
+            return bisect.bisect_right(times, as_of_us) - bisect.bisect_right(
+                times, as_of_us - window_us
+            )
+
+        def chunk(number: int) -> array:
+            found = self._cache.get(number)
+            if found is None:
+                found = self._cache[number] = array("q")
+                raw = load(chunk_suffix(TIMES, number))
+                if raw:
+                    found.frombytes(raw)
+            return found
+
+        return window_count(self.times, self.tchunks, as_of_us, window_us, chunk)
 
 
 def summary(raw: bytes) -> Summary:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,33 +28,28 @@ class Scoring:
     favorites_bonus: float
 
 
-def interaction_score(state: Decayed | None, as_of_us: int, scoring: Scoring) -> float:
-    """sum over interactions of weight(kind) * 2^(-(as_of - on) / half_life)."""
-    if state is None or state.total == 0:
-        return 0.0
-    weighted = sum(w * a for w, a in zip(scoring.weights, state.acc, strict=True))
-    exponent = -(as_of_us - state.ref_us) / (scoring.half_life_s * US)
+def decayed(acc: Sequence[float], ref_us: int, as_of_us: int, scoring: Scoring) -> float:
+    """sum over interactions of weight(kind) * 2^(-(as_of - on) / half_life), from the
+    per-kind sums `acc` kept decayed to `ref_us` (pair_state.py)."""
+    w = scoring.weights
+    weighted = w[0] * acc[0] + w[1] * acc[1] + w[2] * acc[2] + w[3] * acc[3]  # sum()'s order
+    exponent = -(as_of_us - ref_us) / (scoring.half_life_s * US)
     # Outside float range the decay is 0 (far past) or capped (events far in the future).
     exponent = min(max(exponent, -1100.0), 1000.0)
     return weighted * 2.0**exponent
 
 
-def user_seller_score(
-    state: Decayed | None, favorites_match: bool, as_of_us: int, scoring: Scoring
-) -> float:
-    bonus = scoring.favorites_bonus if favorites_match else 0.0
-    return interaction_score(state, as_of_us, scoring) + bonus
+def interaction_score(state: Decayed | None, as_of_us: int, scoring: Scoring) -> float:
+    if state is None or state.total == 0:
+        return 0.0
+    return decayed(state.acc, state.ref_us, as_of_us, scoring)
 
 
-@dataclass(frozen=True, order=True)
-class Ranked:
-    score: float
-    number_of_interactions: int
-    seller_id: str
+# A candidate of top-k: (-score, -number_of_interactions, seller_id), so that the smallest
+# is the best: higher score, then more interactions, then seller id.
+Ranked = tuple[float, int, str]
 
 
 def top_k(candidates: Iterable[Ranked], k: int) -> list[Ranked]:
-    """Best first: higher score, then more interactions, then seller id (stable ties)."""
-    return heapq.nsmallest(
-        k, candidates, key=lambda r: (-r.score, -r.number_of_interactions, r.seller_id)
-    )
+    """The k best, best first."""
+    return heapq.nsmallest(k, candidates)

@@ -36,7 +36,7 @@ from aiohttp import web
 from rocksdict import AccessType, Options, Rdict
 from yarl import URL
 
-from streamapp import internal_auth, lookup, lookup_api, serving_map
+from streamapp import forwarding, internal_auth, lookup, lookup_api, serving_map
 from streamapp.config import ConfigError, Settings, load_settings
 from streamapp.errors import HTTPError
 from streamapp.forwarding import Forwarder
@@ -79,7 +79,7 @@ def serve_settings(settings: Settings, env: dict[str, str]) -> ServeSettings:
     return ServeSettings(
         host=env.get("STREAMAPP_SERVE_HOST", settings.web_host),
         port=port,
-        catch_up_s=number("STREAMAPP_SERVE_CATCH_UP_MS", "20", 1, 10_000) / 1000,
+        catch_up_s=number("STREAMAPP_SERVE_CATCH_UP_MS", "50", 1, 10_000) / 1000,
     )
 
 
@@ -156,14 +156,20 @@ class Secondaries:
                     log.info("%s[%d]: not opened yet (%s)", self.name, partition, exc)
 
     def catch_up(self) -> None:
-        for partition, db in list(self.dbs.items()):
-            if not self.watch.changed(self.paths[partition]):
-                continue
-            try:
-                db.try_catch_up_with_primary()
-            except Exception as exc:  # the worker replaced it (a reset): open it again
-                log.info("%s[%d]: reopening (%s)", self.name, partition, exc)
-                self._close(partition)
+        for partition in list(self.dbs):
+            self.catch_up_one(partition)
+
+    def catch_up_one(self, partition: int) -> bool:
+        """Catch up with one partition's writes, if there were any; True if it did."""
+        db = self.dbs.get(partition)
+        if db is None or not self.watch.changed(self.paths[partition]):
+            return False
+        try:
+            db.try_catch_up_with_primary()
+        except Exception as exc:  # the worker replaced it (a reset): open it again
+            log.info("%s[%d]: reopening (%s)", self.name, partition, exc)
+            self._close(partition)
+        return True
 
     def _close(self, partition: int) -> None:
         db = self.dbs.pop(partition, None)
@@ -265,16 +271,20 @@ class ServeNode:
         return self.client
 
     # -- following the worker -----------------------------------------------------------
-    def refresh(self) -> None:
-        """Read the serving map when it changed; catch up with the worker's writes."""
+    async def refresh(self) -> None:
+        """Read the serving map when it changed; catch up with the worker's writes, one
+        database per turn of the event loop (each catch-up holds it for a millisecond or
+        so), so that requests are served in between."""
         path = serving_map.path_in(self.settings.data_dir)
         with contextlib.suppress(OSError):
             mtime = path.stat().st_mtime
             if mtime != self.map_mtime:
                 self.map_mtime = mtime
                 self._apply(serving_map.read(self.settings.data_dir))
-        self.pairs.catch_up()
-        self.user_sellers.catch_up()
+        for table in (self.pairs, self.user_sellers):
+            for partition in list(table.dbs):
+                if table.catch_up_one(partition):
+                    await asyncio.sleep(0)
         self.users.catch_up()
         self.sellers.catch_up()
 
@@ -384,27 +394,11 @@ def build_app(node: ServeNode) -> web.Application:
         url = URL(node.map.worker_url).with_path(request.raw_path.split("?", 1)[0], encoded=True)
         body = await request.read() if request.can_read_body else None
         headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
-        try:
-            async with node._client().request(
-                request.method,
-                url.with_query(request.query),
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=10),
-            ) as resp:
-                return web.Response(
-                    body=await resp.read(),
-                    status=resp.status,
-                    headers={
-                        k: v for k, v in resp.headers.items() if k.lower() in RETURNED_HEADERS
-                    },
-                )
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise HTTPError(
-                503,
-                f"worker unreachable ({type(exc).__name__}), retry shortly",
-                {"Retry-After": "1"},
-            ) from None
+        status, payload, _, got = await forwarding.call(
+            node._client(), request.method, url.with_query(request.query), headers, body, "worker"
+        )
+        returned = {k: v for k, v in got.items() if k.lower() in RETURNED_HEADERS}
+        return web.Response(body=payload, status=status, headers=returned)
 
     app.router.add_get("/health", health)
     app.router.add_get("/affinity/{user_id:[^/]+}/{seller_id:[^/]+}", affinity)
@@ -421,14 +415,14 @@ RETURNED_HEADERS = frozenset({"content-type", "retry-after", "www-authenticate"}
 async def follow(node: ServeNode) -> None:
     while True:
         try:
-            node.refresh()
+            await node.refresh()
         except Exception:  # never stop following; the next tick tries again
             log.exception("catching up with the worker failed")
         await asyncio.sleep(node.serve.catch_up_s)
 
 
 async def run(node: ServeNode) -> None:
-    node.refresh()
+    await node.refresh()
     follower = asyncio.ensure_future(follow(node))
     runner = web.AppRunner(build_app(node), access_log=None)
     await runner.setup()

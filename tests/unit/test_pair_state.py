@@ -16,7 +16,7 @@ from streamapp.pair_state import (
     PairState,
     summary,
 )
-from streamapp.score import Ranked, Scoring, top_k
+from streamapp.score import Scoring, top_k
 from tests.truth import KINDS, Truth, assert_vector_equal
 from tests.unit.memory import MemoryTable
 
@@ -161,8 +161,10 @@ def test_window_bounds_are_half_open() -> None:
 
 
 def test_top_k_orders_by_score_then_count_then_id() -> None:
-    rows = [Ranked(1.0, 1, "b"), Ranked(2.0, 1, "c"), Ranked(1.0, 1, "a"), Ranked(1.0, 5, "z")]
-    assert [r.seller_id for r in top_k(rows, 3)] == ["c", "z", "a"]
+    # (score, interactions, seller) as top_k takes them: negated score and count.
+    rows = [(1.0, 1, "b"), (2.0, 1, "c"), (1.0, 1, "a"), (1.0, 5, "z")]
+    ranked = top_k([(-score, -n, seller) for score, n, seller in rows], 3)
+    assert [seller for _, _, seller in ranked] == ["c", "z", "a"]
 
 
 offsets_s = st.floats(min_value=-90 * 86400, max_value=2 * 86400, allow_nan=False)
