@@ -27,6 +27,12 @@ from streamapp.outbox import Outbox, run_guarded
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[EventT]], Awaitable[Outbox]]
+_queues: list[asyncio.Queue[EventT]] = []  # every agent's events read but not yet batched
+
+
+def ingest_waiting() -> bool:
+    """Records are read and waiting for their batch (lookups must not take their turn)."""
+    return any(not q.empty() for q in _queues)
 
 
 def known_gap(tp: TP, offset: int) -> bool:
@@ -44,6 +50,7 @@ async def in_batches(stream: StreamT, handler: Handler, what: str) -> None:
     each event is acked by hand only after its batch's output was confirmed."""
     stream.enable_acks = False
     queue: asyncio.Queue[EventT] = asyncio.Queue(maxsize=2 * settings.batch_max)
+    _queues.append(queue)
     filled = asyncio.Event()  # a whole batch is waiting: no need to wait out batch_wait_s
 
     expected: dict[TP, int] = {}  # per partition, the next offset due
@@ -111,6 +118,7 @@ async def in_batches(stream: StreamT, handler: Handler, what: str) -> None:
                 return
     finally:
         feeder.cancel()
+        _queues.remove(queue)
         if in_flight is not None:
             await asyncio.shield(in_flight)  # a stopping worker acks what was delivered
 

@@ -77,6 +77,9 @@ class Settings:
     rocksdb_write_buffer_mb: int = 8
     session_timeout_s: float = 10.0
     updates: str = "batch"  # affinity-updates: one per touched pair per batch, or "each"
+    # The most of a worker's event loop its lookups may use while ingest has records waiting
+    # (lookup_share.py); 1 turns the limit off.
+    lookup_share: float = 0.5
     batch_max: int = 2_000  # events per processing batch
     batch_wait_s: float = 0.05  # longest a batch waits to fill (bounds freshness)
     shutdown_timeout_s: float = 30.0
@@ -217,6 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     duration("STREAMAPP_SESSION_TIMEOUT", "session_timeout_s", 6.0)
     text("STREAMAPP_UPDATES", "updates", "batch|each", "use batch (the default) or each")
     number("STREAMAPP_BATCH_MAX", "batch_max", int, 1, 100_000)
+    number("STREAMAPP_LOOKUP_SHARE", "lookup_share", float, 0.05, 1.0)
     duration("STREAMAPP_BATCH_WAIT", "batch_wait_s", 0.001)
     duration("STREAMAPP_SHUTDOWN_TIMEOUT", "shutdown_timeout_s", 1.0)
     text(

@@ -33,3 +33,7 @@ loop_stall_seconds = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 loop_stall_max = Gauge("streamapp_event_loop_stall_max_seconds", "Longest stall seen so far")
+lookups_refused = Counter(
+    "streamapp_lookups_refused",
+    "Lookups answered 503: they had used their share of the loop while ingest waited",
+)

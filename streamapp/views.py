@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
-from streamapp import lookup, lookup_api, metrics, openapi, routing, tables
+from streamapp import agents, lookup, lookup_api, metrics, openapi, routing, tables
 from streamapp.app import app, scoring, settings
 from streamapp.errors import HTTPError
 from streamapp.health import ready
 from streamapp.lookup_api import valid_id
+from streamapp.lookup_share import LookupShare
 
 app.web.web_app.middlewares.append(lookup_api.json_errors(settings, routing.forwarder))
 
@@ -44,6 +46,8 @@ def require_ready() -> None:
 # wait in line instead of taking turns from ingest. For lookups that never wait for ingest,
 # run serving processes beside the worker (serve.py). docs/performance.md has the figures.
 lookup_turn = asyncio.Semaphore(1)
+share = LookupShare(settings.lookup_share)
+T = TypeVar("T")
 
 
 class WorkerNode:
@@ -71,12 +75,37 @@ class WorkerNode:
         require_ready()
 
     async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
-        async with lookup_turn:
-            return await lookup.vectors(self.sources, pairs, as_of_us)
+        return await self._in_turn(lookup.vectors(self.sources, pairs, as_of_us))
 
     async def top_sellers(self, user_id: str, k: int, as_of_us: int) -> dict[str, Any]:
-        async with lookup_turn:
-            return await lookup.top_sellers(self.sources, user_id, k, as_of_us)
+        return await self._in_turn(lookup.top_sellers(self.sources, user_id, k, as_of_us))
+
+    async def _in_turn(self, work: Coroutine[Any, Any, T]) -> T:
+        """One lookup at a time, and none while lookups have used their share of the loop
+        and ingest has records waiting (lookup_share.py): a 503 at once beats a place in a
+        queue that only grows."""
+        try:
+            self._admit()
+            async with lookup_turn:
+                self._admit()  # the share may have run out while this one waited
+                started = time.perf_counter()
+                try:
+                    return await work
+                finally:
+                    share.spend(time.perf_counter() - started)
+        finally:
+            work.close()  # never started when refused: no "never awaited" warning
+
+    @staticmethod
+    def _admit() -> None:
+        if share.exhausted() and agents.ingest_waiting():
+            metrics.lookups_refused.inc()
+            raise HTTPError(
+                503,
+                "lookups have used their share of this worker while it ingests "
+                "(STREAMAPP_LOOKUP_SHARE); retry shortly, or ask a serving process",
+                {"Retry-After": "1"},
+            )
 
 
 node = WorkerNode()
