@@ -33,7 +33,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from rocksdict import AccessType, Options, Rdict
+from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict
 from yarl import URL
 
 from streamapp import forwarding, internal_auth, lookup, lookup_api, serving_map
@@ -115,19 +115,24 @@ class WriteWatch:
         self.seen.pop(path, None)
 
 
-def open_secondary(primary: str, scratch: Path) -> Rdict:
+def open_secondary(primary: str, scratch: Path, cache: Cache | None = None) -> Rdict:
     scratch.parent.mkdir(parents=True, exist_ok=True)
     options = Options(raw_mode=True)
     options.set_max_open_files(-1)  # required of a secondary: the primary deletes files
+    if cache is not None:
+        table = BlockBasedOptions()
+        table.set_block_cache(cache)
+        options.set_block_based_table_factory(table)
     return Rdict(primary, options, access_type=AccessType.secondary(str(scratch)))
 
 
 class Secondaries:
     """One table's partition databases of the worker, as secondaries (a PartitionReader)."""
 
-    def __init__(self, name: str, scratch: Path) -> None:
+    def __init__(self, name: str, scratch: Path, cache: Cache | None = None) -> None:
         self.name = name
         self.scratch = scratch
+        self.cache = cache
         self.dbs: dict[int, Rdict] = {}
         self.paths: dict[int, str] = {}
         self.watch = WriteWatch()
@@ -149,7 +154,7 @@ class Secondaries:
             if partition not in self.dbs and Path(path, "CURRENT").exists():
                 try:
                     self.dbs[partition] = open_secondary(
-                        path, self.scratch / f"{self.name}-{partition}"
+                        path, self.scratch / f"{self.name}-{partition}", self.cache
                     )
                     self.paths[partition] = path
                 except Exception as exc:  # not there yet: the worker answers for it
@@ -240,8 +245,11 @@ class ServeNode:
             settings.internal_secret, settings.app_id, settings.api_token
         )
         self.forwarder = Forwarder(key, self._client)
-        self.pairs = Secondaries("pairs", scratch)
-        self.user_sellers = Secondaries("user_sellers", scratch)
+        # One block cache for every partition, as large as the worker's together: random
+        # pairs of a bulk query otherwise miss it and decompress blocks again and again.
+        cache = Cache(settings.rocksdb_cache_mb * settings.partitions * 1024 * 1024)
+        self.pairs = Secondaries("pairs", scratch, cache)
+        self.user_sellers = Secondaries("user_sellers", scratch, cache)
         self.users = CatalogReader(
             ProfileCatalog(settings, "users", parse_user, "favorite_categories"), scratch
         )
