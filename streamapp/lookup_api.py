@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,12 @@ class Node(Protocol):
 
     def require_ready(self) -> None:
         """HTTPError(503) unless this node can answer from its state now."""
+
+    def admit(self) -> None:
+        """HTTPError(503) when lookups must give way to ingest (lookup_share.py)."""
+
+    def spent(self, seconds: float) -> None:
+        """A lookup request took this long, all of its handling included."""
 
     async def vectors(
         self, pairs: list[tuple[str, str]], as_of_us: int
@@ -127,7 +134,7 @@ async def read_body(request: Any, max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
-async def affinity(node: Node, request: Any, user_id: str, seller_id: str) -> web.Response:
+async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> web.Response:
     user_id = valid_id("user_id", user_id)
     seller_id = valid_id("seller_id", seller_id)
     if (owner := node.remote_owner(request, user_id)) is not None:
@@ -136,7 +143,7 @@ async def affinity(node: Node, request: Any, user_id: str, seller_id: str) -> we
     return json_response((await node.vectors([(user_id, seller_id)], now_us()))[0])
 
 
-async def bulk(node: Node, request: Any) -> web.Response:
+async def _bulk(node: Node, request: Any) -> web.Response:
     settings = node.settings
     body = await read_body(request, settings.max_body_bytes)
     try:
@@ -180,10 +187,35 @@ async def bulk(node: Node, request: Any) -> web.Response:
     return json_response({"results": results})
 
 
-async def top_sellers(node: Node, request: Any, user_id: str) -> web.Response:
+async def _top_sellers(node: Node, request: Any, user_id: str) -> web.Response:
     user_id = valid_id("user_id", user_id)
     k = parse_k(request.query.get("k"), node.settings.max_top_k)
     if (owner := node.remote_owner(request, user_id)) is not None:
         return await node.forwarder.forward(request, owner)
     node.require_ready()
     return json_response(await node.top_sellers(user_id, k, now_us()))
+
+
+async def _accounted(node: Node, work: Awaitable[web.Response]) -> web.Response:
+    """Admission first (a refusal costs next to nothing), then the whole handling counted:
+    parsing, owners, computing, serialising."""
+    started = time.perf_counter()
+    try:
+        node.admit()
+        return await work
+    finally:
+        node.spent(time.perf_counter() - started)
+        if inspect.iscoroutine(work):
+            work.close()  # never started when refused: no "never awaited" warning
+
+
+async def affinity(node: Node, request: Any, user_id: str, seller_id: str) -> web.Response:
+    return await _accounted(node, _affinity(node, request, user_id, seller_id))
+
+
+async def bulk(node: Node, request: Any) -> web.Response:
+    return await _accounted(node, _bulk(node, request))
+
+
+async def top_sellers(node: Node, request: Any, user_id: str) -> web.Response:
+    return await _accounted(node, _top_sellers(node, request, user_id))

@@ -12,7 +12,7 @@ from typing import Any
 
 from yarl import URL
 
-from streamapp import internal_auth, topics
+from streamapp import internal_auth, tables, topics
 from streamapp.app import app, settings
 from streamapp.errors import HTTPError
 from streamapp.forwarding import Forwarder
@@ -32,15 +32,34 @@ def _ident(url: URL | str) -> tuple[str, int]:
     return (url.host or "", url.port or 80)
 
 
+_owners: dict[str, Any] = {"generation": None, "urls": {}}
+
+
+def _owner_urls() -> dict[int, URL | None]:
+    """Every partition's owner (None: this worker), computed once per assignment: faust's
+    router builds a URL and hashes the key in pure Python on every call, about 20 µs, which
+    a bulk query of 100 users paid 100 times."""
+    generation = app.consumer_generation_id
+    if _owners["generation"] != generation:
+        me = _ident(app.conf.canonical_url)
+        by_user = topics.interactions_by_user.get_topic_name()
+        urls: dict[int, URL | None] = {}
+        for url, by_topic in app.router.external_topics_metadata().items():
+            for partition in by_topic.get(by_user, ()):
+                urls[partition] = None if _ident(url) == me else URL(str(url))
+        if len(urls) < settings.partitions:  # the assignment is not complete yet
+            return urls
+        _owners.update(generation=generation, urls=urls)
+    return _owners["urls"]
+
+
 def owner(user_id: str) -> URL | None:
     """The owner's base URL, or None when this worker owns the user."""
-    try:
-        url = app.router.external_topic_key_store(topics.interactions_by_user, user_id.encode())
-    except (KeyError, TypeError):
-        raise HTTPError(
-            503, "partitions are being assigned, retry shortly", {"Retry-After": "1"}
-        ) from None
-    return None if _ident(url) == _ident(app.conf.canonical_url) else url
+    urls = _owner_urls()
+    partition = tables.home_partition(user_id)
+    if partition not in urls:
+        raise HTTPError(503, "partitions are being assigned, retry shortly", {"Retry-After": "1"})
+    return urls[partition]
 
 
 def remote_owner(request: Any, user_id: str) -> URL | None:

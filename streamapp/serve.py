@@ -79,7 +79,7 @@ def serve_settings(settings: Settings, env: dict[str, str]) -> ServeSettings:
     return ServeSettings(
         host=env.get("STREAMAPP_SERVE_HOST", settings.web_host),
         port=port,
-        catch_up_s=number("STREAMAPP_SERVE_CATCH_UP_MS", "50", 1, 10_000) / 1000,
+        catch_up_s=number("STREAMAPP_SERVE_CATCH_UP_MS", "200", 1, 10_000) / 1000,
     )
 
 
@@ -359,6 +359,12 @@ class ServeNode:
                 503, "partition ownership is moving, retry shortly", {"Retry-After": "1"}
             )
         return URL(owner)
+
+    def admit(self) -> None:
+        pass  # no ingest here to give way to
+
+    def spent(self, seconds: float) -> None:
+        pass
 
     def require_ready(self) -> None:
         if not self.is_ready():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,23 +80,17 @@ class WorkerNode:
         return await self._in_turn(lookup.top_sellers(self.sources, user_id, k, as_of_us))
 
     async def _in_turn(self, work: Coroutine[Any, Any, T]) -> T:
-        """One lookup at a time, and none while lookups have used their share of the loop
-        and ingest has records waiting (lookup_share.py): a 503 at once beats a place in a
-        queue that only grows."""
+        """One lookup computes at a time; one that waited for its turn while the share ran
+        out is refused then (a 503 at once beats a place in a queue that only grows)."""
         try:
-            self._admit()
             async with lookup_turn:
-                self._admit()  # the share may have run out while this one waited
-                started = time.perf_counter()
-                try:
-                    return await work
-                finally:
-                    share.spend(time.perf_counter() - started)
+                self.admit()
+                return await work
         finally:
             work.close()  # never started when refused: no "never awaited" warning
 
     @staticmethod
-    def _admit() -> None:
+    def admit() -> None:
         if share.exhausted() and agents.ingest_waiting():
             metrics.lookups_refused.inc()
             raise HTTPError(
@@ -106,6 +99,10 @@ class WorkerNode:
                 "(STREAMAPP_LOOKUP_SHARE); retry shortly, or ask a serving process",
                 {"Retry-After": "1"},
             )
+
+    @staticmethod
+    def spent(seconds: float) -> None:
+        share.spend(seconds)
 
 
 node = WorkerNode()

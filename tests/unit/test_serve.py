@@ -36,7 +36,7 @@ def test_serving_map_round_trips_and_is_replaced_whole(tmp_path: Path) -> None:
 def test_serve_settings_default_beside_the_worker_and_refuse_bad_values() -> None:
     settings = load_settings({"WEB_PORT": "6067"})
     serve = serve_settings(settings, {})
-    assert (serve.host, serve.port, serve.catch_up_s) == ("127.0.0.1", 6167, 0.05)
+    assert (serve.host, serve.port, serve.catch_up_s) == ("127.0.0.1", 6167, 0.2)
     serve = serve_settings(
         settings, {"STREAMAPP_SERVE_PORT": "7000", "STREAMAPP_SERVE_CATCH_UP_MS": "5"}
     )
