@@ -80,16 +80,24 @@ def wait_exact(ws: list[Worker], ds: dataset.DataSet, timeout: float) -> float:
     return time.monotonic() - started
 
 
+def two_loaded_workers(
+    workers: list[Worker], ns: Namespace, ds: dataset.DataSet, tmp_path: Path
+) -> tuple[Worker, Worker]:
+    """Two workers sharing the partitions, with `ds` produced and exact on both."""
+    w1 = new_worker(workers, ns, tmp_path / "w1", "w1", **FAST_FAILOVER).start()
+    w2 = new_worker(workers, ns, tmp_path / "w2", "w2", **FAST_FAILOVER).start()
+    wait_until(lambda: all(w.get("/health")[0] == 200 for w in (w1, w2)), 60, what="both ready")
+    produce(ns.bootstrap, ds.records)
+    wait_exact([w1, w2], ds, 120)
+    return w1, w2
+
+
 def test_workers_share_partitions_and_route_exactly(
     bootstrap: str, workers, tmp_path: Path
 ) -> None:
     ns = Namespace(bootstrap)
     ds = dataset.build(ns, n_users=200, n_sellers=100, n_interactions=3000, seed=21)
-    w1 = new_worker(workers, ns, tmp_path / "w1", "w1", **FAST_FAILOVER).start()
-    w2 = new_worker(workers, ns, tmp_path / "w2", "w2", **FAST_FAILOVER).start()
-    wait_until(lambda: all(w.get("/health")[0] == 200 for w in (w1, w2)), 60, what="both ready")
-    produce(bootstrap, ds.records)
-    wait_exact([w1, w2], ds, 120)
+    w1, w2 = two_loaded_workers(workers, ns, ds, tmp_path)
 
     # Each worker owns some users and forwards the rest: single, bulk, top-k, profiles agree.
     for user, seller in ds.pairs[:: max(1, len(ds.pairs) // 30)]:

@@ -16,14 +16,11 @@ import pytest
 from tests import dataset
 from tests.harness import Namespace, Server, produce, wait_until
 from tests.integration.checks import assert_matches_truth, assert_ranking, truth_ranking
-from tests.integration.conftest import new_worker
 from tests.integration.test_crash import interactions
-from tests.integration.test_scale_out import wait_exact
+from tests.integration.test_scale_out import two_loaded_workers, wait_exact
 from tests.truth import parse_time
 
 pytestmark = pytest.mark.integration
-
-FAST_FAILOVER = {"STREAMAPP_SESSION_TIMEOUT": "6s"}
 
 
 def partitions_of(ns: Namespace, users: list[str]) -> dict[int, list[str]]:
@@ -40,11 +37,7 @@ def test_serving_process_answers_exactly_and_follows_its_worker(
 ) -> None:
     ns = Namespace(bootstrap)
     ds = dataset.build(ns, n_users=150, n_sellers=80, n_interactions=2500, seed=31)
-    w1 = new_worker(workers, ns, tmp_path / "w1", "w1", **FAST_FAILOVER).start()
-    w2 = new_worker(workers, ns, tmp_path / "w2", "w2", **FAST_FAILOVER).start()
-    wait_until(lambda: all(w.get("/health")[0] == 200 for w in (w1, w2)), 60, what="both ready")
-    produce(bootstrap, ds.records)
-    wait_exact([w1, w2], ds, 120)
+    w1, w2 = two_loaded_workers(workers, ns, ds, tmp_path)
     serve = Server(w1)
     workers.append(serve)
     serve.start()
