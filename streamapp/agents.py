@@ -31,8 +31,9 @@ _queues: list[asyncio.Queue[EventT]] = []  # every agent's events read but not y
 
 
 def ingest_waiting() -> bool:
-    """Records are read and waiting for their batch (lookups must not take their turn)."""
-    return any(not q.empty() for q in _queues)
+    """Ingest is behind: a whole batch of records is read and waiting (lookups must give way
+    to it). A few records arriving, or replays after a restart, are not that."""
+    return any(q.qsize() >= settings.batch_max for q in _queues)
 
 
 def known_gap(tp: TP, offset: int) -> bool:

@@ -203,14 +203,24 @@ class Worker:
         timeout: float = 10.0,
     ) -> tuple[int, Any]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(
-            self.url + path, data=data, method=method, headers=headers or {}
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, _decode(resp.read(), resp.headers.get_content_type())
-        except urllib.error.HTTPError as err:
-            return err.code, _decode(err.read(), err.headers.get_content_type())
+        deadline = time.monotonic() + 30.0
+        while True:
+            req = urllib.request.Request(
+                self.url + path, data=data, method=method, headers=headers or {}
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=timeout) as resp:
+                    return resp.status, _decode(resp.read(), resp.headers.get_content_type())
+            except urllib.error.HTTPError as err:
+                status, answer = err.code, _decode(err.read(), err.headers.get_content_type())
+            # A worker busy ingesting refuses lookups over their share with 503 + Retry-After;
+            # like any good client, ask again (other 503s are what tests look at).
+            busy = isinstance(answer, dict) and str(answer.get("error", "")).startswith(
+                "lookups have used their share"
+            )
+            if not busy or time.monotonic() > deadline:
+                return status, answer
+            time.sleep(0.2)
 
     def get(self, path: str, **kw: Any) -> tuple[int, Any]:
         return self.request("GET", path, **kw)
