@@ -77,7 +77,7 @@ class Settings:
     rocksdb_write_buffer_mb: int = 8
     session_timeout_s: float = 10.0
     updates: str = "batch"  # affinity-updates: one per touched pair per batch, or "each"
-    # The most of a worker's event loop its lookups may use while ingest is behind
+    # The most of a worker's event loop its lookups may use while ingest has records waiting
     # (lookup_share.py); 1 turns the limit off.
     lookup_share: float = 0.5
     batch_max: int = 2_000  # events per processing batch

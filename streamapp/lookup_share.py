@@ -5,7 +5,7 @@ The worker's lookups and its ingest run on one event loop. Turn-taking (views.lo
 ingest's 1 ms slices) decides the order, not the amounts: requests keep arriving, and each
 brings parsing and serialisation on top of its computation. So the worker also counts the
 seconds its lookup requests take, as a sum that decays over about a second, and while
-ingest is behind (a whole batch of records read and waiting) and that sum is above
+ingest has records read and waiting and that sum is above
 STREAMAPP_LOOKUP_SHARE of the window, a lookup is refused at once with 503 and Retry-After
 instead of joining a queue that would only grow.
 A serving process (serve.py) has no ingest to protect and never refuses.
