@@ -30,6 +30,9 @@ def _settings() -> Settings:
 
 
 settings = _settings()
+if (_problem := faust_fixes.version_problem()) is not None:
+    sys.stderr.write(f"streamapp: {_problem}\n")
+    raise SystemExit(2)
 faust_fixes.apply()  # before any consumer commits
 scoring = Scoring(settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus)
 

@@ -80,8 +80,11 @@ class Settings:
     # The most of a worker's event loop its lookups may use while ingest has records waiting
     # (lookup_share.py); 1 turns the limit off.
     lookup_share: float = 0.5
-    batch_max: int = 2_000  # events per processing batch
-    batch_wait_s: float = 0.05  # longest a batch waits to fill (bounds freshness)
+    batch_max: int = 2_000  # events per processing batch (a batch never waits to fill)
+    # A source partition behind its end without progress this long is read again.
+    stall_s: float = 20.0
+    # How long a batch's output may take to be confirmed, retriable errors retried inside it.
+    delivery_timeout_s: float = 120.0
     shutdown_timeout_s: float = 30.0
     replication_factor: int = 1
     # Kafka connection security (faust broker_credentials).
@@ -221,7 +224,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     text("STREAMAPP_UPDATES", "updates", "batch|each", "use batch (the default) or each")
     number("STREAMAPP_BATCH_MAX", "batch_max", int, 1, 100_000)
     number("STREAMAPP_LOOKUP_SHARE", "lookup_share", float, 0.05, 1.0)
-    duration("STREAMAPP_BATCH_WAIT", "batch_wait_s", 0.001)
+    duration("STREAMAPP_STALL_TIMEOUT", "stall_s", 1.0)
+    duration("STREAMAPP_DELIVERY_TIMEOUT", "delivery_timeout_s", 1.0)
     duration("STREAMAPP_SHUTDOWN_TIMEOUT", "shutdown_timeout_s", 1.0)
     text(
         "KAFKA_SECURITY_PROTOCOL",

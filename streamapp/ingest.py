@@ -1,4 +1,4 @@
-"""One processing batch of each source, from faust events to confirmed Kafka records.
+"""One processing batch of each source, from source records to confirmed Kafka records.
 
 interactions   -> validate -> count here when already in the user's partition, else
                   re-key to <app>-interactions-by-user (with the source partition/offset)
@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from faust.types import EventT
 
 from streamapp import metrics, tables, topics
 from streamapp.app import app, scoring, settings
@@ -62,19 +61,6 @@ class Slicer:
         if time.perf_counter() >= self.deadline:
             await asyncio.sleep(0)
             self.deadline = time.perf_counter() + SLICE_S
-
-
-def record_of(event: EventT) -> Record:
-    message = event.message
-    ts = message.timestamp
-    return Record(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp_us=round(ts * 1000) * 1000 if ts is not None and ts >= 0 else None,
-        key=message.key,
-        value=message.value,
-    )
 
 
 def outbox() -> Outbox:
@@ -128,14 +114,13 @@ def _routed(item: Interaction) -> bytes:
 KIND_NAMES = tuple(KIND_INDEX)
 
 
-async def on_interactions(events: Sequence[EventT]) -> Outbox:
+async def on_interactions(records: Sequence[Record]) -> Outbox:
     await ready_to_publish()
     box = outbox()
     slicer = Slicer()
     by_user_topic = topics.interactions_by_user.get_topic_name()
     here: dict[int, list[Interaction]] = {}
-    for event in events:
-        record = record_of(event)
+    for record in records:
         try:
             result = accept_interaction(record, settings.max_message_bytes)
         except Exception as exc:  # a bug must not stop the stream; the record is kept
@@ -155,16 +140,15 @@ async def on_interactions(events: Sequence[EventT]) -> Outbox:
     return box
 
 
-async def on_routed(events: Sequence[EventT]) -> Outbox:
+async def on_routed(records: Sequence[Record]) -> Outbox:
     """Re-keyed interactions, each in its user's partition."""
     await ready_to_publish()
     box = outbox()
     slicer = Slicer()
     counting: dict[int, list[Interaction]] = {}
-    for event in events:
-        message = event.message
+    for record in records:
         try:
-            data = orjson.loads(message.value)
+            data = orjson.loads(record.value or b"")
             item = Interaction(
                 data["id"],
                 data["user_id"],
@@ -176,9 +160,9 @@ async def on_routed(events: Sequence[EventT]) -> Outbox:
             )
         except Exception as exc:  # not written by this version: keep it, say why
             reason = f"unreadable re-keyed record: {type(exc).__name__}: {exc}"
-            await dead_letter_to(box, "interactions", record_of(event), reason)
+            await dead_letter_to(box, "interactions", record, reason)
             continue
-        counting.setdefault(message.partition, []).append(item)
+        counting.setdefault(record.partition, []).append(item)
     await count_into_state(counting, box, slicer)
     await box.send()
     return box
@@ -283,12 +267,11 @@ def vector_of(pair: Touched, partition: int, as_of_us: int) -> dict[str, Any]:
 
 
 # -- profiles ----------------------------------------------------------------------------
-async def on_profiles(source: str, events: Sequence[EventT]) -> Outbox:
+async def on_profiles(source: str, records: Sequence[Record]) -> Outbox:
     """Dead-letter bad profile records; every worker's catalog applies the good ones."""
     parse = parse_user if source == "users" else parse_seller
     box = outbox()
-    for event in events:
-        record = record_of(event)
+    for record in records:
         result = _parse_profile(parse, record)
         if isinstance(result, Rejected):
             await dead_letter_to(box, source, record, result.reason)

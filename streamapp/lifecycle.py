@@ -13,8 +13,10 @@ import atexit
 import contextlib
 import logging
 import os
+import re
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -118,5 +120,53 @@ class CoordinatorNotReady(logging.Filter):
 coordinator_filter = CoordinatorNotReady()
 
 
+class OncePerKind(logging.Filter):
+    """During a broker outage aiokafka logs the same few errors hundreds of times a second
+    (`Unable connect to node`, `Unable to update metadata`, `NodeNotReadyError`). One line
+    per kind of trouble every `every_s` seconds, with how many were held back, tells an
+    operator the same. A kind is the message with its digits taken out."""
+
+    def __init__(self, every_s: float = 5.0, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self.clock = clock
+        self.kinds: dict[tuple[str, str], list[float]] = {}  # kind -> [last shown, held back]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        kind = (record.name, _DIGITS.sub("#", str(record.msg)))
+        now = self.clock()
+        seen = self.kinds.get(kind)
+        if seen is not None and now - seen[0] < self.every_s:
+            seen[1] += 1
+            return False
+        held = int(seen[1]) if seen is not None else 0
+        if len(self.kinds) > 1000:
+            self.kinds.clear()
+        self.kinds[kind] = [now, 0]
+        if held:
+            record.msg = f"{record.msg} ({held} more like it in the last {self.every_s:g} s)"
+        return True
+
+
+_DIGITS = re.compile(r"\d+")
+kafka_client_filter = OncePerKind()
+
+
 def install_log_filters() -> None:
     logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(coordinator_filter)
+    # Filters on a logger do not apply to its children's records: put it on each.
+    for name in (
+        "aiokafka",
+        "aiokafka.conn",
+        "aiokafka.client",
+        "aiokafka.cluster",
+        "aiokafka.consumer.fetcher",
+        "aiokafka.consumer.group_coordinator",
+        "aiokafka.producer.sender",
+        "aiokafka.producer.producer",
+        "faust.transport.drivers.aiokafka",
+        "faust.transport.consumer",
+    ):
+        logging.getLogger(name).addFilter(kafka_client_filter)

@@ -37,3 +37,25 @@ lookups_refused = Counter(
     "streamapp_lookups_refused",
     "Lookups answered 503: they had used their share of the loop while ingest waited",
 )
+batch_step_seconds = Histogram(
+    "streamapp_batch_step_seconds",
+    "A batch's way through the worker: record time to taken into a batch (its oldest record), "
+    "taken to state written, written to output confirmed by the broker",
+    ["step"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 30.0),
+)
+rereads = Counter(
+    "streamapp_partition_rereads",
+    "Source partitions read again: offsets faust skipped, or a hole at the committed offset",
+    ["why"],
+)
+stalls = Counter(
+    "streamapp_partition_stalls",
+    "Source partitions found behind without progress for STREAMAPP_STALL_TIMEOUT",
+    ["topic"],
+)
+commit_lag = Gauge(
+    "streamapp_commit_lag",
+    "Records between the group's committed offset and the partition's end (last stable offset)",
+    ["topic", "partition"],
+)

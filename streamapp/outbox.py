@@ -30,7 +30,8 @@ from streamapp.startup import admin_security
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-DELIVERY_TIMEOUT_S = 60.0
+DELIVERY_TIMEOUT_S = 60.0  # finishing a batch while the worker stops
+Records = list[tuple[bytes | None, bytes | None]]
 
 
 def key_partition(key: bytes, partitions: int) -> int:
@@ -62,7 +63,9 @@ class Producer:
                         linger_ms=0,  # records already come in batches
                         max_batch_size=512 * 1024,
                         max_request_size=4 * 1024 * 1024,
-                        request_timeout_ms=30_000,
+                        # A record batch is retried (in order) until it is this old: a
+                        # leader election or a broker restart is ridden out, not fatal.
+                        request_timeout_ms=int(self.settings.delivery_timeout_s * 1000),
                         **admin_security(self.settings),
                     )
                     await producer.start()
@@ -88,10 +91,8 @@ class Outbox:
     """Records of one processing batch, grouped per topic partition, in the order added."""
 
     producer: Producer
-    pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = field(
-        default_factory=dict
-    )
-    sent: list[tuple[str, int, int, asyncio.Future[Any]]] = field(default_factory=list)
+    pending: dict[tuple[str, int], Records] = field(default_factory=dict)
+    sent: list[tuple[str, int, Records, asyncio.Future[Any]]] = field(default_factory=list)
     # Called with (topic, partition, last offset) once delivered (changelog bookkeeping).
     on_delivered: dict[str, Callable[[int, int], None]] = field(default_factory=dict)
 
@@ -121,43 +122,49 @@ class Outbox:
         )
 
     async def _send_partition(
-        self,
-        producer: AIOKafkaProducer,
-        topic: str,
-        partition: int,
-        records: list[tuple[bytes | None, bytes | None]],
+        self, producer: AIOKafkaProducer, topic: str, partition: int, records: Records
     ) -> None:
         batch = producer.create_batch()
-        count = 0
-        for key, value in records:
+        start = 0
+        for i, (key, value) in enumerate(records):
             if batch.append(key=key, value=value, timestamp=None) is None:
-                await self._submit(producer, batch, topic, partition, count)
-                batch, count = producer.create_batch(), 0
+                await self._submit(producer, batch, topic, partition, records[start:i])
+                batch, start = producer.create_batch(), i
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(
                         f"a record for {topic} does not fit in a batch ({len(value or b'')} bytes)"
                     )
-            count += 1
-        await self._submit(producer, batch, topic, partition, count)
+        await self._submit(producer, batch, topic, partition, records[start:])
 
     async def _submit(
-        self, producer: AIOKafkaProducer, batch: Any, topic: str, partition: int, count: int
+        self, producer: AIOKafkaProducer, batch: Any, topic: str, partition: int, records: Records
     ) -> None:
-        if count:
-            future = await producer.send_batch(batch, topic, partition=partition)
-            self.sent.append((topic, partition, count, future))
+        if not records:
+            return
+        future = await producer.send_batch(batch, topic, partition=partition)
+        self.sent.append((topic, partition, records, future))
 
     async def deliver(self) -> None:
-        """Send what is left and wait until the broker confirmed every record; raises
-        (after DELIVERY_TIMEOUT_S at most) if any failed."""
+        """Send what is left and wait until the broker confirmed every record; raises if
+        any record failed.
+
+        Leader elections, lost connections and request time-outs are retried inside the
+        producer (aiokafka re-enqueues a failed record batch at the head of its partition's
+        queue, so order holds, which the replay check relies on) until the batch is
+        STREAMAPP_DELIVERY_TIMEOUT old. Resending here instead could land a later batch
+        before an earlier one."""
         await self.send()
         sent, self.sent = self.sent, []
         if not sent:
             return
-        results = await asyncio.wait_for(asyncio.gather(*(f for *_, f in sent)), DELIVERY_TIMEOUT_S)
+        timeout = self.producer.settings.delivery_timeout_s + 10.0
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*(f for *_, f in sent)), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"records not confirmed within {timeout:g} s") from None
         last: dict[tuple[str, int], int] = {}
-        for (topic, partition, count, _), meta in zip(sent, results, strict=True):
-            end = meta.offset + count - 1
+        for (topic, partition, records, _), meta in zip(sent, results, strict=True):
+            end = meta.offset + len(records) - 1
             if end > last.get((topic, partition), -1):
                 last[(topic, partition)] = end
         for (topic, partition), offset in last.items():

@@ -107,6 +107,7 @@ class ProfileCatalog:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",  # an aborted transaction's profiles never apply
             **admin_security(self.settings),
         )
         await consumer.start()

@@ -33,3 +33,6 @@ dead_letters = {
 
 affinity_updates_name = settings.topic("affinity-updates")
 dead_letter_names = {source: topic.get_topic_name() for source, topic in dead_letters.items()}
+
+# The topics agents read, whose offsets the checkpoints commit.
+sources = (interactions, interactions_by_user, users, sellers)

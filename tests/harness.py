@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -332,6 +333,36 @@ def consume_all(
             await consumer.stop()
 
     return asyncio.run(run())
+
+
+def committed_and_end(
+    bootstrap: str, group: str, topics: list[str], partitions: int
+) -> dict[str, tuple[int, int]]:
+    """{"topic[p]": (the group's committed offset, the partition's end)} for every partition
+    of `topics`; the end is the last stable offset (what a read-committed reader can reach).
+    A partition without a commit shows -1."""
+
+    async def run() -> dict[str, tuple[int, int]]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+        await admin.start()
+        await consumer.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(group)
+            tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+            ends = await consumer.end_offsets(tps)
+            return {
+                f"{tp.topic}[{tp.partition}]": (
+                    committed[tp].offset if tp in committed else -1,
+                    ends[tp],
+                )
+                for tp in tps
+            }
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    return asyncio.run(asyncio.wait_for(run(), 60))
 
 
 # -- a broker of a test's own --------------------------------------------------------------

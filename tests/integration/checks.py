@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from tests.dataset import DataSet
-from tests.harness import Worker, wait_until
+from tests.harness import Worker, committed_and_end, wait_until
 from tests.truth import assert_vector_equal, parse_time
 
 CHUNK = 500
@@ -41,6 +41,29 @@ def wait_for_total(worker: Worker, ds: DataSet, timeout: float = 120.0) -> None:
         raise AssertionError(
             f"{counted} counted, want {ds.total}; {len(wrong)} pairs wrong: {wrong[:20]}"
         ) from None
+
+
+def wait_for_commits_at_end(worker: Worker, timeout: float = 60.0) -> None:
+    """The group's committed offsets reach the end of every partition the worker reads:
+    neither a commit held back (every restart would replay) nor one short of the end."""
+    topics = [
+        worker.ns.topic("interactions"),
+        f"{worker.ns.prefix}{worker.ns.app_id}-interactions-by-user",
+    ]
+    last: dict[str, tuple[int, int]] = {}
+
+    def at_end() -> bool:
+        last.clear()
+        last.update(
+            committed_and_end(worker.ns.bootstrap, worker.ns.app_id, topics, worker.ns.partitions)
+        )
+        return bool(last) and all(c == e or (c == -1 and e == 0) for c, e in last.values())
+
+    try:
+        wait_until(at_end, timeout, interval=1.0, what="committed offsets at the end")
+    except TimeoutError:
+        behind = {k: v for k, v in last.items() if v[0] != v[1] and v != (-1, 0)}
+        raise AssertionError(f"committed offsets short of the end: {behind}") from None
 
 
 def assert_matches_truth(

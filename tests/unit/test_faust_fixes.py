@@ -1,4 +1,4 @@
-"""The commit correction: a committed offset never passes a record not yet processed."""
+"""The commit corrections: a committed offset never passes a record not yet processed."""
 
 from __future__ import annotations
 
@@ -66,12 +66,3 @@ def test_an_event_the_stream_skipped_is_not_committable() -> None:
     assert c._acked["tp"] == [] and new_offset(c) is None
     assert Consumer.ack(c, message(57, tracked=True)) is True  # the copy, processed
     assert new_offset(c) == 58
-
-
-def test_a_partition_stuck_behind_a_record_never_processed_is_found() -> None:
-    c = consumer(57, [58, 59])  # 57 was read by faust but never reached the stream
-    assert faust_fixes.stuck(c) == {"tp": 57}
-    assert faust_fixes.stuck(consumer(57, [57, 58])) == {}  # moving: nothing to do
-    assert faust_fixes.stuck(consumer(57, [])) == {}
-    assert faust_fixes.stuck(consumer(None, [3])) == {}  # never committed: no reference
-    assert faust_fixes.stuck(consumer(57, [59], gaps=[(57, 59)])) == {}  # compacted away

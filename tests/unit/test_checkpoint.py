@@ -1,0 +1,255 @@
+"""The checkpoint (the commit protocol of a source stream) and the stall watchdog, without
+a broker: batches form from what is waiting, acks follow confirmation in order, skipped
+offsets and stuck partitions are read again."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+
+from streamapp import checkpoint as checkpoint_module
+from streamapp import faust_fixes
+from streamapp.checkpoint import Checkpoint, StallWatch
+from streamapp.faust_fixes import PartitionView
+
+TP = faust.types.TP("interactions", 3)
+
+
+class Event:
+    def __init__(self, offset: int, acks: list[int]) -> None:
+        self.message = SimpleNamespace(
+            tp=TP, topic=TP.topic, partition=TP.partition, offset=offset,
+            timestamp=1.0, key=None, value=b"{}",
+        )  # fmt: skip
+        self._acks = acks
+
+    def ack(self) -> bool:
+        self._acks.append(self.message.offset)
+        return True
+
+
+class Stream:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.enable_acks = True
+
+    async def events(self) -> Any:
+        while True:
+            event = await self.queue.get()
+            if event is None:
+                return
+            yield event
+
+
+class Box:
+    """An outbox whose delivery the test confirms by hand."""
+
+    def __init__(self) -> None:
+        self.confirmed = asyncio.get_running_loop().create_future()
+
+    async def deliver(self) -> None:
+        await self.confirmed
+
+
+def fake_app() -> Any:
+    return SimpleNamespace(consumer=SimpleNamespace(_gap={}), consumer_generation_id=1)
+
+
+async def started(handler: Any, stream: Stream) -> tuple[Checkpoint, asyncio.Task[None]]:
+    cp = Checkpoint(fake_app(), stream, handler, "interactions", batch_max=100)
+    return cp, asyncio.ensure_future(cp.run())
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def stopped(task: asyncio.Task[None], boxes: list[Box] = ()) -> None:
+    """Cancel a checkpoint's run; it finishes the batches on their way first."""
+    for box in boxes:
+        if not box.confirmed.done():
+            box.confirmed.set_result(None)
+    task.cancel()
+    await asyncio.wait([task], timeout=5)
+    assert task.done()
+
+
+async def test_a_lone_record_is_processed_at_once_and_acked_after_confirmation() -> None:
+    batches: list[list[int]] = []
+    boxes: list[Box] = []
+    acks: list[int] = []
+
+    async def handler(records: Any) -> Box:
+        batches.append([r.offset for r in records])
+        boxes.append(Box())
+        return boxes[-1]
+
+    stream = Stream()
+    cp, task = await started(handler, stream)
+    stream.queue.put_nowait(Event(0, acks))
+    await settle()
+    assert batches == [[0]]  # no waiting for the batch to fill
+    assert acks == []  # processed, not confirmed: not committable
+    boxes[0].confirmed.set_result(None)
+    await settle()
+    assert acks == [0] and not stream.enable_acks
+    await stopped(task)
+
+
+async def test_later_batches_are_processed_meanwhile_but_acked_in_order() -> None:
+    boxes: list[Box] = []
+    acks: list[int] = []
+
+    async def handler(records: Any) -> Box:
+        boxes.append(Box())
+        return boxes[-1]
+
+    stream = Stream()
+    cp, task = await started(handler, stream)
+    for offset in range(3):
+        stream.queue.put_nowait(Event(offset, acks))
+        await settle()
+    assert len(boxes) == 3  # three batches processed while none was confirmed
+    boxes[2].confirmed.set_result(None)
+    boxes[1].confirmed.set_result(None)
+    await settle()
+    assert acks == []  # batch 0 is still on its way: nothing after it is acked
+    boxes[0].confirmed.set_result(None)
+    await settle()
+    assert acks == [0, 1, 2]
+    await stopped(task)
+
+
+async def test_at_most_a_few_batches_wait_for_the_broker() -> None:
+    boxes: list[Box] = []
+
+    async def handler(records: Any) -> Box:
+        boxes.append(Box())
+        return boxes[-1]
+
+    stream = Stream()
+    cp, task = await started(handler, stream)
+    for offset in range(10):
+        stream.queue.put_nowait(Event(offset, []))
+        await settle()
+    assert len(cp.in_flight) == checkpoint_module.MAX_IN_FLIGHT
+    await stopped(task, boxes)
+
+
+async def test_offsets_faust_skipped_are_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    rewinds: list[tuple[Any, int]] = []
+    monkeypatch.setattr(faust_fixes, "rewind", lambda c, tp, offset: rewinds.append((tp, offset)))
+    monkeypatch.setattr(faust_fixes, "gap_known", lambda c, tp, offset: offset == 20)
+
+    async def handler(records: Any) -> Box:
+        box = Box()
+        box.confirmed.set_result(None)
+        return box
+
+    stream = Stream()
+    cp, task = await started(handler, stream)
+    for offset in (10, 11, 15, 16, 12, 21):  # 12-14 skipped, then re-read; 20 is a gap
+        stream.queue.put_nowait(Event(offset, []))
+    await settle()
+    assert rewinds == [(TP, 12), (TP, 17)]  # 17-19 missing too; 20 is known to hold nothing
+    assert cp.skips_reread == 2
+    await stopped(task)
+
+
+# -- the stall watchdog ------------------------------------------------------------------
+def view(**kw: Any) -> PartitionView:
+    base = dict(
+        committed=100, acked_head=None, gap_at_committed=False, next_offset=100,
+        position=100, end=100, buffered=False,
+    )  # fmt: skip
+    base.update(kw)
+    return PartitionView(**base)
+
+
+@pytest.fixture
+def actions(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    done: dict[str, list[Any]] = {"rewind": [], "gap": [], "refetch": []}
+    monkeypatch.setattr(faust_fixes, "rewind", lambda c, tp, o: done["rewind"].append(o))
+    monkeypatch.setattr(faust_fixes, "record_gap", lambda c, tp, a, b: done["gap"].append((a, b)))
+    monkeypatch.setattr(faust_fixes, "refetch", lambda c, tp: done["refetch"].append(tp))
+    return done
+
+
+def watch_with(monkeypatch: pytest.MonkeyPatch, views: list[PartitionView]) -> Any:
+    it = iter(views)
+    monkeypatch.setattr(faust_fixes, "partition_view", lambda consumer, tp: next(it))
+    return StallWatch(stall_s=20.0)
+
+
+def test_a_hole_at_the_committed_offset_is_read_again_when_seen_twice(
+    monkeypatch: pytest.MonkeyPatch, actions: dict[str, list[Any]]
+) -> None:
+    hole = view(acked_head=103, next_offset=110, position=110, end=110)
+    watch = watch_with(monkeypatch, [hole, hole, view(acked_head=100, end=110)])
+    watch.check(None, [TP], now=0)
+    assert actions["rewind"] == []  # might be a batch on its way
+    watch.check(None, [TP], now=5)
+    assert actions["rewind"] == [100]
+    watch.check(None, [TP], now=10)
+    assert actions["rewind"] == [100]
+
+
+def test_a_hole_that_is_a_known_gap_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, actions: dict[str, list[Any]]
+) -> None:
+    gap = view(acked_head=103, gap_at_committed=True, end=110)
+    watch = watch_with(monkeypatch, [gap, gap])
+    watch.check(None, [TP], now=0)
+    watch.check(None, [TP], now=5)
+    assert actions["rewind"] == []
+
+
+def test_markers_at_the_end_of_a_partition_become_a_gap(
+    monkeypatch: pytest.MonkeyPatch, actions: dict[str, list[Any]]
+) -> None:
+    tail = view(committed=7, next_offset=7, position=9, end=9)
+    watch = watch_with(monkeypatch, [tail, tail])
+    watch.check(None, [TP], now=0)
+    assert actions["gap"] == []
+    watch.check(None, [TP], now=5)
+    assert actions["gap"] == [(7, 9)]
+
+
+def test_records_still_to_be_fetched_are_not_a_gap(
+    monkeypatch: pytest.MonkeyPatch, actions: dict[str, list[Any]]
+) -> None:
+    fetching = view(committed=7, next_offset=9, position=9, end=12)  # 7-8 in the stream
+    watch = watch_with(monkeypatch, [fetching, fetching])
+    watch.check(None, [TP], now=0)
+    watch.check(None, [TP], now=5)
+    assert actions["gap"] == []
+
+
+def test_a_partition_behind_without_progress_is_read_again(
+    monkeypatch: pytest.MonkeyPatch, actions: dict[str, list[Any]]
+) -> None:
+    stuck = view(committed=100, next_offset=150, position=150, end=400, buffered=True)
+    watch = watch_with(monkeypatch, [stuck] * 4)
+    for now in (0, 5, 15):
+        watch.check(None, [TP], now=now)
+    assert actions["rewind"] == []
+    watch.check(None, [TP], now=21)
+    assert actions["rewind"] == [100] and actions["refetch"] == [TP]
+
+
+def test_progress_or_no_lag_is_not_a_stall(
+    monkeypatch: pytest.MonkeyPatch, actions: dict[str, list[Any]]
+) -> None:
+    moving = [view(committed=100 + n, next_offset=200, end=400) for n in range(5)]
+    caught_up = [view()] * 5
+    watch = watch_with(monkeypatch, moving + caught_up)
+    for now in range(0, 50, 10):
+        watch.check(None, [TP], now=now)
+    for now in range(50, 100, 10):
+        watch.check(None, [TP], now=now)
+    assert actions["rewind"] == []

@@ -1,0 +1,200 @@
+"""faust's own fetch loop (`Consumer._drain_messages` and `getmany`, faust 0.15.3) over a
+scripted broker: what a re-read does while an earlier fetch is still being handed out, and
+where gaps come from. Issue 16's loss ("committed past records never counted") and stall
+("the re-read is a no-op") are both this race; docs/exactness.md tells the evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections import defaultdict
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+from faust.transport.consumer import Consumer
+from intervaltree import IntervalTree
+
+from streamapp import faust_fixes
+
+faust_fixes.apply()
+TP = faust.types.TP("interactions", 0)
+
+
+class Record(SimpleNamespace):
+    pass
+
+
+class ScriptedConsumer:
+    """Just enough of faust's Consumer to run its real fetch loop. The 'broker' holds the
+    offsets in `offsets` (a missing offset is a transaction marker or compacted away); a
+    fetch returns up to `fetch_size` records from the position, as aiokafka does."""
+
+    # faust's real code (with faust_fixes applied), run against this object:
+    _drain_messages = Consumer._drain_messages
+    getmany = Consumer.getmany
+    _wait_next_records = Consumer._wait_next_records
+    seek = Consumer.seek
+    _new_offset = Consumer._new_offset
+    _add_gap = Consumer._add_gap
+
+    def __init__(self, offsets: list[int], fetch_size: int = 5, committed: int = 0) -> None:
+        self.offsets = offsets
+        self.fetch_size = fetch_size
+        self.position = committed
+        self.delivered: list[int] = []
+        self.on_deliver: Any = None
+        self._read_offset: dict[Any, int | None] = defaultdict(lambda: None)
+        self._read_offset[TP] = committed or None
+        self._gap: dict[Any, IntervalTree] = defaultdict(IntervalTree)
+        self._committed_offset: dict[Any, int | None] = defaultdict(lambda: None)
+        self._committed_offset[TP] = committed
+        self._acked: dict[Any, list[int]] = defaultdict(list)
+        self._acked_index: dict[Any, set[int]] = defaultdict(set)
+        self._buffered_partitions: set[Any] = set()
+        self._commit_every = None
+        self._n_acked = 0
+        self.flow_active = True
+        self.should_stop = False
+        self.not_waiting_next_records = asyncio.Event()
+        self.suspend_flow = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self.consumer_stopped_errors = ()
+        self.diag = SimpleNamespace(set_flag=lambda f: None, unset_flag=lambda f: None)
+        self.log = SimpleNamespace(dev=lambda *a, **k: None, exception=print, info=print)
+        self.scheduler = SimpleNamespace(
+            iterate=lambda records: ((tp, r) for tp, rs in records.items() for r in rs)
+        )
+        self.app = SimpleNamespace(
+            consumer_generation_id=1,
+            client_only=False,
+            topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
+            monitor=SimpleNamespace(track_tp_end_offset=lambda tp, hw: None),
+            should_stop=False,
+        )
+        self.transport = SimpleNamespace(app=self.app)
+        faust_fixes.ledger(self).next_offset[TP] = committed
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    async def wait_first(self, *coros: Any) -> None:
+        await coros[0]
+        coros[1].close()
+
+    def _get_active_partitions(self) -> set[Any]:
+        return {TP}
+
+    def assignment(self) -> set[Any]:
+        return {TP}
+
+    def highwater(self, tp: Any) -> int:
+        return max(self.offsets) + 1
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> dict[Any, list[Any]]:
+        batch = [o for o in self.offsets if o >= self.position][: self.fetch_size]
+        if not batch:
+            self._stopped.set()  # the end of the script: the loop stops
+            return {}
+        self.position = batch[-1] + 1
+        await asyncio.sleep(0.02)  # the consumer thread's round trip: a seek may land meanwhile
+        return {TP: [Record(offset=o) for o in batch]}
+
+    async def _seek(self, tp: Any, offset: int) -> None:
+        self.position = offset
+
+    def _to_message(self, tp: Any, record: Any) -> Any:
+        return SimpleNamespace(topic=tp.topic, tp=tp, offset=record.offset, key=None, value=None)
+
+    async def callback(self, message: Any) -> None:
+        self.delivered.append(message.offset)
+        if self.on_deliver is not None:
+            await self.on_deliver(message.offset)
+
+
+async def drain(consumer: ScriptedConsumer) -> None:
+    await asyncio.wait_for(consumer._drain_messages(SimpleNamespace(_stopped=asyncio.Event())), 5)
+
+
+def prefetched_past(consumer: ScriptedConsumer, read_offset: int) -> None:
+    """faust's read offset was moved past records it never handed out (a record prefetched
+    before the start-up seek): those records are dropped as already read."""
+    consumer._read_offset[TP] = read_offset
+
+
+async def test_plain_faust_seek_during_a_fetch_loses_the_reread() -> None:
+    """What the agents did before (an immediate `consumer.seek` on noticing the jump): the
+    rest of the fetch being handed out moves faust's read offset past the seek, so the
+    re-read records are dropped again, and faust's gap inference turns the jump into a
+    false gap that lets the commit pass records never counted."""
+    consumer = ScriptedConsumer(list(range(20)), committed=2)
+    consumer._add_gap = types.MethodType(faust_fixes._original_add_gap, consumer)
+    prefetched_past(consumer, 12)
+
+    async def seek_from_the_stream() -> None:
+        await asyncio.sleep(0.01)  # the stream, another task, sees 12 a little later
+        await consumer.seek(TP, 2)
+
+    async def on_deliver(offset: int) -> None:
+        if offset == 12 and not consumer.delivered[:-1]:  # 12 came first: 2-11 skipped
+            asyncio.ensure_future(seek_from_the_stream())
+
+    consumer.on_deliver = on_deliver
+    await drain(consumer)
+    assert [o for o in consumer.delivered if o < 12] == []  # the re-read never arrived
+    assert consumer._gap[TP].overlaps(5)  # and faust believes offsets 3-16 do not exist
+    consumer._acked[TP] = [2, *range(12, 20)]  # if 2 is ever processed ...
+    consumer._new_offset = types.MethodType(faust_fixes._original_new_offset, consumer)
+    assert consumer._new_offset(TP) > 11  # ... faust commits past 3-11: lost for good
+
+
+async def test_a_rewind_reads_every_record_again_and_makes_no_false_gap() -> None:
+    consumer = ScriptedConsumer(list(range(20)), committed=2)
+    prefetched_past(consumer, 12)
+
+    async def rewind_from_the_stream() -> None:
+        await asyncio.sleep(0.01)
+        faust_fixes.rewind(consumer, TP, 2)  # applied at the next fetch boundary
+
+    async def on_deliver(offset: int) -> None:
+        if offset == 12 and not consumer.delivered[:-1]:
+            asyncio.ensure_future(rewind_from_the_stream())
+
+    consumer.on_deliver = on_deliver
+    await drain(consumer)
+    assert sorted(set(consumer.delivered)) == list(range(2, 20))
+    assert not consumer._gap[TP]
+    assert faust_fixes.ledger(consumer).rewinds_applied == 1
+
+
+async def test_offsets_the_broker_never_returns_are_gaps_and_commit() -> None:
+    """Transaction markers and compaction: offsets 3 and 7-8 hold no record. Each is a gap
+    (faust's inference missed any jump after read offset 0), so the commit reaches the end
+    instead of stalling at the first marker."""
+    consumer = ScriptedConsumer([0, 1, 2, 4, 5, 6, 9, 10], fetch_size=3)
+    await drain(consumer)
+    assert consumer.delivered == [0, 1, 2, 4, 5, 6, 9, 10]
+    gaps = consumer._gap[TP]
+    assert [o for o in range(11) if gaps.overlaps(o)] == [3, 7, 8]
+    consumer._acked[TP] = list(consumer.delivered)
+    assert consumer._new_offset(TP) == 11
+
+
+async def test_a_marker_at_the_committed_offset_after_a_restart_is_a_gap() -> None:
+    """After a restart the fetch starts at the committed offset; a transaction's commit
+    marker there (offset 1) is never delivered. faust's read offset, set to 1 by the seek,
+    made the jump to 2 look like no gap at all, and the commit stayed at 1 for good."""
+    consumer = ScriptedConsumer([2, 3], committed=1)
+    await drain(consumer)
+    assert consumer.delivered == [2, 3]
+    consumer._acked[TP] = [2, 3]
+    assert consumer._new_offset(TP) == 4
+
+
+async def test_a_fetch_that_overlapped_a_seek_says_nothing_about_gaps() -> None:
+    consumer = ScriptedConsumer([0, 1, 2])
+    book = faust_fixes.ledger(consumer)
+    book.next_offset[TP] = 0
+    faust_fixes._note_fetched(consumer, book, {TP: [Record(offset=50)]}, stale=True)
+    assert not consumer._gap[TP] and book.next_offset[TP] == 0
