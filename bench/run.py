@@ -84,6 +84,7 @@ from bench.data import (
     raw_consume,
 )
 from bench.floor import parse_setting, run_floor
+from bench.freshness import step_breakdown
 from bench.profile import Recorder, summarise
 from streamapp.config import ConfigError, Settings, load_settings
 
@@ -905,43 +906,128 @@ async def lookups_with_ingest(
             serve_failed(out, serve, exc)
 
 
+async def metrics_text(url: str) -> str:
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.get(f"{url}/metrics") as response,
+    ):
+        return await response.text()
+
+
+async def freshness_run(ctx: Ctx, rate: float, duration: float, tag: str, seed: int) -> dict:
+    """One open-loop run at `rate` on a caught-up worker: freshness of affinity-updates
+    (bench/produce.py) and the worker's per-step breakdown for the run's batches."""
+    worker = ctx.worker
+    assert worker is not None
+    await wait_caught_up(ctx, timeout=600)  # no backlog from earlier stages in the figure
+    cmd = producer_cmd(ctx, rate, duration, tag, seed)
+    cmd += ["--freshness", ctx.topic("affinity-updates"), "--wait", "30"]
+    before = await metrics_text(worker.url)
+    cpu = CpuWindow(pid=worker.pid).start()
+    out = await asyncio.to_thread(
+        run_json_process, cmd, duration + 120, ctx.reaper, ctx.workdir / "freshness.log"
+    )
+    out["cpu"] = cpu.stop()
+    out["steps"] = step_breakdown(before, await metrics_text(worker.url))
+    out["command"] = "python " + shlex.join(cmd)
+    f = out["freshness_ms"]
+    log(
+        f"freshness @ {rate:g}/s: p50 {f['p50']} p99 {f['p99']} max {f['max']} ms, "
+        f"missing {out['updates_missing']}; steps (p99 <= ms): "
+        + ", ".join(f"{k} {v['p99_le_ms']}" for k, v in out["steps"].items())
+    )
+    return out
+
+
+async def lookup_freshness_run(ctx: Ctx, urls: list[str], samples: int, every: float) -> dict:
+    cmd = ["-m", "bench.freshness", "--bootstrap", ctx.bootstrap]
+    cmd += ["--topic", ctx.topic("interactions"), "--samples", str(samples)]
+    cmd += ["--every", str(every)]
+    for url in urls:
+        cmd += ["--url", url]
+    out = await asyncio.to_thread(
+        run_json_process, cmd, samples * (every + 10) + 60, ctx.reaper,
+        ctx.workdir / "lookup-freshness.log",
+    )  # fmt: skip
+    return {"by_url": out, "command": "python " + shlex.join(cmd)}
+
+
 async def stage_freshness(ctx: Ctx) -> None:
+    """Issue 19: affinity-updates freshness for a trickle (one interaction every 100 ms),
+    at half and at 80 % of the measured ingest capacity, each with the per-step breakdown;
+    and lookup freshness (produce acknowledgement -> GET shows it) on the worker and on a
+    serving process, idle and beside half-capacity ingest."""
     args, worker = ctx.args, ctx.worker
     assert worker is not None
     runs: list[dict[str, Any]] = []
     half = half_capacity(ctx)
-    ctx.stages["freshness"] = {
+    capacity = ctx.stages["ingest"]["events_per_s_steady"]
+    out: dict[str, Any] = {
         "runs": runs,
         "half_capacity_rate": half,
-        "capacity_events_per_s": ctx.stages["ingest"]["events_per_s_steady"],
+        "capacity_events_per_s": capacity,
         # Updates are matched to interactions by pair and interactions_covered (bench/produce.py),
         # so this works with coalesced updates (the default) and with STREAMAPP_UPDATES=each.
         "matching": "by pair, cumulative interactions_covered (default 1)",
     }
-    rates = [half, *(r for r in args.freshness_rates if r != half)]
+    ctx.stages["freshness"] = out
+    trickle = await freshness_run(ctx, 10.0, args.trickle_duration, "frt-", 120)
+    trickle["trickle"] = True
+    out["trickle"] = trickle
+    rates = [half, round(0.8 * capacity, 1) if capacity else half]
+    rates += [r for r in args.freshness_rates if r not in rates]
     for i, rate in enumerate(rates):
-        # Start from an idle worker: no backlog from earlier stages in the figure.
-        await wait_caught_up(ctx, timeout=600)
-        cmd = producer_cmd(ctx, rate, args.freshness_duration, f"fr{i}-", 123 + i)
-        cmd += ["--freshness", ctx.topic("affinity-updates"), "--wait", "30"]
-        cpu = CpuWindow(pid=worker.pid).start()
-        out = await asyncio.to_thread(
-            run_json_process,
-            cmd,
-            args.freshness_duration + 120,
-            ctx.reaper,
-            ctx.workdir / "freshness.log",
-        )
-        out["cpu"] = cpu.stop()
-        out["command"] = "python " + shlex.join(cmd)
-        out["half_capacity"] = rate == half
-        runs.append(out)
-        f = out["freshness_ms"]
-        log(
-            f"freshness @ {rate}/s: p50 {f['p50']} p99 {f['p99']} max {f['max']} ms, "
-            f"missing {out['updates_missing']}"
-        )
+        run = await freshness_run(ctx, rate, args.freshness_duration, f"fr{i}-", 123 + i)
+        run["half_capacity"] = rate == half
+        run["fraction_of_capacity"] = round(rate / capacity, 2) if capacity else None
+        runs.append(run)
     await wait_caught_up(ctx, timeout=600)
+    serve: Serve | None = None
+    lookups: dict[str, Any] = {}
+    out["lookup_freshness"] = lookups
+    try:
+        urls = [worker.url]
+        if args.serve:
+            serve = Serve(worker, ctx.workdir / "serve-freshness.log")
+            serve.start(ctx.reaper)
+            try:
+                await asyncio.to_thread(serve.wait_ready, SERVE_READY_TIMEOUT)
+                urls.append(serve.url)
+            except (TimeoutError, RuntimeError) as exc:
+                lookups["serve_error"] = repr(exc)
+        names = {worker.url: "worker", **({serve.url: "serve"} if serve else {})}
+        idle = await lookup_freshness_run(ctx, urls, args.lookup_samples, 0.1)
+        lookups["idle"] = {names.get(u, u): v for u, v in idle["by_url"].items()}
+        lookups["idle_command"] = idle["command"]
+        background = await asyncio.to_thread(
+            start_background_producer, ctx, half, args.lookup_samples * 0.3 + 30, "lfbg-", 321
+        )
+        try:
+            await asyncio.sleep(3)  # the background is flowing
+            loaded = await lookup_freshness_run(ctx, urls, args.lookup_samples, 0.2)
+        finally:
+            await asyncio.to_thread(stop_process, background, True, 30)
+        lookups["half_capacity"] = {names.get(u, u): v for u, v in loaded["by_url"].items()}
+        lookups["background_rate"] = half
+        for when in ("idle", "half_capacity"):
+            for who, figures in lookups[when].items():
+                p50, p99 = figures["p50"], figures["p99"]
+                log(f"lookup freshness ({when}, {who}): p50 {p50} p99 {p99} ms")
+    finally:
+        if serve is not None:
+            await asyncio.to_thread(serve.stop, 30)
+    await wait_caught_up(ctx, timeout=600)
+
+
+def start_background_producer(
+    ctx: Ctx, rate: float, duration: float, tag: str, seed: int
+) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, *producer_cmd(ctx, rate, duration, tag, seed)]
+    log_file = (ctx.workdir / "lookup-freshness-background.log").open("ab")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    ctx.reaper.add(proc)
+    return proc
 
 
 async def changelog_records(ctx: Ctx) -> dict[str, int]:
@@ -1281,6 +1367,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "STREAMAPP_UPDATES=each",
     )
     p.add_argument("--freshness-duration", type=float, default=10.0)
+    p.add_argument("--trickle-duration", type=float, default=20.0)
+    p.add_argument("--lookup-samples", type=int, default=100)
     p.add_argument("--kafka-port", type=int, default=int(os.environ.get("BENCH_KAFKA_PORT", 29092)))
     p.add_argument("--no-profile", dest="profile", action="store_false", help="skip py-spy")
     p.add_argument(

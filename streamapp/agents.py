@@ -89,7 +89,14 @@ async def watch_partitions() -> None:
     counted, and read again from its committed offset (checkpoint.StallWatch)."""
     sources = {t.get_topic_name() for t in topics.sources}
     assigned = [tp for tp in app.consumer.assignment() if tp.topic in sources]
-    stall_watch.check(app.consumer, assigned)
+    if not assigned:
+        return
+    try:
+        ends = await asyncio.wait_for(app.consumer.highwaters(*assigned), 10.0)
+    except Exception as exc:  # the broker is away: judge by what the consumer knows
+        log.debug("watch_partitions: no end offsets (%r)", exc)
+        ends = {}
+    stall_watch.check(app.consumer, assigned, ends)
 
 
 @app.task

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[Record]], Awaitable[Outbox]]
 MAX_IN_FLIGHT = 4  # batches processed and waiting for the broker's confirmation
+
+
+def _tp_of(record: Record) -> tuple[str, int]:
+    return (record.topic, record.partition)  # equal to faust's TP (a named tuple)
 
 
 def record_of(event: Any) -> Record:
@@ -103,25 +107,32 @@ class Checkpoint:
 
     async def _process(self, batch: list[Any]) -> None:
         taken = time.time()
-        records = [record_of(event) for event in batch]
+        events = [event for event, _ in batch]
+        records = [record_of(event) for event in events]
         box = await run_guarded(self.handler(records), self.what)
         written = time.time()
-        oldest = min((r.timestamp_us for r in records if r.timestamp_us), default=None)
-        if oldest is not None:
-            metrics.batch_step_seconds.labels("append_to_taken").observe(
-                max(0.0, taken - oldest / 1e6)
-            )
-        metrics.batch_step_seconds.labels("taken_to_written").observe(written - taken)
+        self._observe_steps(records[0], batch[0][1], taken, written)
         while len(self.in_flight) >= MAX_IN_FLIGHT:
             await asyncio.wait([self.in_flight[0]])
         previous = self.in_flight[-1] if self.in_flight else None
         done = asyncio.ensure_future(
-            run_guarded(self._confirm(box, batch, previous, written), self.what)
+            run_guarded(self._confirm(box, events, previous, written), self.what)
         )
         self.in_flight.append(done)
         done.add_done_callback(self._finished)
         self.batches += 1
         self.events += len(batch)
+
+    def _observe_steps(self, first: Record, arrived: float, taken: float, written: float) -> None:
+        """The way of a batch's first record through the worker (freshness, issue 19)."""
+        step = metrics.batch_step_seconds.labels
+        fetched = faust_fixes.ledger(self.app.consumer).fetched_at(_tp_of(first), first.offset)
+        if first.timestamp_us is not None and fetched is not None:
+            step("record_to_fetched").observe(max(0.0, fetched - first.timestamp_us / 1e6))
+        if fetched is not None:
+            step("fetched_to_stream").observe(max(0.0, arrived - fetched))
+        step("stream_to_taken").observe(taken - arrived)
+        step("taken_to_written").observe(written - taken)
 
     def _finished(self, done: asyncio.Future[None]) -> None:
         with contextlib.suppress(ValueError):
@@ -168,7 +179,7 @@ class Checkpoint:
                 faust_fixes.rewind(consumer, tp, due)
             elif due is None or offset >= due:
                 self.next_due[tp] = offset + 1
-            await self.queue.put(event)
+            await self.queue.put((event, time.time()))
 
 
 @dataclass
@@ -189,7 +200,15 @@ class StallWatch:
     holes: dict[Any, int] = field(default_factory=dict)
     tails: dict[Any, tuple[int, int]] = field(default_factory=dict)
 
-    def check(self, consumer: Any, partitions: Sequence[Any], now: float | None = None) -> None:
+    def check(
+        self,
+        consumer: Any,
+        partitions: Sequence[Any],
+        ends: Mapping[Any, int] | None = None,
+        now: float | None = None,
+    ) -> None:
+        """`ends`: each partition's end from the broker (a partition never fetched has no
+        end in the consumer's own bookkeeping)."""
         now = time.monotonic() if now is None else now
         holes: dict[Any, int] = {}
         tails: dict[Any, tuple[int, int]] = {}
@@ -198,7 +217,8 @@ class StallWatch:
             committed = view.committed
             if committed is None:
                 continue
-            behind = (view.end - committed) if view.end is not None and view.end >= 0 else 0
+            end = (ends or {}).get(tp, view.end)
+            behind = (end - committed) if end is not None and end >= 0 else 0
             metrics.commit_lag.labels(tp.topic, str(tp.partition)).set(max(behind, 0))
             # A record at the committed offset that was never processed, though later ones
             # were: read again from there (seen twice in a row, so a batch still on its way
@@ -242,7 +262,7 @@ class StallWatch:
                 log.warning(
                     "%s[%d]: no progress for %.0f s with %d records behind (committed %d, "
                     "lowest processed above it %s, next fetch %s, fetch position %s, end %s, "
-                    "fetching %s); reading again from %d",
+                    "fetching: %s); reading again from %d",
                     tp.topic,
                     tp.partition,
                     now - seen.since,
@@ -251,8 +271,8 @@ class StallWatch:
                     view.acked_head,
                     view.next_offset,
                     view.position,
-                    view.end,
-                    "paused for a full buffer" if view.buffered else "yes",
+                    end,
+                    view.fetching,
                     committed,
                 )
                 faust_fixes.refetch(consumer, tp)

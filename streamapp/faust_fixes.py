@@ -41,6 +41,8 @@ correction was written against that version's code.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +79,14 @@ class FetchLedger:
     seeks: int = 0
     gaps_recorded: int = 0
     rewinds_applied: int = 0
+    # Per partition, (last offset, wall time) of recent fetches: when a record was fetched.
+    fetched: dict[Any, deque[tuple[int, float]]] = field(default_factory=dict)
+
+    def fetched_at(self, tp: Any, offset: int) -> float | None:
+        for last, at in self.fetched.get(tp, ()):
+            if last >= offset:
+                return at
+        return None
 
 
 def ledger(consumer: Any) -> FetchLedger:
@@ -159,8 +169,15 @@ async def _apply_rewinds(self: Any, book: FetchLedger) -> None:
 def _note_fetched(self: Any, book: FetchLedger, records: Mapping[Any, Any], stale: bool) -> None:
     acks_enabled_for = self.app.topics.acks_enabled_for
     expected = book.next_offset
+    now = time.time()
     for tp, batch in records.items():
-        if stale or not batch or not acks_enabled_for(tp.topic):
+        if not batch or not acks_enabled_for(tp.topic):
+            continue
+        marks = book.fetched.get(tp)
+        if marks is None:
+            marks = book.fetched[tp] = deque(maxlen=32)
+        marks.append((batch[-1].offset, now))
+        if stale:
             continue  # a stale fetch predates a seek: what it says of positions is old
         due = expected.get(tp)
         for record in batch:
@@ -251,6 +268,7 @@ class PartitionView:
     position: int | None  # aiokafka's fetch position
     end: int | None  # last stable offset (read committed): what can still be delivered
     buffered: bool  # faust stopped fetching it because its stream buffer was full
+    fetching: str  # "yes", or why faust does not fetch it (paused, buffered, inactive)
 
 
 def partition_view(consumer: Any, tp: Any) -> PartitionView:
@@ -274,7 +292,19 @@ def partition_view(consumer: Any, tp: Any) -> PartitionView:
         position=position,
         end=end,
         buffered=tp in consumer._buffered_partitions,
+        fetching=_fetching(consumer, tp),
     )
+
+
+def _fetching(consumer: Any, tp: Any) -> str:
+    if tp in consumer._paused_partitions:
+        return "paused"
+    if tp in consumer._buffered_partitions:
+        return "paused for a full stream buffer"
+    active = consumer._active_partitions
+    if active is not None and tp not in active:
+        return "not among the active partitions"
+    return "yes"
 
 
 def _aiokafka_consumer(consumer: Any) -> Any:
@@ -292,9 +322,16 @@ def record_gap(consumer: Any, tp: Any, start: int, end: int) -> None:
 
 
 def refetch(consumer: Any, tp: Any) -> None:
-    """Fetch `tp` again if faust stopped fetching it for a full buffer that has drained."""
+    """Make faust fetch `tp` again if it stopped (a full stream buffer that drained long
+    ago, a pause that outlived the recovery it was for)."""
     if tp in consumer._buffered_partitions:
         consumer.on_buffer_drop(tp)
+    if not consumer.app.in_recovery:
+        if tp in consumer._paused_partitions:
+            consumer.resume_partitions({tp})
+        active = consumer._active_partitions
+        if active is not None and tp not in active:
+            active.add(tp)
 
 
 def gap_known(consumer: Any, tp: Any, offset: int) -> bool:

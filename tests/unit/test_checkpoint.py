@@ -90,7 +90,7 @@ async def test_a_lone_record_is_processed_at_once_and_acked_after_confirmation()
         return boxes[-1]
 
     stream = Stream()
-    cp, task = await started(handler, stream)
+    _, task = await started(handler, stream)
     stream.queue.put_nowait(Event(0, acks))
     await settle()
     assert batches == [[0]]  # no waiting for the batch to fill
@@ -110,7 +110,7 @@ async def test_later_batches_are_processed_meanwhile_but_acked_in_order() -> Non
         return boxes[-1]
 
     stream = Stream()
-    cp, task = await started(handler, stream)
+    _, task = await started(handler, stream)
     for offset in range(3):
         stream.queue.put_nowait(Event(offset, acks))
         await settle()
@@ -165,7 +165,7 @@ async def test_offsets_faust_skipped_are_read_again(monkeypatch: pytest.MonkeyPa
 def view(**kw: Any) -> PartitionView:
     base = dict(
         committed=100, acked_head=None, gap_at_committed=False, next_offset=100,
-        position=100, end=100, buffered=False,
+        position=100, end=100, buffered=False, fetching="yes",
     )  # fmt: skip
     base.update(kw)
     return PartitionView(**base)
@@ -191,11 +191,11 @@ def test_a_hole_at_the_committed_offset_is_read_again_when_seen_twice(
 ) -> None:
     hole = view(acked_head=103, next_offset=110, position=110, end=110)
     watch = watch_with(monkeypatch, [hole, hole, view(acked_head=100, end=110)])
-    watch.check(None, [TP], now=0)
+    watch.check(None, [TP], None, now=0)
     assert actions["rewind"] == []  # might be a batch on its way
-    watch.check(None, [TP], now=5)
+    watch.check(None, [TP], None, now=5)
     assert actions["rewind"] == [100]
-    watch.check(None, [TP], now=10)
+    watch.check(None, [TP], None, now=10)
     assert actions["rewind"] == [100]
 
 
@@ -204,8 +204,8 @@ def test_a_hole_that_is_a_known_gap_is_left_alone(
 ) -> None:
     gap = view(acked_head=103, gap_at_committed=True, end=110)
     watch = watch_with(monkeypatch, [gap, gap])
-    watch.check(None, [TP], now=0)
-    watch.check(None, [TP], now=5)
+    watch.check(None, [TP], None, now=0)
+    watch.check(None, [TP], None, now=5)
     assert actions["rewind"] == []
 
 
@@ -214,9 +214,9 @@ def test_markers_at_the_end_of_a_partition_become_a_gap(
 ) -> None:
     tail = view(committed=7, next_offset=7, position=9, end=9)
     watch = watch_with(monkeypatch, [tail, tail])
-    watch.check(None, [TP], now=0)
+    watch.check(None, [TP], None, now=0)
     assert actions["gap"] == []
-    watch.check(None, [TP], now=5)
+    watch.check(None, [TP], None, now=5)
     assert actions["gap"] == [(7, 9)]
 
 
@@ -225,8 +225,8 @@ def test_records_still_to_be_fetched_are_not_a_gap(
 ) -> None:
     fetching = view(committed=7, next_offset=9, position=9, end=12)  # 7-8 in the stream
     watch = watch_with(monkeypatch, [fetching, fetching])
-    watch.check(None, [TP], now=0)
-    watch.check(None, [TP], now=5)
+    watch.check(None, [TP], None, now=0)
+    watch.check(None, [TP], None, now=5)
     assert actions["gap"] == []
 
 
@@ -236,9 +236,9 @@ def test_a_partition_behind_without_progress_is_read_again(
     stuck = view(committed=100, next_offset=150, position=150, end=400, buffered=True)
     watch = watch_with(monkeypatch, [stuck] * 4)
     for now in (0, 5, 15):
-        watch.check(None, [TP], now=now)
+        watch.check(None, [TP], None, now=now)
     assert actions["rewind"] == []
-    watch.check(None, [TP], now=21)
+    watch.check(None, [TP], None, now=21)
     assert actions["rewind"] == [100] and actions["refetch"] == [TP]
 
 
@@ -249,7 +249,21 @@ def test_progress_or_no_lag_is_not_a_stall(
     caught_up = [view()] * 5
     watch = watch_with(monkeypatch, moving + caught_up)
     for now in range(0, 50, 10):
-        watch.check(None, [TP], now=now)
+        watch.check(None, [TP], None, now=now)
     for now in range(50, 100, 10):
-        watch.check(None, [TP], now=now)
+        watch.check(None, [TP], None, now=now)
     assert actions["rewind"] == []
+
+
+def test_a_partition_never_fetched_is_behind_by_the_brokers_end(
+    monkeypatch: pytest.MonkeyPatch, actions: dict[str, list[Any]]
+) -> None:
+    """Seen in the SIGKILL test: after a restart three partitions were never fetched again;
+    the consumer had no end for them (it learns one from a fetch), so only the broker's
+    end offsets show that they are behind."""
+    never = view(committed=1640, next_offset=1640, position=1640, end=None, fetching="paused")
+    watch = watch_with(monkeypatch, [never] * 3)
+    watch.check(None, [TP], {TP: 2131}, now=0)
+    watch.check(None, [TP], {TP: 2131}, now=10)
+    watch.check(None, [TP], {TP: 2131}, now=20)
+    assert actions["rewind"] == [1640] and actions["refetch"] == [TP]

@@ -132,13 +132,15 @@ async def test_plain_faust_seek_during_a_fetch_loses_the_reread() -> None:
     consumer._add_gap = types.MethodType(faust_fixes._original_add_gap, consumer)
     prefetched_past(consumer, 12)
 
+    tasks: list[asyncio.Future[None]] = []
+
     async def seek_from_the_stream() -> None:
         await asyncio.sleep(0.01)  # the stream, another task, sees 12 a little later
         await consumer.seek(TP, 2)
 
     async def on_deliver(offset: int) -> None:
         if offset == 12 and not consumer.delivered[:-1]:  # 12 came first: 2-11 skipped
-            asyncio.ensure_future(seek_from_the_stream())
+            tasks.append(asyncio.ensure_future(seek_from_the_stream()))
 
     consumer.on_deliver = on_deliver
     await drain(consumer)
@@ -153,13 +155,15 @@ async def test_a_rewind_reads_every_record_again_and_makes_no_false_gap() -> Non
     consumer = ScriptedConsumer(list(range(20)), committed=2)
     prefetched_past(consumer, 12)
 
+    tasks: list[asyncio.Future[None]] = []
+
     async def rewind_from_the_stream() -> None:
         await asyncio.sleep(0.01)
         faust_fixes.rewind(consumer, TP, 2)  # applied at the next fetch boundary
 
     async def on_deliver(offset: int) -> None:
         if offset == 12 and not consumer.delivered[:-1]:
-            asyncio.ensure_future(rewind_from_the_stream())
+            tasks.append(asyncio.ensure_future(rewind_from_the_stream()))
 
     consumer.on_deliver = on_deliver
     await drain(consumer)
