@@ -83,6 +83,10 @@ async def follow_seller_catalog() -> None:
 stall_watch = StallWatch(settings.stall_s)
 
 
+def describe_checkpoints() -> str:
+    return "; ".join(c.describe() for c in checkpoints.values())
+
+
 @app.timer(interval=5.0)
 async def watch_partitions() -> None:
     """A source partition that stays behind without progress is logged with its offsets,
@@ -94,9 +98,12 @@ async def watch_partitions() -> None:
     try:
         ends = await asyncio.wait_for(app.consumer.highwaters(*assigned), 10.0)
     except Exception as exc:  # the broker is away: judge by what the consumer knows
-        log.debug("watch_partitions: no end offsets (%r)", exc)
+        log.warning("partition watch: no end offsets from the broker (%r)", exc)
         ends = {}
-    stall_watch.check(app.consumer, assigned, ends)
+    stall_watch.check(app.consumer, assigned, ends, context=describe_checkpoints)
+    stall_watch.checks += 1
+    if stall_watch.checks == 1:
+        log.info("partition watch: %d source partitions, ends %s", len(assigned), dict(ends))
 
 
 @app.task

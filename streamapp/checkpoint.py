@@ -74,6 +74,7 @@ class Checkpoint:
     next_due: dict[Any, int] = field(default_factory=dict)  # per partition, next offset
     healed: set[tuple[Any, int]] = field(default_factory=set)
     in_flight: deque[asyncio.Future[None]] = field(default_factory=deque)
+    sent_at: dict[asyncio.Future[None], float] = field(default_factory=dict)
     generation: int | None = None
     batches: int = 0
     events: int = 0
@@ -85,6 +86,15 @@ class Checkpoint:
     def waiting(self) -> bool:
         """Records are read and waiting for their batch."""
         return not self.queue.empty()
+
+    def describe(self) -> str:
+        """What this checkpoint holds, for a stall report."""
+        oldest = min(self.sent_at.values(), default=None)
+        age = f", the oldest for {time.monotonic() - oldest:.1f} s" if oldest else ""
+        return (
+            f"{self.what}: {self.queue.qsize()} records waiting, "
+            f"{len(self.in_flight)} batches waiting for the broker{age}"
+        )
 
     async def run(self) -> None:
         self.stream.enable_acks = False  # acked by hand, after confirmation
@@ -119,6 +129,7 @@ class Checkpoint:
             run_guarded(self._confirm(box, events, previous, written), self.what)
         )
         self.in_flight.append(done)
+        self.sent_at[done] = time.monotonic()
         done.add_done_callback(self._finished)
         self.batches += 1
         self.events += len(batch)
@@ -135,6 +146,7 @@ class Checkpoint:
         step("taken_to_written").observe(written - taken)
 
     def _finished(self, done: asyncio.Future[None]) -> None:
+        self.sent_at.pop(done, None)
         with contextlib.suppress(ValueError):
             self.in_flight.remove(done)
 
@@ -196,6 +208,7 @@ class StallWatch:
     numbers, counted, and read again from its committed offset, whatever the cause."""
 
     stall_s: float
+    checks: int = 0
     seen: dict[Any, _Seen] = field(default_factory=dict)
     holes: dict[Any, int] = field(default_factory=dict)
     tails: dict[Any, tuple[int, int]] = field(default_factory=dict)
@@ -206,6 +219,7 @@ class StallWatch:
         partitions: Sequence[Any],
         ends: Mapping[Any, int] | None = None,
         now: float | None = None,
+        context: Callable[[], str] | None = None,
     ) -> None:
         """`ends`: each partition's end from the broker (a partition never fetched has no
         end in the consumer's own bookkeeping)."""
@@ -262,7 +276,7 @@ class StallWatch:
                 log.warning(
                     "%s[%d]: no progress for %.0f s with %d records behind (committed %d, "
                     "lowest processed above it %s, next fetch %s, fetch position %s, end %s, "
-                    "fetching: %s); reading again from %d",
+                    "fetching: %s; %s); reading again from %d",
                     tp.topic,
                     tp.partition,
                     now - seen.since,
@@ -273,6 +287,7 @@ class StallWatch:
                     view.position,
                     end,
                     view.fetching,
+                    context() if context is not None else "",
                     committed,
                 )
                 faust_fixes.refetch(consumer, tp)

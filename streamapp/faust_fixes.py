@@ -107,7 +107,21 @@ def _new_offset(self: Any, tp: Any) -> int | None:
         head = min(acked)
         if head > committed and not self._gap[tp].overlaps(committed):
             return None  # the record at `committed` was not processed yet
+    if not acked and committed is not None:
+        # faust only looks at gaps below an acked offset: markers at the very end of a
+        # partition (nothing acked after them) would hold the commit for good.
+        return _past_gaps(self._gap[tp], committed)
     return _original_new_offset(self, tp)
+
+
+def _past_gaps(gaps: Any, committed: int) -> int | None:
+    end = committed
+    while gaps.overlaps(end):
+        end = max(interval.end for interval in gaps[end])
+    if end == committed:
+        return None
+    gaps.chop(0, end)
+    return end
 
 
 # -- 2. ack only what a stream took in --------------------------------------------------
@@ -316,6 +330,7 @@ def record_gap(consumer: Any, tp: Any, start: int, end: int) -> None:
     """The watchdog found offsets the fetch position passed without any record (markers
     at the end of a partition): committable."""
     _record_gap(consumer, ledger(consumer), tp, start, end)
+    consumer._acked[tp]  # faust commits only partitions with an entry here (a defaultdict)
     book = ledger(consumer)
     if book.next_offset.get(tp) == start:
         book.next_offset[tp] = end

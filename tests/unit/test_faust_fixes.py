@@ -66,3 +66,11 @@ def test_an_event_the_stream_skipped_is_not_committable() -> None:
     assert c._acked["tp"] == [] and new_offset(c) is None
     assert Consumer.ack(c, message(57, tracked=True)) is True  # the copy, processed
     assert new_offset(c) == 58
+
+
+def test_markers_at_the_end_of_a_partition_are_committed_past() -> None:
+    """Nothing acked after them: faust alone would never look at these gaps."""
+    assert new_offset(consumer(7, [], gaps=[(7, 9)])) == 9
+    assert new_offset(consumer(7, [], gaps=[(7, 8), (8, 10)])) == 10
+    assert new_offset(consumer(7, [], gaps=[(9, 10)])) is None  # 7-8 still unread
+    assert new_offset(consumer(7, [])) is None
