@@ -8,6 +8,7 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    run of consecutive acked offsets; its check that the run starts where the last commit
    ended accepts a run starting one offset later and is skipped when the committed offset
    is 0. Here a run must start exactly at the committed offset, or at a known gap.
+   A commit the broker refused is not a commit (`_commit_tps`): faust recorded it as done.
 
 2. Ack only what a stream took in (`ack`). A stream skips, and acks, an event fetched in an
    older generation or while the flow is stopped for a rebalance; acked, it counts as
@@ -48,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,14 @@ def _new_offset(self: Any, tp: Any) -> int | None:
         # faust only looks at gaps below an acked offset: markers at the very end of a
         # partition (nothing acked after them) would hold the commit for good.
         return _past_gaps(self._gap[tp], committed)
+    gaps = self._gap[tp]
+    if acked and gaps:
+        # An offset acked is no gap. faust adds every gap offset to the acked list without
+        # looking, and a duplicate ends its "consecutive run": the commit then advances
+        # one offset per commit interval.
+        for offset in acked:
+            if gaps.overlaps(offset):
+                gaps.chop(offset, offset + 1)
     return _original_new_offset(self, tp)
 
 
@@ -122,6 +131,56 @@ def _past_gaps(gaps: Any, committed: int) -> int | None:
         return None
     gaps.chop(0, end)
     return end
+
+
+# -- 1b. a failed commit is not a commit -------------------------------------------------
+_original_commit_tps = Consumer._commit_tps
+_failed_commits = [0]
+
+
+async def _commit_tps(self: Any, tps: Any, start_new_transaction: bool) -> bool:
+    tps = list(tps)
+    before = {}
+    for tp in tps:
+        acked = self._acked.get(tp)
+        before[tp] = (self._committed_offset.get(tp), min(acked) if acked else None)
+    done = False
+    try:
+        done = await _original_commit_tps(self, tps, start_new_transaction)
+    finally:
+        if not done:
+            _undo_commit(self, before)
+    return done
+
+
+def _undo_commit(self: Any, before: Mapping[Any, tuple[int | None, int | None]]) -> None:
+    """faust takes a committed run out of the acked offsets and records it as committed
+    even when the broker refused the commit (`_commit_offsets` updates `_committed_offset`
+    whatever `_commit` returned; aiokafka's "already rebalanced" refusal returns False
+    silently). The broker's offset then stays behind for good while the worker believes
+    it committed: seen as commits held short of the end on every partition of a topic
+    after a restart (issue 16). Put the run back, so the next commit tries it again."""
+    for tp, (committed, head) in before.items():
+        now = self._committed_offset.get(tp)
+        start = committed if committed is not None else head
+        if now is None or now == committed or start is None or now <= start:
+            continue
+        if committed is None:
+            self._committed_offset.pop(tp, None)
+        else:
+            self._committed_offset[tp] = committed
+        index = self._acked_index[tp]
+        redo = [offset for offset in range(start, now) if offset not in index]
+        acked = self._acked[tp]
+        acked.extend(redo)
+        acked.sort()
+        index.update(redo)
+        _failed_commits[0] += 1
+        log.warning(
+            "the broker did not take the commit of %s up to %d (a rebalance?); it is tried again",
+            tp,
+            now,
+        )
 
 
 # -- 2. ack only what a stream took in --------------------------------------------------
@@ -192,7 +251,12 @@ def _note_fetched(self: Any, book: FetchLedger, records: Mapping[Any, Any], stal
             marks = book.fetched[tp] = deque(maxlen=32)
         marks.append((batch[-1].offset, now))
         if stale:
-            continue  # a stale fetch predates a seek: what it says of positions is old
+            # This fetch overlapped a seek: its records may come from before or after it,
+            # and faust may still hand them out. What comes next is unknown until a record
+            # says so (keeping the seek's offset here made a false gap over records that
+            # were delivered: the commit then crawled one offset at a time).
+            expected[tp] = None
+            continue
         due = expected.get(tp)
         for record in batch:
             offset = record.offset
@@ -228,10 +292,24 @@ async def _perform_seek(self: Any) -> None:
     book = ledger(self)
     book.seeks += 1
     book.rewinds.clear()  # a seek to the committed offsets re-reads all of them anyway
-    await _original_perform_seek(self)
+    try:
+        await _original_perform_seek(self)
+    finally:
+        book.seeks += 1
+
+
+_original_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
+
+
+async def _seek_to_committed(self: Any) -> Any:
+    book = ledger(self)
     book.seeks += 1
-    for tp, offset in self._read_offset.items():
-        book.next_offset[tp] = offset  # the committed offset, or None when there is none
+    offsets = await _original_seek_to_committed(self)
+    book.seeks += 1
+    for tp, offset in offsets.items():
+        # The next offset a fetch returns (None: no commit yet, the reset policy decides).
+        book.next_offset[tp] = offset if offset is not None and offset >= 0 else None
+    return offsets
 
 
 _original_seek = Consumer.seek
@@ -361,10 +439,12 @@ def read_offset(consumer: Any, tp: Any) -> int | None:
 
 def apply() -> None:
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+    Consumer._commit_tps = _commit_tps  # type: ignore[method-assign]
     Consumer.ack = _ack  # type: ignore[method-assign]
     Consumer._add_gap = _add_gap  # type: ignore[method-assign]
     Consumer._wait_next_records = _wait_next_records  # type: ignore[method-assign]
     Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+    ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
     Consumer.seek = _seek  # type: ignore[method-assign]
     Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]

@@ -74,3 +74,48 @@ def test_markers_at_the_end_of_a_partition_are_committed_past() -> None:
     assert new_offset(consumer(7, [], gaps=[(7, 8), (8, 10)])) == 10
     assert new_offset(consumer(7, [], gaps=[(9, 10)])) is None  # 7-8 still unread
     assert new_offset(consumer(7, [])) is None
+
+
+class Committing:
+    """faust's own commit path (`_commit_tps` -> `_new_offset` -> `_commit_offsets`) over
+    a broker that refuses or takes the commit."""
+
+    _commit_tps = Consumer._commit_tps
+    _filter_committable_offsets = Consumer._filter_committable_offsets
+    _commit_offsets = Consumer._commit_offsets
+    _new_offset = Consumer._new_offset
+    _should_commit = Consumer._should_commit
+
+    def __init__(self, committed: int, acked: list[int], broker_takes: bool) -> None:
+        base = consumer(committed, acked)
+        self.__dict__.update(base.__dict__)
+        self.broker_takes = broker_takes
+        self.in_transaction = False
+        self.log = SimpleNamespace(dev=lambda *a, **k: None, info=lambda *a, **k: None)
+        self.app = SimpleNamespace(
+            producer=SimpleNamespace(flush=self._noop),
+            tables=SimpleNamespace(on_commit=lambda offsets: None),
+            monitor=SimpleNamespace(on_tp_commit=lambda offsets: None),
+        )
+
+    async def _noop(self) -> None:
+        return None
+
+    async def _handle_attached(self, offsets: object) -> None:
+        return None
+
+    def assignment(self) -> set[str]:
+        return {"tp"}
+
+    async def _commit(self, offsets: object) -> bool:
+        return self.broker_takes  # False: aiokafka's "already rebalanced", swallowed by faust
+
+
+async def test_a_commit_the_broker_refused_is_tried_again() -> None:
+    c = Committing(57, [57, 58, 59], broker_takes=False)
+    assert await c._commit_tps(["tp"], True) is False
+    assert c._committed_offset["tp"] == 57  # faust alone says 60
+    assert c._acked["tp"] == [57, 58, 59]  # faust alone took them out: never committed
+    c.broker_takes = True
+    assert await c._commit_tps(["tp"], True) is True
+    assert c._committed_offset["tp"] == 60 and c._acked["tp"] == []

@@ -196,9 +196,32 @@ async def test_a_marker_at_the_committed_offset_after_a_restart_is_a_gap() -> No
     assert consumer._new_offset(TP) == 4
 
 
-async def test_a_fetch_that_overlapped_a_seek_says_nothing_about_gaps() -> None:
+async def test_a_fetch_that_overlapped_a_seek_records_no_gap() -> None:
     consumer = ScriptedConsumer([0, 1, 2])
     book = faust_fixes.ledger(consumer)
     book.next_offset[TP] = 0
     faust_fixes._note_fetched(consumer, book, {TP: [Record(offset=50)]}, stale=True)
-    assert not consumer._gap[TP] and book.next_offset[TP] == 0
+    assert not consumer._gap[TP] and book.next_offset[TP] is None
+
+
+async def test_a_fetch_that_overlapped_a_seek_leaves_the_next_offset_unknown() -> None:
+    """Seen in the SIGKILL soak: the end-of-recovery seek overlapped a fetch whose records
+    faust still handed out; keeping the seek's offset as "next" made the next fetch look
+    like a jump over them, a false gap over records that were processed."""
+    consumer = ScriptedConsumer([0, 1, 2])
+    book = faust_fixes.ledger(consumer)
+    book.next_offset[TP] = 100
+    faust_fixes._note_fetched(consumer, book, {TP: [Record(offset=100), Record(offset=101)]}, True)
+    assert book.next_offset[TP] is None
+    faust_fixes._note_fetched(consumer, book, {TP: [Record(offset=102)]}, False)
+    assert not consumer._gap[TP] and book.next_offset[TP] == 103
+
+
+def test_an_acked_offset_inside_a_gap_does_not_slow_the_commit() -> None:
+    """faust adds every gap offset to the acked ones without looking: a duplicate ends its
+    consecutive run, and the commit crawled one offset per interval."""
+    consumer = ScriptedConsumer([0])
+    consumer._committed_offset[TP] = 10
+    consumer._gap[TP].addi(10, 20)
+    consumer._acked[TP] = list(range(10, 30))
+    assert consumer._new_offset(TP) == 30
