@@ -32,8 +32,8 @@ import orjson
 from faust.types import StreamT
 from faust.web import Request, Response, View
 
-from streamapp.config import ConfigError, load_settings
-from streamapp.faust_settings import LeanMonitor, speed_options
+from streamapp.core.config import ConfigError, load_settings
+from streamapp.worker.faust_settings import LeanMonitor, speed_options
 
 log = logging.getLogger("bench.floor")
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -85,7 +85,7 @@ from bench.data import (
 )
 from bench.floor import parse_setting, run_floor
 from bench.profile import Recorder, summarise
-from streamapp.config import ConfigError, Settings, load_settings
+from streamapp.core.config import ConfigError, Settings, load_settings
 
 STAGES = (
     "ingest",

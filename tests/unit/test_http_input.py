@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from yarl import URL
 
-from streamapp.errors import HTTPError
-from streamapp.http_input import encode_segment, fill_path, parse_k
-from streamapp.models import EntityId
+from streamapp.core.models import EntityId
+from streamapp.http.errors import HTTPError
+from streamapp.http.request_input import encode_segment, fill_path, parse_k
 
 
 @pytest.mark.parametrize(("raw", "k"), [(None, 10), ("1", 1), ("7", 7), ("1000", 1000), ("01", 1)])
@@ -75,7 +75,7 @@ SPECIAL = ["/", ".", "..", "%", "%2F", "?", "#", " ", "a/../b", "é", "日本", 
 def resolve(path: str) -> dict[str, str] | None:
     """What the worker's router (views.py's routes on faust's aiohttp app) matches for a raw
     request path."""
-    from streamapp.app import app
+    from streamapp.worker.app import app
 
     web_app = app.web.web_app
 

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from streamapp.features import feature_vector
-from streamapp.models import (
+from streamapp.core.features import feature_vector
+from streamapp.core.models import (
     KIND_INDEX,
     MAX_EVENT_US,
     MIN_EVENT_US,
@@ -15,8 +15,8 @@ from streamapp.models import (
     kind_of,
     to_micros,
 )
-from streamapp.pair_state import PairState
-from streamapp.parsing import (
+from streamapp.core.pair_state import PairState
+from streamapp.core.parsing import (
     Delete,
     Record,
     Rejected,
@@ -26,7 +26,7 @@ from streamapp.parsing import (
     parse_seller,
     parse_user,
 )
-from streamapp.score import Scoring
+from streamapp.core.score import Scoring
 
 TS_US = 1_700_000_000_000_000
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import faust
 from faust.types import TP
 
-from streamapp.state_store import StateStore
+from streamapp.worker.state_store import StateStore
 
 
 def make_table(tmp_path: Path) -> faust.Table:
