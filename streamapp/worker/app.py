@@ -1,7 +1,11 @@
-"""The faust application: `faust -A streamapp.app worker`.
+"""The faust App of the worker, its settings, and what it does at start and stop.
 
 Data flow, one file each:
   topics.py  -> agents.py -> tables.py -> views.py (HTTP) / affinity-updates (topic)
+
+This module imports none of those: they take `app` from here and register their agents,
+timers and views when imported. streamapp/app.py, the module `faust -A streamapp.app
+worker` loads, imports this one first and then them, so imports only go one way.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import faust
 from streamapp.core.config import ConfigError, Settings, load_settings
 from streamapp.core.score import Scoring
 from streamapp.kafka import local_state
+from streamapp.kafka.outbox import Producer
 from streamapp.kafka.startup import broker_unreachable, ensure_topics
 from streamapp.worker import faust_fixes, lifecycle
 from streamapp.worker.credentials import broker_credentials
@@ -33,6 +38,8 @@ def _settings() -> Settings:
 settings = _settings()
 faust_fixes.apply()  # before any consumer commits
 scoring = Scoring(settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus)
+# The hot path's own producer (outbox.py): used by ingest, stopped with the worker.
+producer = Producer(settings)
 
 
 class StreamApp(faust.App):
@@ -76,8 +83,6 @@ class StreamApp(faust.App):
         await super().on_first_start()
 
     async def on_shutdown(self) -> None:
-        from streamapp.worker.ingest import producer  # registered after `app` exists
-
         await producer.stop()
         await super().on_shutdown()
 
@@ -116,7 +121,3 @@ lifecycle.install_cursor_restore()
 async def _coordinator_found(sender: faust.App, assigned: set[Any], **kwargs: Any) -> None:
     # An assignment means the group coordinator answered: its errors matter from now on.
     lifecycle.coordinator_filter.active = False
-
-
-# Registration happens on import; these modules use `app` and `settings` from here.
-from streamapp.worker import agents, readiness, views  # noqa: E402, F401

@@ -39,13 +39,12 @@ from streamapp.core.parsing import (
     parse_seller,
     parse_user,
 )
-from streamapp.kafka.outbox import Outbox, Producer, key_partition
+from streamapp.kafka.outbox import Outbox, key_partition
 from streamapp.worker import tables, topics
-from streamapp.worker.app import app, scoring, settings
+from streamapp.worker.app import app, producer, scoring, settings
 
 log = logging.getLogger(__name__)
 
-producer = Producer(settings)
 state_lock = asyncio.Lock()
 SLICE_EVENTS = 64  # counted between two looks at the clock
 SLICE_S = 0.001  # longest the event loop is held before lookups get a turn

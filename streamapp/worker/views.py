@@ -8,7 +8,6 @@ with ingest on one event loop.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,17 +62,14 @@ class WorkerNode:
     settings = settings
     forwarder = ownership.forwarder
 
-    @functools.cached_property
-    def sources(self) -> lookup.Sources:
-        # On first use: this module is imported while tables.py may still be loading.
-        return lookup.Sources(
-            pairs=tables.pairs,
-            user_sellers=tables.user_sellers,
-            users=tables.user_catalog,
-            sellers=tables.seller_catalog,
-            home_partition=tables.home_partition,
-            scoring=scoring,
-        )
+    sources = lookup.Sources(
+        pairs=tables.pairs,
+        user_sellers=tables.user_sellers,
+        users=tables.user_catalog,
+        sellers=tables.seller_catalog,
+        home_partition=tables.home_partition,
+        scoring=scoring,
+    )
 
     def remote_owner(self, request: Any, user_id: str) -> URL | None:
         return ownership.remote_owner(request, user_id)

@@ -2,7 +2,7 @@
 
 from aiokafka.partitioner import DefaultPartitioner
 
-import streamapp.worker.agents  # noqa: F401 - the app with its agents, as the worker loads it
+import streamapp.app  # noqa: F401 - the app with its agents, as the worker loads it
 from streamapp.worker.app import settings
 from streamapp.worker.tables import home_partition
 

@@ -75,7 +75,7 @@ SPECIAL = ["/", ".", "..", "%", "%2F", "?", "#", " ", "a/../b", "é", "日本", 
 def resolve(path: str) -> dict[str, str] | None:
     """What the worker's router (views.py's routes on faust's aiohttp app) matches for a raw
     request path."""
-    from streamapp.worker.app import app
+    from streamapp.app import app
 
     web_app = app.web.web_app
 

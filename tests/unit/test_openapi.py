@@ -5,7 +5,7 @@ from streamapp.http.openapi import build
 
 
 def served_routes() -> set[tuple[str, str]]:
-    from streamapp.worker.app import app
+    from streamapp.app import app
 
     return {
         (route.resource.canonical, route.method.lower())
