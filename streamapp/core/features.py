@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from streamapp.core.models import KIND_ORDER, iso_micros
+from streamapp.core.models import KIND_ORDER
 from streamapp.core.pair_state import WINDOWS_US, Loader, PairState
 from streamapp.core.score import Scoring, interaction_score
+from streamapp.core.times import iso_micros
 
 KIND_NAMES = tuple(kind.value for kind in KIND_ORDER)
 LIKE, VIEW, PURCHASE, OTHER = KIND_NAMES  # the stored order of the counts

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 from streamapp.core import seller_index
 from streamapp.core.counting import pair_key
 from streamapp.core.features import feature_vector
-from streamapp.core.models import iso_micros
 from streamapp.core.pair_state import PairState, summary
 from streamapp.core.score import Ranked, Scoring, decayed, top_k
+from streamapp.core.times import iso_micros
 
 # Pairs computed between two turns of the event loop: a bulk query of 1,000 pairs gives
 # ingest (in the worker) and other requests a turn every few milliseconds.

@@ -17,7 +17,6 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from streamapp.core.models import (
-    EVENT_RANGE_TEXT,
     KIND_INDEX,
     MAX_ID_LENGTH,
     OTHER_INDEX,
@@ -26,13 +25,16 @@ from streamapp.core.models import (
     RoutedInteraction,
     Seller,
     User,
+    kind_of,
+)
+from streamapp.core.pair_state import Interaction
+from streamapp.core.times import (
+    EVENT_RANGE_TEXT,
     from_micros,
     in_calendar,
     in_event_range,
-    kind_of,
     to_micros,
 )
-from streamapp.core.pair_state import Interaction
 
 M = TypeVar("M", bound=BaseModel)
 

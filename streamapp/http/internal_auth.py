@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from streamapp.core.models import EVENT_RANGE_TEXT, in_event_range
+from streamapp.core.times import EVENT_RANGE_TEXT, in_event_range
 from streamapp.http.errors import HTTPError
 
 ROUTED = "X-Streamapp-Routed"  # a forwarded request: serve locally, never forward again

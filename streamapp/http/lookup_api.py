@@ -24,8 +24,9 @@ from yarl import URL
 
 from streamapp import metrics
 from streamapp.core.config import Settings
-from streamapp.core.models import AffinityQuery, EntityId, now_us
+from streamapp.core.models import AffinityQuery, EntityId
 from streamapp.core.parsing import describe
+from streamapp.core.times import now_us
 from streamapp.http.errors import HTTPError
 from streamapp.http.forwarding import Forwarder
 from streamapp.http.request_input import parse_k

@@ -23,20 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from streamapp.core.config import Settings
+from streamapp.core.partitioning import key_partition
 from streamapp.kafka.startup import admin_security
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DELIVERY_TIMEOUT_S = 60.0
-
-
-def key_partition(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (the Java client's murmur2), so a consumer of our
-    outputs finds a key where every Kafka producer would put it."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class Producer:

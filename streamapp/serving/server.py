@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import shutil
@@ -39,11 +38,11 @@ from yarl import URL
 from streamapp.core import lookup
 from streamapp.core.config import ConfigError, Settings, load_settings
 from streamapp.core.parsing import parse_seller, parse_user
+from streamapp.core.partitioning import HomePartitions
 from streamapp.core.score import Scoring
 from streamapp.http import forwarding, internal_auth, lookup_api
 from streamapp.http.errors import HTTPError
 from streamapp.http.forwarding import Forwarder
-from streamapp.kafka.outbox import key_partition
 from streamapp.kafka.profile_catalog import ProfileCatalog
 from streamapp.serving import serving_map
 
@@ -260,7 +259,7 @@ class ServeNode:
         )
         self.map: serving_map.ServingMap | None = None
         self.map_mtime = 0.0
-        self.home = functools.lru_cache(maxsize=500_000)(self._home)
+        self.home = HomePartitions(settings.partitions)
         self.sources = lookup.Sources(
             pairs=self.pairs,
             user_sellers=self.user_sellers,
@@ -271,9 +270,6 @@ class ServeNode:
                 settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus
             ),
         )
-
-    def _home(self, user_id: str) -> int:
-        return key_partition(user_id.encode(), self.settings.partitions)
 
     def _client(self) -> aiohttp.ClientSession:
         if self.client is None:

@@ -28,7 +28,7 @@ from faust.types import EventT
 from streamapp import metrics
 from streamapp.core.counting import Touched, count_batch
 from streamapp.core.features import feature_vector
-from streamapp.core.models import KIND_INDEX, now_us
+from streamapp.core.models import KIND_INDEX
 from streamapp.core.pair_state import Interaction
 from streamapp.core.parsing import (
     Delete,
@@ -39,7 +39,9 @@ from streamapp.core.parsing import (
     parse_seller,
     parse_user,
 )
-from streamapp.kafka.outbox import Outbox, key_partition
+from streamapp.core.partitioning import key_partition
+from streamapp.core.times import now_us
+from streamapp.kafka.outbox import Outbox
 from streamapp.worker import tables, topics
 from streamapp.worker.app import app, producer, scoring, settings
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from streamapp.core.counting import pair_key
 from streamapp.core.parsing import parse_seller, parse_user
-from streamapp.kafka.outbox import key_partition
+from streamapp.core.partitioning import HomePartitions
 from streamapp.kafka.profile_catalog import ProfileCatalog
 from streamapp.worker.app import app, settings
 from streamapp.worker.state_store import StateStore
@@ -24,18 +24,9 @@ from streamapp.worker.state_store import StateStore
 __all__ = ["home_partition", "pair_key", "pairs", "seller_catalog", "user_catalog", "user_sellers"]
 
 
-_homes: dict[str, int] = {}  # murmur2 is pure Python: remember recent users' partitions
-
-
-def home_partition(user_id: str) -> int:
-    """The partition of a user's data: where a producer keying by user id puts it (Kafka's
-    default partitioner, murmur2), so direct records and re-keyed ones agree."""
-    found = _homes.get(user_id)
-    if found is None:
-        if len(_homes) >= 500_000:
-            _homes.clear()
-        found = _homes[user_id] = key_partition(user_id.encode(), settings.partitions)
-    return found
+# The partition of a user's data: where a producer keying by user id puts it (Kafka's
+# default partitioner, murmur2), so direct records and re-keyed ones agree.
+home_partition = HomePartitions(settings.partitions)
 
 
 def _options(cache_mb: int) -> dict[str, Any]:

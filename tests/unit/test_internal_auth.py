@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from streamapp.core.config import load_settings
-from streamapp.core.models import MAX_EVENT_US
+from streamapp.core.times import MAX_EVENT_US
 from streamapp.http.errors import HTTPError
 from streamapp.http.internal_auth import (
     AS_OF,

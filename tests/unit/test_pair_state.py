@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamapp.core.features import category_features, feature_vector
-from streamapp.core.models import KIND_INDEX, from_micros, to_micros
+from streamapp.core.models import KIND_INDEX
 from streamapp.core.pair_state import (
     CHUNK_MAX,
     INLINE,
@@ -17,6 +17,7 @@ from streamapp.core.pair_state import (
     summary,
 )
 from streamapp.core.score import Scoring, top_k
+from streamapp.core.times import from_micros, to_micros
 from tests.truth import KINDS, Truth, assert_vector_equal
 from tests.unit.memory import MemoryTable
 

@@ -6,15 +6,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streamapp.core.features import feature_vector
-from streamapp.core.models import (
-    KIND_INDEX,
-    MAX_EVENT_US,
-    MIN_EVENT_US,
-    InteractionKind,
-    from_micros,
-    kind_of,
-    to_micros,
-)
+from streamapp.core.models import KIND_INDEX, InteractionKind, kind_of
 from streamapp.core.pair_state import PairState
 from streamapp.core.parsing import (
     Delete,
@@ -27,6 +19,7 @@ from streamapp.core.parsing import (
     parse_user,
 )
 from streamapp.core.score import Scoring
+from streamapp.core.times import MAX_EVENT_US, MIN_EVENT_US, from_micros, to_micros
 
 TS_US = 1_700_000_000_000_000
 
