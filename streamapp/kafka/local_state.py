@@ -37,22 +37,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rocksdict import AccessType, Options, Rdict
 
 from streamapp.core.config import Settings
-from streamapp.kafka.startup import admin_security
+from streamapp.kafka.connection import client_options
+from streamapp.kafka.topic_catalog import TopicCatalog
 
 log = logging.getLogger("streamapp")
 
 EPOCH_FILE = "topics-epoch"  # in the data dir: the epoch the local state was built under
-# Never compacted or expired: the first record is the epoch for the topics' whole life.
-EPOCH_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 KAFKA_WAIT_S = 20.0
 
 
 def epoch_topic(settings: Settings) -> str:
-    return settings.internal_topic("topics-epoch")
-
-
-def _bootstrap(settings: Settings) -> str:
-    return ",".join(f"{h}:{p}" for h, p in settings.broker_addresses)
+    return TopicCatalog.of(settings).epoch
 
 
 async def _first_record(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bytes | None:
@@ -68,22 +63,14 @@ async def _first_record(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bytes
 async def topics_epoch(settings: Settings) -> str:
     """The epoch of the app's topics: the first record of the epoch topic, written here
     when the topic is still empty. The topic must exist (ensure_topics creates it)."""
-    security = admin_security(settings)
     tp = TopicPartition(epoch_topic(settings), 0)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=_bootstrap(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        **security,
-    )
+    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_options(settings))
     await consumer.start()
     try:
         consumer.assign([tp])
         first = await _first_record(consumer, tp)
         if first is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=_bootstrap(settings), acks="all", **security
-            )
+            producer = AIOKafkaProducer(acks="all", **client_options(settings))
             await producer.start()
             try:
                 await producer.send_and_wait(tp.topic, uuid.uuid4().hex.encode(), partition=0)
@@ -152,9 +139,7 @@ def persisted_offsets(
 async def end_offsets(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
     if not tps:
         return {}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=_bootstrap(settings), group_id=None, **admin_security(settings)
-    )
+    consumer = AIOKafkaConsumer(group_id=None, **client_options(settings))
     await consumer.start()
     try:
         return await asyncio.wait_for(consumer.end_offsets(tps), KAFKA_WAIT_S)

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from streamapp.core.config import Settings
 from streamapp.core.partitioning import key_partition
-from streamapp.kafka.startup import admin_security
+from streamapp.kafka.connection import client_options
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,9 +47,6 @@ class Producer:
             async with self._starting:
                 if self._producer is None:
                     producer = AIOKafkaProducer(
-                        bootstrap_servers=",".join(
-                            f"{h}:{p}" for h, p in self.settings.broker_addresses
-                        ),
                         client_id=f"{self.settings.app_id}-outbox",
                         acks="all",
                         enable_idempotence=True,
@@ -57,7 +54,7 @@ class Producer:
                         max_batch_size=512 * 1024,
                         max_request_size=4 * 1024 * 1024,
                         request_timeout_ms=30_000,
-                        **admin_security(self.settings),
+                        **client_options(self.settings),
                     )
                     await producer.start()
                     self._producer = producer

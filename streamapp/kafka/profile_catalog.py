@@ -29,7 +29,8 @@ from rocksdict import Options, Rdict
 
 from streamapp.core.config import Settings
 from streamapp.core.parsing import Delete, Record, Rejected
-from streamapp.kafka.startup import admin_security
+from streamapp.kafka.connection import client_options
+from streamapp.kafka.topic_catalog import TopicCatalog
 
 log = logging.getLogger(__name__)
 OFFSETS_KEY = b"\x00offsets"  # ids never contain control characters
@@ -46,7 +47,7 @@ class ProfileCatalog:
     ) -> None:
         self.settings = settings
         self.source = source
-        self.topic = settings.topic(source)
+        self.topic = TopicCatalog.of(settings).profile_topic(source)
         self.parse = parse
         self.field = categories_field
         self.path = Path(settings.data_dir) / f"{source}-catalog"
@@ -101,13 +102,11 @@ class ProfileCatalog:
         has been reached."""
         if self.db is None:
             self.open()
-        bootstrap = ",".join(f"{h}:{p}" for h, p in self.settings.broker_addresses)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            **admin_security(self.settings),
+            **client_options(self.settings),
         )
         await consumer.start()
         try:

@@ -7,12 +7,13 @@ import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streamapp.core.config import ConfigError, Settings, load_settings
+from streamapp.kafka.connection import client_options
+from streamapp.kafka.topic_catalog import TopicCatalog
 
 
 async def broker_unreachable(addresses: list[tuple[str, int]], wait_s: float) -> str | None:
@@ -34,35 +35,6 @@ async def broker_unreachable(addresses: list[tuple[str, int]], wait_s: float) ->
         await asyncio.sleep(0.5)
 
 
-def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    """Every topic the app reads or writes (besides faust's changelogs), with its config."""
-    compact = {"cleanup.policy": "compact"}
-    names = {settings.topic(n): {} for n in ("interactions", "affinity-updates")}
-    names.update({settings.topic(n): dict(compact) for n in ("users", "sellers")})
-    names[settings.internal_topic("interactions-by-user")] = {}
-    names.update({settings.topic(f"{n}-dlq"): {} for n in ("interactions", "users", "sellers")})
-    return names
-
-
-def admin_security(settings: Settings) -> dict[str, Any]:
-    if settings.security_protocol == "PLAINTEXT":
-        return {}
-    from streamapp.worker.credentials import (
-        ssl_context,  # faust-free, but keeps ssl setup in one place
-    )
-
-    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
-    if "SSL" in settings.security_protocol:
-        options["ssl_context"] = ssl_context(settings)
-    if settings.security_protocol.startswith("SASL"):
-        options.update(
-            sasl_mechanism=settings.sasl_mechanism,
-            sasl_plain_username=settings.sasl_username,
-            sasl_plain_password=settings.sasl_password,
-        )
-    return options
-
-
 def python_command() -> str:
     """How the user runs this Python: `.venv/bin/python` in a checkout, else `python`."""
     exe = Path(sys.executable)
@@ -74,9 +46,9 @@ def python_command() -> str:
 def partition_problem(
     settings: Settings, counts: dict[str, int], together: list[str], created: bool = False
 ) -> str | None:
-    """Why the existing topics in `together` (which must share partitions with the users
-    topic: a user's profile, pairs and table data live in one partition number) cannot be
-    used with STREAMAPP_PARTITIONS, with the exact way out; None when they can."""
+    """Why the existing topics in `together` (TopicCatalog.by_user_partition and the table
+    changelogs: each must have exactly STREAMAPP_PARTITIONS partitions) cannot be used, with
+    the exact way out; None when they can."""
     wanted = settings.partitions
     existing = {t: counts[t] for t in together if t in counts}
     wrong = sorted(t for t, n in existing.items() if n != wanted)
@@ -101,31 +73,26 @@ def partition_problem(
 
 
 async def ensure_topics(
-    settings: Settings,
-    extra: dict[str, dict[str, str]] | None = None,
-    single: dict[str, dict[str, str]] | None = None,
+    settings: Settings, changelogs: dict[str, dict[str, str]] | None = None
 ) -> tuple[str | None, dict[str, int]]:
     """Create missing topics before the consumer subscribes (faust ignores topics that do
-    not exist at its first assignment; a missing global table changelog even stalls it).
-    `extra` adds topics such as the table changelogs, which must be partitioned like the
-    users topic; `single` adds one-partition topics. Everything is checked before anything
-    is created, so a refused start leaves the broker as it was. Returns why the existing
-    topics cannot be used (or None) and the partition count of each topic."""
-    bootstrap = ",".join(f"{h}:{p}" for h, p in settings.broker_addresses)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin_security(settings))
+    not exist at its first assignment; a missing global table changelog even stalls it):
+    every topic of the catalog (topic_catalog.py) and the table `changelogs`, which, like
+    the catalog's by_user_partition topics, must have STREAMAPP_PARTITIONS partitions.
+    Everything is checked before anything is created, so a refused start leaves the broker
+    as it was. Returns why the existing topics cannot be used (or None) and the partition
+    count of each topic."""
+    catalog = TopicCatalog.of(settings)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
-        wanted = {**topic_configs(settings), **(extra or {})}
+        wanted = {**catalog.configs(), **(changelogs or {})}
         partitions = {name: settings.partitions for name in wanted}
-        for name, config in (single or {}).items():
+        for name, config in catalog.single_partition_configs().items():
             wanted[name], partitions[name] = config, 1
         existing = set(await admin.list_topics())
         counts = await _partition_counts(admin, [t for t in wanted if t in existing])
-        together = [
-            settings.topic("users"),
-            settings.internal_topic("interactions-by-user"),
-            *sorted(extra or {}),
-        ]
+        together = [*catalog.by_user_partition(), *sorted(changelogs or {})]
         problem = partition_problem(settings, counts, together)
         if problem:
             return problem, counts

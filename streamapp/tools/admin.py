@@ -18,7 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streamapp.core.config import Settings
-from streamapp.kafka.startup import admin_security, cli_settings
+from streamapp.kafka.connection import client_options
+from streamapp.kafka.startup import cli_settings
 
 DELETE_WAIT_S = 30.0
 
@@ -27,8 +28,7 @@ async def delete_topics(settings: Settings, names: list[str]) -> list[str]:
     """Delete the topics that exist among `names` and wait (bounded) until the broker no
     longer lists them, so that a worker started right after creates them afresh. Returns
     the ones that did not exist."""
-    bootstrap = ",".join(f"{h}:{p}" for h, p in settings.broker_addresses)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin_security(settings))
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -38,7 +38,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streamapp.core.config import Settings
+from streamapp.kafka.connection import client_options
 from streamapp.kafka.startup import cli_settings
+from streamapp.kafka.topic_catalog import TopicCatalog
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BROKER_SCRIPT = ROOT / "scripts" / "kafka-local.sh"
@@ -252,14 +254,14 @@ async def produce(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    bootstrap = ",".join(f"{h}:{p}" for h, p in settings.broker_addresses)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, acks=1)
+    topics = TopicCatalog.of(settings)
+    producer = AIOKafkaProducer(linger_ms=10, acks=1, **client_options(settings))
     await producer.start()
     sent = 0
     try:
         # Profiles are compacted topics: keyed by id (the broker refuses records without a key).
-        profiles = [(settings.topic("users"), u) for u in catalogue.users] + [
-            (settings.topic("sellers"), s) for s in catalogue.sellers
+        profiles = [(topics.users, u) for u in catalogue.users] + [
+            (topics.sellers, s) for s in catalogue.sellers
         ]
         await asyncio.gather(
             *[await producer.send(t, encode(v), key=v["id"].encode()) for t, v in profiles]
@@ -268,7 +270,7 @@ async def produce(
         print_try_this(base_url(settings), settings)
 
         traffic = Traffic(catalogue, random.Random(seed + 1))
-        topic = settings.topic("interactions")
+        topic = topics.interactions
         started = time.monotonic()
         recent: deque[tuple[float, int]] = deque([(started, 0)])
         pending: list[asyncio.Future[Any]] = []

@@ -32,7 +32,9 @@ from tqdm import tqdm
 from streamapp.core.config import Settings
 from streamapp.core.models import InteractionMessage, Seller, User
 from streamapp.core.parsing import describe
+from streamapp.kafka.connection import client_options
 from streamapp.kafka.startup import cli_settings
+from streamapp.kafka.topic_catalog import TopicCatalog
 
 SOURCES: dict[str, type[BaseModel]] = {
     "users": User,
@@ -102,13 +104,13 @@ async def load(
     settings: Settings, files: dict[str, Path], rejects: TextIO | None, progress: bool = True
 ) -> Summary:
     summary = Summary()
-    bootstrap = ",".join(f"{h}:{p}" for h, p in settings.broker_addresses)
+    topics = TopicCatalog.of(settings)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
         linger_ms=20,
         acks="all",
         max_batch_size=256 * 1024,
         enable_idempotence=True,
+        **client_options(settings),
     )
     try:
         await producer.start()
@@ -116,7 +118,7 @@ async def load(
         for source in ("users", "sellers", "interactions"):
             if source not in files:
                 continue
-            topic = settings.topic(source)
+            topic = getattr(topics, source)
             bar = tqdm(desc=f"{source:<12}", unit=" msg", disable=not progress, file=sys.stderr)
             pending = []
             for key, value in validated(source, files[source], rejects, summary):

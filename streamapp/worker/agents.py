@@ -152,12 +152,12 @@ async def check_sellers(stream: StreamT) -> None:
 
 @app.task
 async def follow_user_catalog() -> None:
-    await tables.user_catalog.run(app.partitions_of[settings.topic("users")])
+    await tables.user_catalog.run(app.partitions_of[topics.catalog.users])
 
 
 @app.task
 async def follow_seller_catalog() -> None:
-    await tables.seller_catalog.run(app.partitions_of[settings.topic("sellers")])
+    await tables.seller_catalog.run(app.partitions_of[topics.catalog.sellers])
 
 
 @app.timer(interval=5.0)
@@ -208,7 +208,7 @@ async def log_throughput() -> None:
     now = time.monotonic()
     rate = (counted - _last["counted"]) / max(now - _last["at"], 1e-9)
     _last.update(counted=counted, at=now)
-    dead = sum(metrics.dead_letters.labels(s)._value.get() for s in topics.dead_letters)
+    dead = sum(metrics.dead_letters.labels(s)._value.get() for s in topics.dead_letter_names)
     log.info(
         "throughput: %.0f interactions/s; totals: counted %d, duplicates %d, dead letters %d, "
         "updates %d",

@@ -21,6 +21,7 @@ from streamapp.core.score import Scoring
 from streamapp.kafka import local_state
 from streamapp.kafka.outbox import Producer
 from streamapp.kafka.startup import broker_unreachable, ensure_topics
+from streamapp.kafka.topic_catalog import TopicCatalog
 from streamapp.worker import faust_fixes, lifecycle
 from streamapp.worker.credentials import broker_credentials
 from streamapp.worker.faust_settings import speed_options
@@ -37,6 +38,7 @@ def _settings() -> Settings:
 
 settings = _settings()
 faust_fixes.apply()  # before any consumer commits
+catalog = TopicCatalog.of(settings)  # every topic name (kafka/topic_catalog.py)
 scoring = Scoring(settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus)
 # The hot path's own producer (outbox.py): used by ingest, stopped with the worker.
 producer = Producer(settings)
@@ -60,8 +62,7 @@ class StreamApp(faust.App):
             table.changelog_topic.get_topic_name(): {"cleanup.policy": "compact"}
             for table in self.tables.values()
         }
-        epoch = {local_state.epoch_topic(settings): local_state.EPOCH_TOPIC_CONFIG}
-        problem, partitions = await ensure_topics(settings, changelogs, single=epoch)
+        problem, partitions = await ensure_topics(settings, changelogs)
         if problem:
             fail(f"streamapp: {problem}\n")
         # Local state built from topics that no longer exist (a reset broker) is deleted here,
@@ -77,7 +78,7 @@ class StreamApp(faust.App):
             )
         # Records already in their user's partition skip the re-keying hop, but only when
         # `interactions` has the same partition count (else its table writes would not match).
-        self.direct_path = partitions.get(settings.topic("interactions")) == settings.partitions
+        self.direct_path = partitions.get(catalog.interactions) == settings.partitions
         self.partitions_of = partitions
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
         await super().on_first_start()

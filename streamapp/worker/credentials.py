@@ -1,22 +1,13 @@
-"""Kafka connection security from the settings (faust broker_credentials)."""
+"""Kafka connection security from the settings, as faust's broker_credentials (the
+aiokafka clients outside faust get the same from streamapp/kafka/connection.py)."""
 
 from __future__ import annotations
-
-import ssl
 
 import faust
 from faust.types.auth import CredentialsT
 
 from streamapp.core.config import Settings
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context(
-        purpose=ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None
-    )
-    if settings.ssl_certfile:
-        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
-    return context
+from streamapp.kafka.connection import ssl_context
 
 
 def broker_credentials(settings: Settings) -> CredentialsT | None:

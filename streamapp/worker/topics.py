@@ -1,10 +1,10 @@
-"""Every topic the app reads or writes. Values are raw bytes: parsing is ours (parsing.py)."""
+"""The topics the agents read, as faust topics; the names of those the worker writes.
+Every name comes from the topic catalog (streamapp/kafka/topic_catalog.py). Values are raw
+bytes: parsing is ours (parsing.py)."""
 
 from __future__ import annotations
 
-from streamapp.worker.app import app, settings
-
-_partitions = settings.partitions
+from streamapp.worker.app import app, catalog, settings
 
 
 def _topic(name: str, *, compacting: bool = False):
@@ -12,24 +12,19 @@ def _topic(name: str, *, compacting: bool = False):
         name,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=_partitions,
+        partitions=settings.partitions,
         compacting=compacting,
         internal=True,  # faust creates it with STREAMAPP_PARTITIONS when missing
     )
 
 
-interactions = _topic(settings.topic("interactions"))
-users = _topic(settings.topic("users"), compacting=True)
-sellers = _topic(settings.topic("sellers"), compacting=True)
-# Accepted interactions re-keyed by user id, so a user's pairs and profile share a partition
-# whatever key the producers used.
-interactions_by_user = _topic(settings.internal_topic("interactions-by-user"))
-affinity_updates = _topic(settings.topic("affinity-updates"))
+interactions = _topic(catalog.interactions)
+users = _topic(catalog.users, compacting=True)
+sellers = _topic(catalog.sellers, compacting=True)
+# Accepted interactions re-keyed by user id, so a user's pairs share a partition whatever
+# key the producers used.
+interactions_by_user = _topic(catalog.interactions_by_user)
 
-dead_letters = {
-    source: _topic(settings.topic(f"{source}-dlq"))
-    for source in ("interactions", "users", "sellers")
-}
-
-affinity_updates_name = settings.topic("affinity-updates")
-dead_letter_names = {source: topic.get_topic_name() for source, topic in dead_letters.items()}
+# Written by ingest's own producer (outbox.py), not through faust: names only.
+affinity_updates_name = catalog.affinity_updates
+dead_letter_names = dict(catalog.dead_letters)  # source -> its dead-letter topic
