@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from streamapp.core.config import Settings
 from streamapp.core.pair_state import US
 
 
@@ -26,6 +27,11 @@ class Scoring:
     weights: tuple[float, float, float, float]  # LIKE, VIEW, PURCHASE, OTHER
     half_life_s: float
     favorites_bonus: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Scoring:
+        """The score's parameters from STREAMAPP_WEIGHT_*, _HALF_LIFE, _FAVORITES_BONUS."""
+        return cls(settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus)
 
 
 def decayed(acc: Sequence[float], ref_us: int, as_of_us: int, scoring: Scoring) -> float:

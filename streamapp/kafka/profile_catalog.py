@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import Options, Rdict
 
 from streamapp.core.config import Settings
-from streamapp.core.parsing import Delete, Record, Rejected
+from streamapp.core.parsing import Delete, Record, Rejected, parse_seller, parse_user
 from streamapp.kafka.connection import client_options
 from streamapp.kafka.topic_catalog import TopicCatalog
 
@@ -144,3 +144,12 @@ class ProfileCatalog:
             if self.db is not None:
                 self.db.close()
                 self.db = None
+
+
+def profile_catalogs(settings: Settings) -> tuple[ProfileCatalog, ProfileCatalog]:
+    """The users' catalog (their favourite categories) and the sellers' (their categories):
+    a worker follows the topics into them, a serving process reads the worker's copies."""
+    return (
+        ProfileCatalog(settings, "users", parse_user, "favorite_categories"),
+        ProfileCatalog(settings, "sellers", parse_seller, "categories"),
+    )

@@ -37,13 +37,12 @@ from yarl import URL
 
 from streamapp.core import lookup
 from streamapp.core.config import ConfigError, Settings, load_settings
-from streamapp.core.parsing import parse_seller, parse_user
 from streamapp.core.partitioning import HomePartitions
 from streamapp.core.score import Scoring
 from streamapp.http import forwarding, internal_auth, lookup_api
 from streamapp.http.errors import HTTPError
 from streamapp.http.forwarding import Forwarder
-from streamapp.kafka.profile_catalog import ProfileCatalog
+from streamapp.kafka.profile_catalog import ProfileCatalog, profile_catalogs
 from streamapp.serving import serving_map
 
 log = logging.getLogger("streamapp.serve")
@@ -251,12 +250,9 @@ class ServeNode:
         cache = Cache(settings.rocksdb_cache_mb * settings.partitions * 1024 * 1024)
         self.pairs = Secondaries("pairs", scratch, cache)
         self.user_sellers = Secondaries("user_sellers", scratch, cache)
-        self.users = CatalogReader(
-            ProfileCatalog(settings, "users", parse_user, "favorite_categories"), scratch
-        )
-        self.sellers = CatalogReader(
-            ProfileCatalog(settings, "sellers", parse_seller, "categories"), scratch
-        )
+        users, sellers = profile_catalogs(settings)
+        self.users = CatalogReader(users, scratch)
+        self.sellers = CatalogReader(sellers, scratch)
         self.map: serving_map.ServingMap | None = None
         self.map_mtime = 0.0
         self.home = HomePartitions(settings.partitions)
@@ -266,9 +262,7 @@ class ServeNode:
             users=self.users,
             sellers=self.sellers,
             home_partition=self.home,
-            scoring=Scoring(
-                settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus
-            ),
+            scoring=Scoring.of(settings),
         )
 
     def _client(self) -> aiohttp.ClientSession:

@@ -39,7 +39,7 @@ def _settings() -> Settings:
 settings = _settings()
 faust_fixes.apply()  # before any consumer commits
 catalog = TopicCatalog.of(settings)  # every topic name (kafka/topic_catalog.py)
-scoring = Scoring(settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus)
+scoring = Scoring.of(settings)
 # The hot path's own producer (outbox.py): used by ingest, stopped with the worker.
 producer = Producer(settings)
 

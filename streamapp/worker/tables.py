@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from streamapp.core.counting import pair_key
-from streamapp.core.parsing import parse_seller, parse_user
 from streamapp.core.partitioning import HomePartitions
-from streamapp.kafka.profile_catalog import ProfileCatalog
+from streamapp.kafka.profile_catalog import profile_catalogs
 from streamapp.worker.app import app, settings
 from streamapp.worker.state_store import StateStore
 
@@ -55,6 +54,5 @@ def _table(name: str, cache_mb: int) -> StateStore:
 # encoding cannot read.
 pairs = _table("pairs", settings.rocksdb_cache_mb)
 user_sellers = _table("user_sellers_v2", max(1, settings.rocksdb_cache_mb // 4))
-user_catalog = ProfileCatalog(settings, "users", parse_user, "favorite_categories")
-seller_catalog = ProfileCatalog(settings, "sellers", parse_seller, "categories")
-catalogs = (user_catalog, seller_catalog)
+catalogs = profile_catalogs(settings)
+user_catalog, seller_catalog = catalogs
