@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from streamapp.serving.server import main
+from streamapp.serving.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,7 @@ import pytest
 
 from streamapp.core.config import ConfigError, load_settings
 from streamapp.serving import serving_map
-from streamapp.serving.server import serve_settings
+from streamapp.serving.settings import serve_settings
 
 
 def test_serving_map_round_trips_and_is_replaced_whole(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_a_secondary_follows_the_primarys_writes_and_skips_idle_catch_ups(
 ) -> None:
     from rocksdict import Options, Rdict, WriteBatch
 
-    from streamapp.serving.server import Secondaries
+    from streamapp.serving.secondaries import Secondaries
 
     primary_path = str(tmp_path / "pairs-3.db")
     options = Options(raw_mode=True)
