@@ -80,3 +80,40 @@ def stuck(consumer: Any) -> dict[Any, int]:
 def apply() -> None:
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     Consumer.ack = _ack  # type: ignore[method-assign]
+
+
+# -- Reads of faust's internals --------------------------------------------------------------
+# Every other read of faust 0.15.3's private or internal state, each in one small function,
+# so that a faust upgrade has one file to check (tests/unit/test_state_store.py fails when
+# the store's names change).
+
+
+def read_offset(consumer: Any, tp: Any) -> int | None:
+    """The last offset faust has read of `tp`, None before the first (faust 0.15.3:
+    Consumer._read_offset; there is no public accessor)."""
+    return consumer._read_offset.get(tp)
+
+
+def partition_db(store: Any, partition: int) -> Any:
+    """A table's RocksDB database of `partition`, opened if it is not open yet (faust
+    0.15.3: rocksdb.Store._db_for_partition)."""
+    return store._db_for_partition(partition)
+
+
+def open_partition_db(store: Any, partition: int) -> Any | None:
+    """A table's RocksDB database of `partition` if this worker has it open (active or
+    standby), else None (faust 0.15.3: rocksdb.Store._dbs)."""
+    return store._dbs.get(partition)
+
+
+def partition_path(store: Any, partition: int) -> Any:
+    """Where a table's RocksDB database of `partition` is (faust 0.15.3:
+    rocksdb.Store.partition_path, an internal method)."""
+    return store.partition_path(partition)
+
+
+def set_persisted_offset(store: Any, tp: Any, offset: int) -> None:
+    """Record that the changelog partition `tp` holds everything up to `offset`, as faust's
+    own changelog bookkeeping does (faust 0.15.3: rocksdb.Store.set_persisted_offset, an
+    internal method); recovery resumes after it."""
+    store.set_persisted_offset(tp, offset)

@@ -1,6 +1,6 @@
-"""Direct access to one faust table's RocksDB partition databases (the one place that
-touches faust's private store names; tests/unit/test_state_store.py fails loudly if a
-faust upgrade changes them).
+"""Direct access to one faust table's RocksDB partition databases (through the accessors
+at the end of faust_fixes.py, the one place that touches faust's private store names;
+tests/unit/test_state_store.py fails loudly if a faust upgrade changes them).
 
 Why not the Table API: `table[key] = value` needs faust's "current event" (there is none
 for a batch), writes and changelogs one record at a time, and queues changelog
@@ -16,6 +16,8 @@ from typing import Any
 
 from faust.types import TP
 from rocksdict import WriteBatch
+
+from streamapp.worker import faust_fixes
 
 Writes = dict[bytes, bytes | None]
 
@@ -34,24 +36,24 @@ class StateStore:
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         """The value in `partition`'s database (opened if needed)."""
-        return self._store._db_for_partition(partition).get(key)
+        return faust_fixes.partition_db(self._store, partition).get(key)
 
     def read(self, partition: int, key: bytes) -> bytes | None:
         """A read from a request handler: only from a database this worker has open
         (active or standby); None when the partition is not here."""
-        db = self._store._dbs.get(partition)
+        db = faust_fixes.open_partition_db(self._store, partition)
         return None if db is None else db.get(key)
 
     def read_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
         """One batched RocksDB read (multi-get) of several keys of a partition."""
-        db = self._store._dbs.get(partition)
+        db = faust_fixes.open_partition_db(self._store, partition)
         if db is None:
             return [None] * len(keys)
         return db.get(keys)
 
     def path(self, partition: int) -> str:
         """Where `partition`'s database is (serving processes open it as a secondary)."""
-        return str(self._store.partition_path(partition))
+        return str(faust_fixes.partition_path(self._store, partition))
 
     def has(self, partition: int) -> bool:
         return partition in self._store._dbs
@@ -65,9 +67,9 @@ class StateStore:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        self._store._db_for_partition(partition).write(batch)
+        faust_fixes.partition_db(self._store, partition).write(batch)
 
     def persisted(self, partition: int, offset: int) -> None:
         """Record that the changelog holds everything up to `offset` (faust's own
         bookkeeping: recovery resumes after it)."""
-        self._store.set_persisted_offset(TP(self.changelog, partition), offset)
+        faust_fixes.set_persisted_offset(self._store, TP(self.changelog, partition), offset)

@@ -22,7 +22,7 @@ from streamapp.http import lookup_api, openapi
 from streamapp.http.errors import HTTPError
 from streamapp.http.lookup_api import valid_id
 from streamapp.http.lookup_share import LookupShare
-from streamapp.worker import agents, ownership, tables
+from streamapp.worker import agents, faust_fixes, ownership, tables
 from streamapp.worker.app import app, scoring, settings
 from streamapp.worker.readiness import ready
 
@@ -216,8 +216,7 @@ def lag_by_partition() -> dict[tuple[str, int], int]:
         if tp.topic in changelogs:
             continue
         highwater = consumer.highwater(tp)
-        # faust keeps the last offset it read per partition; there is no public accessor.
-        read = consumer._read_offset.get(tp)
+        read = faust_fixes.read_offset(consumer, tp)
         if highwater is not None:
             lags[(tp.topic, tp.partition)] = max(
                 0, highwater - (read + 1 if read is not None else 0)
