@@ -17,7 +17,6 @@ from streamapp.core import seller_index
 from streamapp.core.pair_state import Interaction, Outcome, PairState
 
 PAIR_SEPARATOR = "\x1f"  # ids never contain control characters (models.EntityId)
-MAX_IDS_PER_UPDATE = 64  # an update lists the ids it covers up to this many
 
 Load = Callable[[bytes], bytes | None]
 Writes = dict[bytes, bytes | None]

@@ -26,10 +26,6 @@ class ServingMap:
     # Every partition's owner (a worker's base URL), for requests this worker cannot answer.
     owners: dict[int, str] = field(default_factory=dict)
 
-    @property
-    def active(self) -> frozenset[int]:
-        return frozenset(self.stores.get("pairs", {}))
-
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 

@@ -1,6 +1,6 @@
 """Which worker owns a user's data; requests for it are forwarded (forwarding.py).
 
-A user's pairs, profile and top-k index live in the partition of `interactions-by-user`
+A user's pairs and top-k index live in the partition of `interactions-by-user`
 that the user id hashes to (murmur2 of the raw id, as every Kafka producer does). faust's
 assignor knows which worker is active for each partition of that topic; its table_route
 hashes the JSON-encoded key instead (faust issue #514), so we route on the topic.
@@ -22,10 +22,6 @@ forwarder = Forwarder(
     internal_auth.derive_key(settings.internal_secret, settings.app_id, settings.api_token),
     lambda: app.http_client,
 )
-authenticate = forwarder.authenticate
-as_of_from = forwarder.as_of_from
-forward = forwarder.forward
-forward_query = forwarder.forward_query
 
 
 def _ident(url: URL | str) -> tuple[str, int]:
@@ -33,30 +29,36 @@ def _ident(url: URL | str) -> tuple[str, int]:
     return (url.host or "", url.port or 80)
 
 
-_owners: dict[str, Any] = {"generation": None, "urls": {}}
-
-
-def _owner_urls() -> dict[int, URL | None]:
+class PartitionOwners:
     """Every partition's owner (None: this worker), computed once per assignment: faust's
     router builds a URL and hashes the key in pure Python on every call, about 20 µs, which
     a bulk query of 100 users paid 100 times."""
-    generation = app.consumer_generation_id
-    if _owners["generation"] != generation:
-        me = _ident(app.conf.canonical_url)
-        by_user = topics.interactions_by_user.get_topic_name()
-        urls: dict[int, URL | None] = {}
-        for url, by_topic in app.router.external_topics_metadata().items():
-            for partition in by_topic.get(by_user, ()):
-                urls[partition] = None if _ident(url) == me else URL(str(url))
-        if len(urls) < settings.partitions:  # the assignment is not complete yet
-            return urls
-        _owners.update(generation=generation, urls=urls)
-    return _owners["urls"]
+
+    def __init__(self) -> None:
+        self.generation: int | None = None  # the assignment `urls` belong to
+        self.urls: dict[int, URL | None] = {}
+
+    def now(self) -> dict[int, URL | None]:
+        generation = app.consumer_generation_id
+        if self.generation != generation:
+            me = _ident(app.conf.canonical_url)
+            by_user = topics.interactions_by_user.get_topic_name()
+            urls: dict[int, URL | None] = {}
+            for url, by_topic in app.router.external_topics_metadata().items():
+                for partition in by_topic.get(by_user, ()):
+                    urls[partition] = None if _ident(url) == me else URL(str(url))
+            if len(urls) < settings.partitions:  # the assignment is not complete yet
+                return urls
+            self.generation, self.urls = generation, urls
+        return self.urls
+
+
+partition_owners = PartitionOwners()
 
 
 def owner(user_id: str) -> URL | None:
     """The owner's base URL, or None when this worker owns the user."""
-    urls = _owner_urls()
+    urls = partition_owners.now()
     partition = tables.home_partition(user_id)
     if partition not in urls:
         raise HTTPError(503, "partitions are being assigned, retry shortly", {"Retry-After": "1"})

@@ -12,7 +12,6 @@ from streamapp.worker import tables, topics
 from streamapp.worker.app import app, settings
 
 log = logging.getLogger("streamapp")
-_last_state: dict[str, bool | None] = {"ready": None}
 
 
 def ready() -> bool:
@@ -27,15 +26,29 @@ def ready() -> bool:
     )
 
 
+class StateLog:
+    """One log line whenever readiness changes."""
+
+    def __init__(self) -> None:
+        self.ready: bool | None = None  # as last logged
+
+    def note(self, now: bool) -> None:
+        if now != self.ready:
+            if now:
+                log.info("streamapp: ready, serving lookups")
+            else:
+                log.info(
+                    "streamapp: recovering state (rebalance or table restore); lookups answer 503"
+                )
+            self.ready = now
+
+
+state_log = StateLog()
+
+
 @app.timer(interval=0.5)
 async def log_state_changes() -> None:
-    now = ready()
-    if now != _last_state["ready"]:
-        if now:
-            log.info("streamapp: ready, serving lookups")
-        else:
-            log.info("streamapp: recovering state (rebalance or table restore); lookups answer 503")
-        _last_state["ready"] = now
+    state_log.note(ready())
 
 
 def current_map() -> serving_map.ServingMap:
@@ -72,21 +85,27 @@ def _not_ready() -> serving_map.ServingMap:
     )
 
 
-_published: list[serving_map.ServingMap | None] = [None]
+class MapPublisher:
+    """Writes the serving map to the data dir whenever it changes."""
+
+    def __init__(self) -> None:
+        self.published: serving_map.ServingMap | None = None
+
+    def publish(self, serving: serving_map.ServingMap) -> None:
+        if serving != self.published:
+            serving_map.write(settings.data_dir, serving)
+            self.published = serving
 
 
-def publish_map(serving: serving_map.ServingMap) -> None:
-    if serving != _published[0]:
-        serving_map.write(settings.data_dir, serving)
-        _published[0] = serving
+publisher = MapPublisher()
 
 
 @app.timer(interval=0.2)
 async def publish_serving_map() -> None:
-    publish_map(current_map())
+    publisher.publish(current_map())
 
 
 @app.on_partitions_revoked.connect
 async def _stop_serving(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
     # At once, not at the next timer tick: from now on the partitions may be someone else's.
-    publish_map(_not_ready())
+    publisher.publish(_not_ready())

@@ -55,9 +55,6 @@ class StateStore:
         """Where `partition`'s database is (serving processes open it as a secondary)."""
         return str(faust_fixes.partition_path(self._store, partition))
 
-    def has(self, partition: int) -> bool:
-        return partition in self._store._dbs
-
     def write(self, partition: int, writes: Writes) -> None:
         if not writes:
             return

@@ -24,7 +24,7 @@ def test_serving_map_round_trips_and_is_replaced_whole(tmp_path: Path) -> None:
     )
     serving_map.write(tmp_path, first)
     assert serving_map.read(tmp_path) == first
-    assert first.active == {0, 5}
+    assert set(first.stores["pairs"]) == {0, 5}
     second = serving_map.ServingMap(123, "http://127.0.0.1:6066", False, 8)
     serving_map.write(tmp_path, second)
     assert serving_map.read(tmp_path) == second
