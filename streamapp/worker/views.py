@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any, TypeVar
 
 from faust.web import Request, Response, View
@@ -18,7 +17,7 @@ from yarl import URL
 
 from streamapp import metrics
 from streamapp.core import lookup
-from streamapp.http import lookup_api, openapi
+from streamapp.http import lookup_api, openapi, page
 from streamapp.http.errors import HTTPError
 from streamapp.http.lookup_api import valid_id
 from streamapp.http.lookup_share import LookupShare
@@ -175,15 +174,12 @@ class MetricsView(View):
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
-STATIC = Path(__file__).resolve().parent.parent / "http" / "static"
-
-
 @app.page("/")
 class IndexView(View):
     """A small live page (no build step, no CDN): counters, pair lookup, top sellers."""
 
     async def get(self, request: Request) -> Response:
-        return self.html((STATIC / "index.html").read_text())
+        return self.html(page.index_html())
 
 
 @app.page("/stats")
