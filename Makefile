@@ -24,10 +24,12 @@ run: $(STAMP)
 serve: $(STAMP)
 	exec $(PY) -m streamapp.serve
 
-## Lint, format check, then every test (a local broker is started when none is configured).
+## Lint, format check, layer contracts, then every test (a local broker is started when none
+## is configured).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -ra --durations=10 $(PYTEST_ARGS)
 
 ## The crash test at soak size: 200k interactions, 12 SIGKILLs (takes a while).
@@ -35,9 +37,11 @@ soak: $(STAMP)
 	STREAMAPP_SOAK_INTERACTIONS=200000 STREAMAPP_SOAK_KILLS=12 \
 		$(PY) -m pytest -s tests/integration/test_crash.py -k sigkill
 
+## Lint, format check and the layer contracts of setup.cfg (import-linter).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
