@@ -1,7 +1,7 @@
 """The faust floor: a bare faust agent that only counts events (`faust -A bench.floor_app worker`).
 
 It reads the same preloaded interactions topic as the worker, with the worker's own speed
-settings (`streamapp.faust_settings.speed_options`) and the same environment variables
+settings (`streamapp.worker.faust_settings.speed_options`) and the same environment variables
 (KAFKA_BROKER, STREAMAPP_ID, STREAMAPP_TOPIC_PREFIX, STREAMAPP_PARTITIONS, STREAMAPP_DATA_DIR,
 WEB_PORT, WEB_HOST), under its own app id, so its own consumer group. Whatever a faust agent
 costs per event at the least, on this machine and with these settings, it shows: no agent that

@@ -1264,7 +1264,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="faust setting of the floor app over streamapp.faust_settings (repeatable); "
+        help="faust setting of the floor app over streamapp.worker.faust_settings (repeatable); "
         "also monitor=lean|default and loglevel=info|warn|...",
     )
     p.add_argument(

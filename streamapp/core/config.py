@@ -43,7 +43,7 @@ class Weights:
     OTHER: float = 0.5
 
     def as_tuple(self) -> tuple[float, float, float, float]:
-        # Same order as streamapp.models.KIND_ORDER.
+        # Same order as streamapp.core.models.KIND_ORDER.
         return (self.LIKE, self.VIEW, self.PURCHASE, self.OTHER)
 
 

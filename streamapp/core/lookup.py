@@ -1,6 +1,6 @@
 """The answers of the lookup endpoints, computed from state: no faust, no HTTP.
 
-The worker's views (views.py) read its own tables; a serving process (serve.py) reads the
+The worker's views (worker/views.py) read its own tables; a serving process (serving/) reads the
 same RocksDB databases as a secondary instance. Both hand their readers to the functions
 here, so the two answer with the same code and the same numbers.
 """

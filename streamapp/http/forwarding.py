@@ -1,6 +1,6 @@
 """Requests passed on to the worker that owns the data, signed (internal_auth.py) so the
-receiver knows they come from one of us. No faust: the worker's routing.py and the serving
-process (serve.py) each give it their own HTTP client."""
+receiver knows they come from one of us. No faust: the worker (worker/ownership.py) and the
+serving process (serving/node.py) each give it their own HTTP client."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The lookup endpoints' HTTP handling, shared by the worker (views.py) and the serving
-process (serve.py): validation, errors, splitting a bulk query by owner. No faust: each
-side passes a `Node` that says who owns a user, whether it is ready, and how to compute.
+"""The lookup endpoints' HTTP handling, shared by the worker (worker/views.py) and the
+serving process (serving/): validation, errors, splitting a bulk query by owner. No faust:
+each side passes a `Node` that says who owns a user, whether it is ready, and how to
+compute.
 
   GET  /affinity/{user_id}/{seller_id}
   POST /affinity/query                  {"pairs": [{"user_id", "seller_id"}, ...]}

@@ -4,11 +4,12 @@ lookups cannot starve ingest (issue 10). No faust.
 The worker's lookups and its ingest run on one event loop. Turn-taking (views.lookup_turn,
 ingest's 1 ms slices) decides the order, not the amounts: requests keep arriving, and each
 brings parsing and serialisation on top of its computation. So the worker also counts the
-seconds its lookup requests take, as a sum that decays over about a second, and while
-ingest has records read and waiting and that sum is above
-STREAMAPP_LOOKUP_SHARE of the window, a lookup is refused at once with 503 and Retry-After
-instead of joining a queue that would only grow.
-A serving process (serve.py) has no ingest to protect and never refuses.
+seconds its lookup requests take (worker/views.py adds a fixed 0.4 ms per request for
+the web server's work outside the handler), as a sum that decays over about a second, and
+while ingest has records read and waiting and that sum is above STREAMAPP_LOOKUP_SHARE of
+the window, a lookup is refused at once with 503 and Retry-After instead of joining a
+queue that would only grow.
+A serving process (streamapp/serving/) has no ingest to protect and never refuses.
 """
 
 from __future__ import annotations

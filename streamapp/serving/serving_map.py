@@ -1,6 +1,7 @@
 """What a worker tells the serving processes beside it: which partitions it owns now,
 where their databases are, and whether its state is ready. A small JSON file in the
-worker's data dir, replaced atomically (write, then rename), read by serve.py.
+worker's data dir, replaced atomically (write, then rename), read by the serving processes
+(serving/node.py).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def require_ready() -> None:
 # (ingest.Slicer): under a flood of bulk queries the loop alternates between about a
 # millisecond of lookups and one of ingest, so neither can starve the other; queued lookups
 # wait in line instead of taking turns from ingest. For lookups that never wait for ingest,
-# run serving processes beside the worker (serve.py). docs/performance.md has the figures.
+# run serving processes beside the worker (streamapp/serving/). docs/performance.md has the figures.
 lookup_turn = asyncio.Semaphore(1)
 share = LookupShare(settings.lookup_share)
 # What aiohttp and faust's web layer spend on a request outside its handler (parsing,
