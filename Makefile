@@ -24,10 +24,12 @@ run: $(STAMP)
 serve: $(STAMP)
 	exec $(PY) -m streamapp.serve
 
-## Lint, format check, then every test (a local broker is started when none is configured).
+## Lint, format check, layer contracts, then every test (a local broker is started when none
+## is configured).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -ra --durations=10 $(PYTEST_ARGS)
 
 ## The SIGKILL scenario in rounds (20 by default, ROUNDS=n), a CPU hog beside every second
@@ -36,9 +38,11 @@ ROUNDS ?= 20
 soak: $(STAMP)
 	$(PY) scripts/soak.py --rounds $(ROUNDS)
 
+## Lint, format check and the layer contracts of setup.cfg (import-linter).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

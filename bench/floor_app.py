@@ -1,7 +1,7 @@
 """The faust floor: a bare faust agent that only counts events (`faust -A bench.floor_app worker`).
 
 It reads the same preloaded interactions topic as the worker, with the worker's own speed
-settings (`streamapp.faust_settings.speed_options`) and the same environment variables
+settings (`streamapp.worker.faust_settings.speed_options`) and the same environment variables
 (KAFKA_BROKER, STREAMAPP_ID, STREAMAPP_TOPIC_PREFIX, STREAMAPP_PARTITIONS, STREAMAPP_DATA_DIR,
 WEB_PORT, WEB_HOST), under its own app id, so its own consumer group. Whatever a faust agent
 costs per event at the least, on this machine and with these settings, it shows: no agent that
@@ -32,8 +32,8 @@ import orjson
 from faust.types import StreamT
 from faust.web import Request, Response, View
 
-from streamapp.config import ConfigError, load_settings
-from streamapp.faust_settings import LeanMonitor, speed_options
+from streamapp.core.config import ConfigError, load_settings
+from streamapp.worker.faust_settings import LeanMonitor, speed_options
 
 log = logging.getLogger("bench.floor")
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -7,7 +7,7 @@
 Starts its own broker (like bench.run: 127.0.0.1:$BENCH_KAFKA_PORT, default 29092, stopped
 at the end whatever happens), preloads N interactions once, then runs the bare faust agent
 (bench/floor_app.py) once per variant and round. Each variant is `baseline` (the settings
-of streamapp.faust_settings.speed_options, as the worker runs) or comma-separated
+of streamapp.worker.faust_settings.speed_options, as the worker runs) or comma-separated
 NAME=VALUE overrides of them; NAME is a faust setting, or `monitor` (lean | default), or
 `loglevel` (the `faust worker -l` level). Rounds alternate the order of the variants
 (forward, backward, ...), so a machine that gets busier or quieter during the sweep does
@@ -132,7 +132,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"- command: `{result['command']}`",
         f"- {result['interactions']:,} preloaded interactions, {result['repeat']} rounds, "
         f"git {result['git']}; load average {result['loadavg_start']} → {result['loadavg_end']}",
-        "- baseline: streamapp.faust_settings.speed_options(), `faust worker -l info`",
+        "- baseline: streamapp.worker.faust_settings.speed_options(), `faust worker -l info`",
         "",
         "| variant | CPU µs/event (each round) | mean | vs baseline | events/s (each round) |",
         "|---|---|---:|---:|---|",

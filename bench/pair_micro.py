@@ -16,7 +16,7 @@ import statistics
 import time
 import uuid
 
-from streamapp.pair_state import Interaction, PairState
+from streamapp.core.pair_state import Interaction, PairState
 
 DAY_US = 86_400 * 1_000_000
 NOW = 1_800_000_000 * 1_000_000

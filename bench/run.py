@@ -86,7 +86,7 @@ from bench.data import (
 from bench.floor import parse_setting, run_floor
 from bench.freshness import step_breakdown
 from bench.profile import Recorder, summarise
-from streamapp.config import ConfigError, Settings, load_settings
+from streamapp.core.config import ConfigError, Settings, load_settings
 
 STAGES = (
     "ingest",
@@ -1350,7 +1350,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="faust setting of the floor app over streamapp.faust_settings (repeatable); "
+        help="faust setting of the floor app over streamapp.worker.faust_settings (repeatable); "
         "also monitor=lean|default and loglevel=info|warn|...",
     )
     p.add_argument(

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from streamapp.models import DeadLetter
+from streamapp.core.models import DeadLetter
 from tests.dataset import DataSet
 from tests.harness import Namespace, Out, Worker, consume_all, produce, wait_until
 from tests.integration.checks import assert_matches_truth, wait_for_total

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streamapp.models import AffinityUpdate, DeadLetter
+from streamapp.core.models import AffinityUpdate, DeadLetter
 from tests import dataset
 from tests.harness import ROOT, Namespace, Worker, consume_all, produce
 from tests.integration.checks import (
@@ -248,8 +248,8 @@ def test_metrics_agree_with_what_was_sent(loaded) -> None:
 
 
 def test_openapi_is_served(loaded) -> None:
-    from streamapp.config import load_settings
-    from streamapp.openapi import build
+    from streamapp.core.config import load_settings
+    from streamapp.http.openapi import build
 
     _ns, _ds, worker = loaded
     status, body = worker.get("/openapi.json")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from streamapp.internal_auth import derive_key, sign
+from streamapp.http.internal_auth import derive_key, sign
 from tests.harness import Namespace, Out, Worker, produce, wait_until
 
 pytestmark = pytest.mark.integration

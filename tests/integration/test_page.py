@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from streamapp.config import Settings
+from streamapp.core.config import Settings
 from tests.harness import ARTIFACTS, Namespace, Out, produce, wait_until
 from tests.integration.conftest import new_worker
 from tests.truth import parse_time

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from streamapp.internal_auth import derive_key, sign
+from streamapp.http.internal_auth import derive_key, sign
 from tests.harness import Namespace, Out, Worker, produce, wait_until
 from tests.integration.conftest import new_worker
 from tests.truth import Truth, assert_vector_equal, parse_time

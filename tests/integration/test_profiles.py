@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from streamapp.outbox import key_partition
+from streamapp.core.partitioning import key_partition
 from tests.dataset import DataSet
 from tests.harness import Namespace, Out, consume_all, produce
 from tests.integration.checks import assert_matches_truth, wait_for_total

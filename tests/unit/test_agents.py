@@ -2,9 +2,9 @@
 
 from aiokafka.partitioner import DefaultPartitioner
 
-import streamapp.agents  # noqa: F401 - the app with its agents, as the worker loads it
-from streamapp.app import settings
-from streamapp.tables import home_partition
+import streamapp.app  # noqa: F401 - the app with its agents, as the worker loads it
+from streamapp.worker.app import settings
+from streamapp.worker.tables import home_partition
 
 
 def test_home_partition_is_the_producers_choice() -> None:

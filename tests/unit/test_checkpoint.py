@@ -11,10 +11,10 @@ from typing import Any
 import faust
 import pytest
 
-from streamapp import checkpoint as checkpoint_module
-from streamapp import faust_fixes
-from streamapp.checkpoint import Checkpoint, StallWatch
-from streamapp.faust_fixes import PartitionView
+from streamapp.worker import checkpoint as checkpoint_module
+from streamapp.worker import faust_fixes
+from streamapp.worker.checkpoint import Checkpoint, StallWatch
+from streamapp.worker.faust_fixes import PartitionView
 
 TP = faust.types.TP("interactions", 3)
 

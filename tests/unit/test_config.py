@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from streamapp.config import ConfigError, broker_addresses, load_settings, parse_duration
+from streamapp.core.config import ConfigError, broker_addresses, load_settings, parse_duration
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -65,7 +65,7 @@ def test_durations_and_addresses() -> None:
 
 
 def test_kafka_security_settings(tmp_path) -> None:
-    from streamapp.security import broker_credentials
+    from streamapp.worker.credentials import broker_credentials
 
     assert broker_credentials(load_settings({})) is None
     sasl = load_settings(

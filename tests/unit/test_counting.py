@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamapp import seller_index
-from streamapp.counting import count_batch, pair_key
-from streamapp.features import feature_vector
-from streamapp.models import KIND_INDEX, from_micros, to_micros
-from streamapp.pair_state import Interaction, PairState
-from streamapp.score import Scoring
+from streamapp.core import seller_index
+from streamapp.core.counting import count_batch, pair_key
+from streamapp.core.features import feature_vector
+from streamapp.core.models import KIND_INDEX
+from streamapp.core.pair_state import Interaction, PairState
+from streamapp.core.score import Scoring
+from streamapp.core.times import from_micros, to_micros
 from tests.truth import Truth, assert_vector_equal
 from tests.unit.memory import MemoryTable as Table
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from streamapp.config import load_settings
-from streamapp.models import DeadLetter
-from streamapp.parsing import (
+from streamapp.core.config import load_settings
+from streamapp.core.models import DeadLetter
+from streamapp.core.parsing import (
     DEFAULT_DEAD_LETTER_BYTES,
     MIN_DEAD_LETTER_BYTES,
     Record,

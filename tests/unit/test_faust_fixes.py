@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from intervaltree import IntervalTree
 
-from streamapp import faust_fixes
+from streamapp.worker import faust_fixes
 
 faust_fixes.apply()
 from faust.transport.consumer import Consumer  # noqa: E402

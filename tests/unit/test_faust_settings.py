@@ -7,8 +7,8 @@ import pytest
 
 from bench.data import covered_by
 from bench.floor import parse_setting
-from streamapp.config import Settings
-from streamapp.faust_settings import LeanMonitor, speed_options
+from streamapp.core.config import Settings
+from streamapp.worker.faust_settings import LeanMonitor, speed_options
 
 
 def test_speed_options_are_faust_settings() -> None:

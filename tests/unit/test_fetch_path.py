@@ -16,7 +16,7 @@ import faust
 from faust.transport.consumer import Consumer
 from intervaltree import IntervalTree
 
-from streamapp import faust_fixes
+from streamapp.worker import faust_fixes
 
 faust_fixes.apply()
 TP = faust.types.TP("interactions", 0)

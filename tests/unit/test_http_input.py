@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from yarl import URL
 
-from streamapp.errors import HTTPError
-from streamapp.http_input import encode_segment, fill_path, parse_k
-from streamapp.models import EntityId
+from streamapp.core.models import EntityId
+from streamapp.http.errors import HTTPError
+from streamapp.http.request_input import encode_segment, fill_path, parse_k
 
 
 @pytest.mark.parametrize(("raw", "k"), [(None, 10), ("1", 1), ("7", 7), ("1000", 1000), ("01", 1)])

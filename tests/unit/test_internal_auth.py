@@ -7,9 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from streamapp.config import load_settings
-from streamapp.errors import HTTPError
-from streamapp.internal_auth import (
+from streamapp.core.config import load_settings
+from streamapp.core.times import MAX_EVENT_US
+from streamapp.http.errors import HTTPError
+from streamapp.http.internal_auth import (
     AS_OF,
     MAX_SKEW_S,
     ROUTED,
@@ -19,7 +20,6 @@ from streamapp.internal_auth import (
     sign,
     verify,
 )
-from streamapp.models import MAX_EVENT_US
 
 KEY = derive_key("", "streamapp", "")
 NOW = 1_800_000_000.0

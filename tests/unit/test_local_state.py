@@ -7,7 +7,7 @@ from pathlib import Path
 from aiokafka import TopicPartition
 from rocksdict import Options, Rdict
 
-from streamapp.local_state import (
+from streamapp.kafka.local_state import (
     beyond_end,
     persisted_offsets,
     read_epoch,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from streamapp.lookup_share import LookupShare
+from streamapp.http.lookup_share import LookupShare
 
 
 class Clock:

@@ -1,7 +1,7 @@
 """The OpenAPI document lists exactly the routes the worker serves."""
 
-from streamapp.config import load_settings
-from streamapp.openapi import build
+from streamapp.core.config import load_settings
+from streamapp.http.openapi import build
 
 
 def served_routes() -> set[tuple[str, str]]:

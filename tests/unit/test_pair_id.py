@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamapp.features import pair_id, split_pair_id
+from streamapp.core.features import pair_id, split_pair_id
 from tests.truth import Truth
 
 # Ids drawn mostly from the characters that matter, so collisions would be found.

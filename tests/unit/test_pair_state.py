@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamapp.features import category_features, feature_vector
-from streamapp.models import KIND_INDEX, from_micros, to_micros
-from streamapp.pair_state import (
+from streamapp.core.features import category_features, feature_vector
+from streamapp.core.models import KIND_INDEX
+from streamapp.core.pair_state import (
     CHUNK_MAX,
     INLINE,
     Interaction,
@@ -16,7 +16,8 @@ from streamapp.pair_state import (
     PairState,
     summary,
 )
-from streamapp.score import Scoring, top_k
+from streamapp.core.score import Scoring, top_k
+from streamapp.core.times import from_micros, to_micros
 from tests.truth import KINDS, Truth, assert_vector_equal
 from tests.unit.memory import MemoryTable
 

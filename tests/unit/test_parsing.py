@@ -5,18 +5,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from streamapp.features import feature_vector
-from streamapp.models import (
-    KIND_INDEX,
-    MAX_EVENT_US,
-    MIN_EVENT_US,
-    InteractionKind,
-    from_micros,
-    kind_of,
-    to_micros,
-)
-from streamapp.pair_state import PairState
-from streamapp.parsing import (
+from streamapp.core.features import feature_vector
+from streamapp.core.models import KIND_INDEX, InteractionKind, kind_of
+from streamapp.core.pair_state import PairState
+from streamapp.core.parsing import (
     Delete,
     Record,
     Rejected,
@@ -26,7 +18,8 @@ from streamapp.parsing import (
     parse_seller,
     parse_user,
 )
-from streamapp.score import Scoring
+from streamapp.core.score import Scoring
+from streamapp.core.times import MAX_EVENT_US, MIN_EVENT_US, from_micros, to_micros
 
 TS_US = 1_700_000_000_000_000
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from streamapp.schemas import SCHEMA_DIR, SCHEMAS, main, render
+from streamapp.tools.schemas import SCHEMA_DIR, SCHEMAS, main, render
 
 
 def test_schemas_match_the_models() -> None:

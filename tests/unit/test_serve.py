@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from streamapp import serving_map
-from streamapp.config import ConfigError, load_settings
-from streamapp.serve import serve_settings
+from streamapp.core.config import ConfigError, load_settings
+from streamapp.serving import serving_map
+from streamapp.serving.settings import serve_settings
 
 
 def test_serving_map_round_trips_and_is_replaced_whole(tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_serving_map_round_trips_and_is_replaced_whole(tmp_path: Path) -> None:
     )
     serving_map.write(tmp_path, first)
     assert serving_map.read(tmp_path) == first
-    assert first.active == {0, 5}
+    assert set(first.stores["pairs"]) == {0, 5}
     second = serving_map.ServingMap(123, "http://127.0.0.1:6066", False, 8)
     serving_map.write(tmp_path, second)
     assert serving_map.read(tmp_path) == second
@@ -57,7 +57,7 @@ def test_a_secondary_follows_the_primarys_writes_and_skips_idle_catch_ups(
 ) -> None:
     from rocksdict import Options, Rdict, WriteBatch
 
-    from streamapp.serve import Secondaries
+    from streamapp.serving.secondaries import Secondaries
 
     primary_path = str(tmp_path / "pairs-3.db")
     options = Options(raw_mode=True)

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import faust
 from faust.types import TP
 
-from streamapp.state_store import StateStore
+from streamapp.worker.state_store import StateStore
 
 
 def make_table(tmp_path: Path) -> faust.Table:
@@ -35,7 +35,7 @@ def changelog_event(topic: str, partition: int, offset: int, key: bytes, value: 
 def test_private_names_still_exist(tmp_path: Path) -> None:
     store = make_table(tmp_path).data
     for name in ("_db_for_partition", "_dbs", "set_persisted_offset", "persisted_offset"):
-        assert hasattr(store, name), f"faust's RocksDB store lost {name}: update state_store.py"
+        assert hasattr(store, name), f"faust's RocksDB store lost {name}: update faust_fixes.py"
 
 
 def test_our_writes_equal_what_recovery_writes(tmp_path: Path) -> None:

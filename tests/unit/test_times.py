@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamapp.models import MAX_MICROS, MIN_MICROS, from_micros, iso_micros
+from streamapp.core.times import MAX_MICROS, MIN_MICROS, from_micros, iso_micros
 
 
 @given(st.integers(MIN_MICROS - 10**12, MAX_MICROS + 10**12))

@@ -1,0 +1,272 @@
+"""Settings from environment variables, validated once at start-up.
+
+No faust import here: the settings are plain data so tests, the loader and the
+benchmark can read them without starting an app.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DAY = 86_400.0
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message is one line that names it and the fix."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY, "w": 7 * DAY}
+
+
+def parse_duration(text: str) -> float:
+    """'7d', '12h', '90s', '250ms' or a bare number of seconds -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 7d, 12h, 30m, 90s)")
+    number, unit = match.groups()
+    return float(number) * _UNIT_SECONDS[unit or "s"]
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Score weight of each interaction kind."""
+
+    LIKE: float = 3.0
+    VIEW: float = 1.0
+    PURCHASE: float = 5.0
+    OTHER: float = 0.5
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        # Same order as streamapp.core.models.KIND_ORDER.
+        return (self.LIKE, self.VIEW, self.PURCHASE, self.OTHER)
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str = "kafka://127.0.0.1:9092"
+    app_id: str = "streamapp"
+    topic_prefix: str = ""
+    data_dir: Path = Path("./var/streamapp")
+    partitions: int = 8
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    canonical_url: str = ""
+    standby_replicas: int = 1
+    weights: Weights = field(default_factory=Weights)
+    half_life_s: float = 7 * DAY
+    favorites_bonus: float = 1.0
+    dedupe_horizon_s: float = 7 * DAY
+    max_message_bytes: int = 65_536
+    # A dead letter's JSON never exceeds this (parsing.dead_letter truncates the copied bytes).
+    dead_letter_max_bytes: int = 512 * 1024
+    max_bulk_pairs: int = 1_000
+    max_top_k: int = 1_000
+    max_body_bytes: int = 1_048_576
+    api_token: str = ""
+    # Signs worker-to-worker requests (internal_auth.py); empty: derived from app id + token.
+    internal_secret: str = ""
+    log_every_s: float = 30.0
+    broker_wait_s: float = 15.0
+    rocksdb_cache_mb: int = 16
+    rocksdb_write_buffer_mb: int = 8
+    session_timeout_s: float = 10.0
+    updates: str = "batch"  # affinity-updates: one per touched pair per batch, or "each"
+    # The most of a worker's event loop its lookups may use while ingest has records waiting
+    # (lookup_share.py); 1 turns the limit off.
+    lookup_share: float = 0.5
+    batch_max: int = 2_000  # events per processing batch (a batch never waits to fill)
+    # A source partition behind its end without progress this long is read again.
+    stall_s: float = 20.0
+    # How long a batch's output may take to be confirmed, retriable errors retried inside it.
+    delivery_timeout_s: float = 120.0
+    shutdown_timeout_s: float = 30.0
+    replication_factor: int = 1
+    # Kafka connection security (faust broker_credentials).
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+
+    def topic(self, name: str) -> str:
+        """The full name of one of the contract's topics."""
+        return f"{self.topic_prefix}{name}"
+
+    def internal_topic(self, name: str) -> str:
+        """An app-private topic, named like faust's own (app id first)."""
+        return f"{self.topic_prefix}{self.app_id}-{name}"
+
+    @property
+    def broker_addresses(self) -> list[tuple[str, int]]:
+        return broker_addresses(self.broker)
+
+
+def broker_addresses(url: str) -> list[tuple[str, int]]:
+    """'kafka://h1:9092;h2:9093' or 'h1:9092,h2' -> [(host, port), ...]."""
+    out: list[tuple[str, int]] = []
+    for part in re.split(r"[;,]", url):
+        part = part.strip()
+        if not part:
+            continue
+        if "://" not in part:
+            part = "kafka://" + part
+        split = urlsplit(part)
+        if not split.hostname:
+            raise ValueError(f"no host in {part!r}")
+        out.append((split.hostname, split.port or 9092))
+    if not out:
+        raise ValueError("no broker address")
+    return out
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value if value not in (None, "") else None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    defaults = Settings()
+    values: dict[str, object] = {}
+
+    def text(name: str, attr: str, pattern: str | None = None, hint: str = "") -> None:
+        raw = _get(env, name)
+        if raw is None:
+            return
+        if pattern and not re.fullmatch(pattern, raw):
+            raise ConfigError(f"{name}={raw!r} is invalid: {hint}")
+        values[attr] = raw
+
+    def number(name: str, attr: str, kind: type, low: float, high: float) -> None:
+        raw = _get(env, name)
+        if raw is None:
+            return
+        try:
+            value = kind(raw)
+        except ValueError:
+            # Say what is expected in words a user knows, not the Python type's name.
+            expected = f"a whole number from {low:g} to {high:g}" if kind is int else "a number"
+            raise ConfigError(f"{name}={raw!r} must be {expected}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name}={raw!r} is out of range: use {low:g} to {high:g}")
+        values[attr] = value
+
+    def duration(name: str, attr: str, low: float) -> None:
+        raw = _get(env, name)
+        if raw is None:
+            return
+        try:
+            value = parse_duration(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+        if value < low:
+            raise ConfigError(f"{name}={raw!r} is too short: at least {low:g} seconds")
+        values[attr] = value
+
+    broker = _get(env, "KAFKA_BROKER")
+    local_port = _get(env, "KAFKA_LOCAL_PORT")
+    if broker is None and local_port is not None:
+        # One set of addresses: the port scripts/kafka-local.sh starts its broker on is also
+        # where every command looks for it, so exporting KAFKA_LOCAL_PORT once is enough.
+        if not local_port.isdigit() or not 1 <= int(local_port) <= 65535:
+            raise ConfigError(f"KAFKA_LOCAL_PORT={local_port!r} must be a port number (1 to 65535)")
+        broker = f"kafka://127.0.0.1:{int(local_port)}"
+        values["broker"] = broker
+    elif broker is not None:
+        try:
+            broker_addresses(broker)
+        except ValueError as exc:
+            raise ConfigError(
+                f"KAFKA_BROKER={broker!r} is invalid ({exc}): use kafka://HOST:PORT"
+            ) from None
+        values["broker"] = broker
+    name_rule = r"[A-Za-z0-9._-]{1,100}"
+    text("STREAMAPP_ID", "app_id", name_rule, "use 1-100 of A-Z a-z 0-9 . _ -")
+    text(
+        "STREAMAPP_TOPIC_PREFIX", "topic_prefix", r"[A-Za-z0-9._-]{0,100}", "use A-Z a-z 0-9 . _ -"
+    )
+    text("WEB_HOST", "web_host", r"[A-Za-z0-9.:_-]{1,255}", "a host name or IP address")
+    text("STREAMAPP_CANONICAL_URL", "canonical_url", r"https?://\S+", "use http://HOST:PORT")
+    text("STREAMAPP_API_TOKEN", "api_token", r"\S{8,}", "at least 8 characters, no spaces")
+    text(
+        "STREAMAPP_INTERNAL_SECRET",
+        "internal_secret",
+        r"\S{16,}",
+        "at least 16 characters, no spaces",
+    )
+    number("STREAMAPP_PARTITIONS", "partitions", int, 1, 1024)
+    number("WEB_PORT", "web_port", int, 1, 65535)
+    number("STREAMAPP_STANDBY_REPLICAS", "standby_replicas", int, 0, 10)
+    number("STREAMAPP_REPLICATION_FACTOR", "replication_factor", int, 1, 10)
+    number("STREAMAPP_FAVORITES_BONUS", "favorites_bonus", float, -1e9, 1e9)
+    number("STREAMAPP_MAX_MESSAGE_BYTES", "max_message_bytes", int, 256, 16 * 1024 * 1024)
+    number(
+        "STREAMAPP_DEAD_LETTER_MAX_BYTES", "dead_letter_max_bytes", int, 16_384, 64 * 1024 * 1024
+    )
+    number("STREAMAPP_MAX_BULK_PAIRS", "max_bulk_pairs", int, 1, 100_000)
+    number("STREAMAPP_MAX_TOP_K", "max_top_k", int, 1, 100_000)
+    number("STREAMAPP_ROCKSDB_CACHE_MB", "rocksdb_cache_mb", int, 1, 65_536)
+    number("STREAMAPP_ROCKSDB_WRITE_BUFFER_MB", "rocksdb_write_buffer_mb", int, 1, 4_096)
+    duration("STREAMAPP_HALF_LIFE", "half_life_s", 1.0)
+    duration("STREAMAPP_DEDUPE_HORIZON", "dedupe_horizon_s", 0.0)
+    duration("STREAMAPP_LOG_EVERY", "log_every_s", 1.0)
+    duration("STREAMAPP_BROKER_WAIT", "broker_wait_s", 0.0)
+    duration("STREAMAPP_SESSION_TIMEOUT", "session_timeout_s", 6.0)
+    text("STREAMAPP_UPDATES", "updates", "batch|each", "use batch (the default) or each")
+    number("STREAMAPP_BATCH_MAX", "batch_max", int, 1, 100_000)
+    number("STREAMAPP_LOOKUP_SHARE", "lookup_share", float, 0.05, 1.0)
+    duration("STREAMAPP_STALL_TIMEOUT", "stall_s", 1.0)
+    duration("STREAMAPP_DELIVERY_TIMEOUT", "delivery_timeout_s", 1.0)
+    duration("STREAMAPP_SHUTDOWN_TIMEOUT", "shutdown_timeout_s", 1.0)
+    text(
+        "KAFKA_SECURITY_PROTOCOL",
+        "security_protocol",
+        "PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL",
+        "use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    )
+    text(
+        "KAFKA_SASL_MECHANISM",
+        "sasl_mechanism",
+        "PLAIN|SCRAM-SHA-256|SCRAM-SHA-512",
+        "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+    )
+    text("KAFKA_SASL_USERNAME", "sasl_username")
+    text("KAFKA_SASL_PASSWORD", "sasl_password")
+    for name, attr in (
+        ("KAFKA_SSL_CAFILE", "ssl_cafile"),
+        ("KAFKA_SSL_CERTFILE", "ssl_certfile"),
+        ("KAFKA_SSL_KEYFILE", "ssl_keyfile"),
+    ):
+        text(name, attr)
+        if attr in values and not Path(str(values[attr])).is_file():
+            raise ConfigError(f"{name}={values[attr]!r}: no such file")
+    protocol = str(values.get("security_protocol", "PLAINTEXT"))
+    if protocol.startswith("SASL") and not (
+        values.get("sasl_username") and values.get("sasl_password")
+    ):
+        raise ConfigError(
+            f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+        )
+
+    weights = {}
+    for kind in ("LIKE", "VIEW", "PURCHASE", "OTHER"):
+        name = f"STREAMAPP_WEIGHT_{kind}"
+        number(name, f"w_{kind}", float, -1e9, 1e9)
+        if f"w_{kind}" in values:
+            weights[kind] = values.pop(f"w_{kind}")
+    if weights:
+        values["weights"] = Weights(**weights)  # type: ignore[arg-type]
+
+    app_id = str(values.get("app_id", defaults.app_id))
+    data_dir = _get(env, "STREAMAPP_DATA_DIR")
+    values["data_dir"] = Path(data_dir) if data_dir else Path("./var") / app_id
+    return Settings(**values)  # type: ignore[arg-type]

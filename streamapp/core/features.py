@@ -1,0 +1,117 @@
+"""The feature vector of a user-seller pair, from its state and the current profiles.
+
+Built directly in its JSON form (times as ISO-8601 strings): it is computed for every
+lookup and every published update, so no intermediate objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from streamapp.core.models import KIND_ORDER
+from streamapp.core.pair_state import WINDOWS_US, Loader, PairState
+from streamapp.core.score import Scoring, interaction_score
+from streamapp.core.times import iso_micros
+
+KIND_NAMES = tuple(kind.value for kind in KIND_ORDER)
+LIKE, VIEW, PURCHASE, OTHER = KIND_NAMES  # the stored order of the counts
+DAY_1, DAY_7, DAY_30 = WINDOWS_US["1d"], WINDOWS_US["7d"], WINDOWS_US["30d"]
+
+
+def no_chunks(suffix: bytes) -> bytes | None:
+    return None
+
+
+def _escape(entity_id: str) -> str:
+    if "-" not in entity_id and "\\" not in entity_id:
+        return entity_id  # the usual id: nothing to escape
+    # Backslash first, so the backslashes added for '-' are not doubled again.
+    return entity_id.replace("\\", "\\\\").replace("-", "\\-")
+
+
+def pair_id(user_id: str, seller_id: str) -> str:
+    """The contract's "<user_id>-<seller_id>" (Chalk's pattern for pair entities), made
+    unambiguous: inside each id "\\" becomes "\\\\" and "-" becomes "\\-", so the only bare
+    "-" is the separator. ("a-b", "c") -> "a\\-b-c", ("a", "b-c") -> "a-b\\-c"; ids without
+    "-" and "\\" keep the plain form."""
+    return f"{_escape(user_id)}-{_escape(seller_id)}"
+
+
+def split_pair_id(text: str) -> tuple[str, str]:
+    """The inverse of pair_id (the proof that it is unambiguous); ValueError if malformed."""
+    parts: list[list[str]] = [[]]
+    chars = iter(text)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, None)
+            if escaped not in ("\\", "-"):
+                raise ValueError(f"bad escape in pair id {text!r}")
+            parts[-1].append(escaped)
+        elif char == "-":
+            parts.append([])
+        else:
+            parts[-1].append(char)
+    if len(parts) != 2:
+        raise ValueError(f"a pair id has exactly one unescaped '-': {text!r}")
+    return "".join(parts[0]), "".join(parts[1])
+
+
+def category_features(
+    favorites: Collection[str], categories: Collection[str]
+) -> tuple[bool, int, float]:
+    """(favorites_match, category_overlap, category_jaccard)."""
+    if not favorites or not categories:
+        return False, 0, 0.0
+    fav = favorites if isinstance(favorites, (set, frozenset)) else set(favorites)
+    cats = categories if isinstance(categories, (set, frozenset)) else set(categories)
+    overlap = len(fav & cats)
+    union = len(fav) + len(cats) - overlap
+    return overlap > 0, overlap, overlap / union
+
+
+def feature_vector(
+    user_id: str,
+    seller_id: str,
+    state: PairState | None,
+    favorites: Collection[str],
+    categories: Collection[str],
+    as_of_us: int,
+    scoring: Scoring,
+    load: Loader = no_chunks,
+    as_of_text: str | None = None,
+) -> dict[str, Any]:
+    """The contract's feature vector (fields of models.FeatureVector), JSON-ready.
+    `as_of_text` is iso_micros(as_of_us) when the caller already has it (bulk queries)."""
+    match, overlap, jaccard = category_features(favorites, categories)
+    score = scoring.favorites_bonus if match else 0.0
+    if state is not None and state.total:
+        c = state.counts
+        total = c[0] + c[1] + c[2] + c[3]
+        by_kind = {LIKE: c[0], VIEW: c[1], PURCHASE: c[2], OTHER: c[3]}
+        w1 = state.window_count(as_of_us, DAY_1, load)
+        w7 = state.window_count(as_of_us, DAY_7, load)
+        w30 = state.window_count(as_of_us, DAY_30, load)
+        first, last = iso_micros(state.first_us), iso_micros(state.last_us)
+        score += interaction_score(state, as_of_us, scoring)
+    else:
+        total = w1 = w7 = w30 = 0
+        by_kind = dict.fromkeys(KIND_NAMES, 0)
+        first = last = None
+    return {
+        "id": pair_id(user_id, seller_id),
+        "user_id": user_id,
+        "seller_id": seller_id,
+        "number_of_interactions": total,
+        "interactions_by_kind": by_kind,
+        "interactions_1d": w1,
+        "interactions_7d": w7,
+        "interactions_30d": w30,
+        "first_interaction_at": first,
+        "last_interaction_at": last,
+        "favorites_match": match,
+        "category_overlap": overlap,
+        "category_jaccard": jaccard,
+        "user_seller_score": score,
+        "as_of": as_of_text if as_of_text is not None else iso_micros(as_of_us),
+    }

@@ -1,0 +1,61 @@
+"""user_seller_score: decayed, weighted interactions plus a favorites bonus; ranking."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from streamapp.core.config import Settings
+from streamapp.core.pair_state import US
+
+
+class Decayed(Protocol):
+    """What a score needs: PairState, or pair_state.Summary read from a stored header."""
+
+    @property
+    def total(self) -> int: ...
+    @property
+    def ref_us(self) -> int: ...
+    @property
+    def acc(self) -> list[float] | tuple[float, float, float, float]: ...
+
+
+@dataclass(frozen=True)
+class Scoring:
+    weights: tuple[float, float, float, float]  # LIKE, VIEW, PURCHASE, OTHER
+    half_life_s: float
+    favorites_bonus: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Scoring:
+        """The score's parameters from STREAMAPP_WEIGHT_*, _HALF_LIFE, _FAVORITES_BONUS."""
+        return cls(settings.weights.as_tuple(), settings.half_life_s, settings.favorites_bonus)
+
+
+def decayed(acc: Sequence[float], ref_us: int, as_of_us: int, scoring: Scoring) -> float:
+    """sum over interactions of weight(kind) * 2^(-(as_of - on) / half_life), from the
+    per-kind sums `acc` kept decayed to `ref_us` (pair_state.py)."""
+    w = scoring.weights
+    weighted = w[0] * acc[0] + w[1] * acc[1] + w[2] * acc[2] + w[3] * acc[3]  # sum()'s order
+    exponent = -(as_of_us - ref_us) / (scoring.half_life_s * US)
+    # Outside float range the decay is 0 (far past) or capped (events far in the future).
+    exponent = min(max(exponent, -1100.0), 1000.0)
+    return weighted * 2.0**exponent
+
+
+def interaction_score(state: Decayed | None, as_of_us: int, scoring: Scoring) -> float:
+    if state is None or state.total == 0:
+        return 0.0
+    return decayed(state.acc, state.ref_us, as_of_us, scoring)
+
+
+# A candidate of top-k: (-score, -number_of_interactions, seller_id), so that the smallest
+# is the best: higher score, then more interactions, then seller id.
+Ranked = tuple[float, int, str]
+
+
+def top_k(candidates: Iterable[Ranked], k: int) -> list[Ranked]:
+    """The k best, best first."""
+    return heapq.nsmallest(k, candidates)

@@ -1,0 +1,223 @@
+"""The lookup endpoints' HTTP handling, shared by the worker (worker/views.py) and the
+serving process (serving/): validation, errors, splitting a bulk query by owner. No faust:
+each side passes a `Node` that says who owns a user, whether it is ready, and how to
+compute.
+
+  GET  /affinity/{user_id}/{seller_id}
+  POST /affinity/query                  {"pairs": [{"user_id", "seller_id"}, ...]}
+  GET  /users/{user_id}/top-sellers?k=
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
+from yarl import URL
+
+from streamapp import metrics
+from streamapp.core.config import Settings
+from streamapp.core.models import AffinityQuery, EntityId
+from streamapp.core.parsing import describe
+from streamapp.core.times import now_us
+from streamapp.http.errors import HTTPError
+from streamapp.http.forwarding import Forwarder
+from streamapp.http.request_input import parse_k
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/health", "/"})  # the page itself holds no data
+_entity_id: TypeAdapter[str] = TypeAdapter(EntityId)
+
+
+class Node(Protocol):
+    settings: Settings
+    forwarder: Forwarder
+
+    def remote_owner(self, request: Any, user_id: str) -> URL | None:
+        """Where to send a request for `user_id`, or None to answer here."""
+
+    def require_ready(self) -> None:
+        """HTTPError(503) unless this node can answer from its state now."""
+
+    def admit(self) -> None:
+        """HTTPError(503) when lookups must give way to ingest (lookup_share.py)."""
+
+    def spent(self, seconds: float) -> None:
+        """A lookup request took this long, all of its handling included."""
+
+    async def vectors(
+        self, pairs: list[tuple[str, str]], as_of_us: int
+    ) -> list[dict[str, Any]]: ...
+
+    async def top_sellers(self, user_id: str, k: int, as_of_us: int) -> dict[str, Any]: ...
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    # orjson: several times faster than faust's json for the vectors of a bulk answer.
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def check_token(header: str, token: str) -> None:
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise HTTPError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_errors(settings: Settings, forwarder: Forwarder) -> Any:
+    """Middleware: every error is JSON {"error": ...}, a request problem is a 4xx, never a
+    5xx. Also: the optional bearer token, internal headers only from workers, and latency
+    per endpoint."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        route = request.match_info.route.resource
+        endpoint = route.canonical if route is not None else "unmatched"
+        try:
+            if settings.api_token and request.path not in PUBLIC_PATHS:
+                check_token(request.headers.get("Authorization", ""), settings.api_token)
+            forwarder.authenticate(request)  # 400 for a client posing as a worker
+            response = await handler(request)
+        except HTTPError as exc:
+            response = error(exc.status, exc.message, exc.headers)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = error(exc.status, exc.reason or "error")
+        except Exception:
+            log.exception("unhandled error serving %s %s", request.method, request.path)
+            response = error(500, "internal error")
+        metrics.request_seconds.labels(endpoint, str(response.status)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    return middleware
+
+
+def valid_id(name: str, value: str) -> str:
+    try:
+        return _entity_id.validate_python(value)
+    except ValidationError as exc:
+        raise HTTPError(400, f"{name}: {exc.errors(include_url=False)[0]['msg']}") from None
+
+
+async def read_body(request: Any, max_bytes: int) -> bytes:
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise HTTPError(413, f"body too large: {length} bytes (limit {max_bytes})")
+    # StreamReader.read(n) returns what has arrived so far, not n bytes: a body split across
+    # TCP reads (a bulk query of long ids) was cut short. Read to the end, within the limit.
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            raise HTTPError(413, f"body too large (limit {max_bytes} bytes)")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> web.Response:
+    user_id = valid_id("user_id", user_id)
+    seller_id = valid_id("seller_id", seller_id)
+    if (owner := node.remote_owner(request, user_id)) is not None:
+        return await node.forwarder.forward(request, owner)
+    node.require_ready()
+    return json_response((await node.vectors([(user_id, seller_id)], now_us()))[0])
+
+
+async def _bulk(node: Node, request: Any) -> web.Response:
+    settings = node.settings
+    body = await read_body(request, settings.max_body_bytes)
+    try:
+        query = AffinityQuery.model_validate_json(body)
+    except ValidationError as exc:
+        raise HTTPError(400, describe(exc).replace("invalid message", "invalid query")) from None
+    if len(query.pairs) > settings.max_bulk_pairs:
+        raise HTTPError(
+            413, f"too many pairs: {len(query.pairs)} (limit {settings.max_bulk_pairs})"
+        )
+    # One moment for the whole answer, so rows compare (also across workers).
+    as_of = node.forwarder.as_of_from(request) or now_us()
+    by_owner: dict[Any, list[int]] = {}
+    owners: dict[str, Any] = {}  # the usual query is one user and many sellers
+    for i, pair in enumerate(query.pairs):
+        user_id = pair.user_id
+        if user_id not in owners:
+            owners[user_id] = node.remote_owner(request, user_id)
+        by_owner.setdefault(owners[user_id], []).append(i)
+    results: list[dict[str, Any] | None] = [None] * len(query.pairs)
+    remote = [(url, idx) for url, idx in by_owner.items() if url is not None]
+    if None in by_owner:
+        node.require_ready()
+        local = by_owner[None]
+        found = await node.vectors(
+            [(query.pairs[i].user_id, query.pairs[i].seller_id) for i in local], as_of
+        )
+        for i, vector in zip(local, found, strict=True):
+            results[i] = vector
+    answers = await asyncio.gather(
+        *(
+            node.forwarder.forward_query(
+                request, url, [query.pairs[i].model_dump() for i in idx], as_of
+            )
+            for url, idx in remote
+        )
+    )
+    for (_, idx), part in zip(remote, answers, strict=True):
+        for i, vector in zip(idx, part, strict=True):
+            results[i] = vector
+    return json_response({"results": results})
+
+
+async def _top_sellers(node: Node, request: Any, user_id: str) -> web.Response:
+    user_id = valid_id("user_id", user_id)
+    k = parse_k(request.query.get("k"), node.settings.max_top_k)
+    if (owner := node.remote_owner(request, user_id)) is not None:
+        return await node.forwarder.forward(request, owner)
+    node.require_ready()
+    return json_response(await node.top_sellers(user_id, k, now_us()))
+
+
+async def _accounted(node: Node, work: Awaitable[web.Response]) -> web.Response:
+    """Admission first (a refusal costs next to nothing), then the whole handling counted:
+    parsing, owners, computing, serialising."""
+    started = time.perf_counter()
+    try:
+        node.admit()
+        return await work
+    finally:
+        node.spent(time.perf_counter() - started)
+        if inspect.iscoroutine(work):
+            work.close()  # never started when refused: no "never awaited" warning
+
+
+async def affinity(node: Node, request: Any, user_id: str, seller_id: str) -> web.Response:
+    return await _accounted(node, _affinity(node, request, user_id, seller_id))
+
+
+async def bulk(node: Node, request: Any) -> web.Response:
+    return await _accounted(node, _bulk(node, request))
+
+
+async def top_sellers(node: Node, request: Any, user_id: str) -> web.Response:
+    return await _accounted(node, _top_sellers(node, request, user_id))

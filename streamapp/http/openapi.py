@@ -1,0 +1,198 @@
+"""The OpenAPI 3 description of the HTTP API, built from the pydantic models.
+
+Served at /openapi.json; a test checks that it lists exactly the routes the worker serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from streamapp.core.config import Settings
+from streamapp.core.models import (
+    MAX_ID_LENGTH,
+    AffinityQuery,
+    AffinityQueryResult,
+    ErrorBody,
+    FeatureVector,
+    Seller,
+    TopSellers,
+    User,
+)
+
+_MODELS: list[type[BaseModel]] = [
+    AffinityQuery,
+    AffinityQueryResult,
+    ErrorBody,
+    FeatureVector,
+    Seller,
+    TopSellers,
+    User,
+]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel] | dict[str, Any], description: str) -> dict[str, Any]:
+    schema = _ref(model) if isinstance(model, type) else model
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "malformed request",
+        401: "missing or wrong bearer token",
+        404: "unknown entity",
+        413: "request too large",
+        503: "recovering; retry after the Retry-After header's seconds",
+    }
+    return {str(c): _json(ErrorBody, text[c]) for c in codes}
+
+
+def _id_param(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+    }
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    _, defs = models_json_schema(
+        [(m, "serialization") for m in _MODELS], ref_template="#/components/schemas/{model}"
+    )
+    auth = [{"bearer": []}] if settings.api_token else []
+    lookup_errors = (400, 401, 503) if auth else (400, 503)
+
+    def op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {"summary": summary, "security": auth, "responses": responses, **extra}
+
+    paths: dict[str, Any] = {
+        "/health": {
+            "get": {
+                "summary": "Ready once table recovery has finished",
+                "security": [],
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"status": {"const": "ok"}}}, "ready"
+                    ),
+                    "503": _json(
+                        {"type": "object", "properties": {"status": {"const": "recovering"}}},
+                        "recovering",
+                    ),
+                },
+            }
+        },
+        "/affinity/{user_id}/{seller_id}": {
+            "get": op(
+                "Feature vector of one user-seller pair",
+                {"200": _json(FeatureVector, "the pair's features now"), **_errors(*lookup_errors)},
+                parameters=[_id_param("user_id"), _id_param("seller_id")],
+            )
+        },
+        "/affinity/query": {
+            "post": op(
+                "Feature vectors of many pairs, one per input pair, in input order",
+                {
+                    "200": _json(AffinityQueryResult, "one result per pair"),
+                    **_errors(*lookup_errors, 413),
+                },
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": {**_ref(AffinityQuery)}}},
+                },
+            )
+        },
+        "/users/{user_id}/top-sellers": {
+            "get": op(
+                "The user's sellers ranked by user_seller_score",
+                {"200": _json(TopSellers, "best first"), **_errors(*lookup_errors)},
+                parameters=[
+                    _id_param("user_id"),
+                    {
+                        "name": "k",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": settings.max_top_k,
+                            "default": 10,
+                        },
+                    },
+                ],
+            )
+        },
+        "/users/{user_id}": {
+            "get": op(
+                "A user's profile",
+                {"200": _json(User, "the profile"), **_errors(*lookup_errors, 404)},
+                parameters=[_id_param("user_id")],
+            )
+        },
+        "/sellers/{seller_id}": {
+            "get": op(
+                "A seller's profile",
+                {"200": _json(Seller, "the profile"), **_errors(*lookup_errors, 404)},
+                parameters=[_id_param("seller_id")],
+            )
+        },
+        "/metrics": {
+            "get": op(
+                "Prometheus metrics",
+                {
+                    "200": {
+                        "description": "text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **({"401": _errors(401)["401"]} if auth else {}),
+                },
+            )
+        },
+        "/stats": {
+            "get": op(
+                "The worker's counters as JSON (for the page at /)",
+                {
+                    "200": _json({"type": "object"}, "counters"),
+                    **({"401": _errors(401)["401"]} if auth else {}),
+                },
+            )
+        },
+        "/": {
+            "get": {
+                "summary": "A live page: counters, pair lookup, top sellers",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "HTML",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1"}},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "streamapp",
+            "version": "0.1.0",
+            "description": "Realtime user-seller affinity features.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

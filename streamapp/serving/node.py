@@ -1,0 +1,172 @@
+"""The serving process as the lookup endpoints see it (lookup_api.Node): it follows the
+worker through its serving map and its databases, answers for the partitions the worker
+owns, and says where to forward the others."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from rocksdict import Cache
+from yarl import URL
+
+from streamapp.core import lookup
+from streamapp.core.config import Settings
+from streamapp.core.partitioning import HomePartitions
+from streamapp.core.score import Scoring
+from streamapp.http import internal_auth
+from streamapp.http.errors import HTTPError
+from streamapp.http.forwarding import Forwarder
+from streamapp.kafka.profile_catalog import profile_catalogs
+from streamapp.serving import serving_map
+from streamapp.serving.secondaries import CatalogReader, Secondaries
+from streamapp.serving.settings import ServeSettings
+
+log = logging.getLogger("streamapp.serve")
+
+
+class ServeNode:
+    """The serving process, as lookup_api sees it."""
+
+    def __init__(self, settings: Settings, serve: ServeSettings, scratch: Path) -> None:
+        self.settings = settings
+        self.serve = serve
+        self.scratch = scratch
+        self.client: aiohttp.ClientSession | None = None
+        key = internal_auth.derive_key(
+            settings.internal_secret, settings.app_id, settings.api_token
+        )
+        self.forwarder = Forwarder(key, self.http_client)
+        # One block cache for every partition, as large as the worker's together: random
+        # pairs of a bulk query otherwise miss it and decompress blocks again and again.
+        cache = Cache(settings.rocksdb_cache_mb * settings.partitions * 1024 * 1024)
+        self.pairs = Secondaries("pairs", scratch, cache)
+        self.user_sellers = Secondaries("user_sellers", scratch, cache)
+        users, sellers = profile_catalogs(settings)
+        self.users = CatalogReader(users, scratch)
+        self.sellers = CatalogReader(sellers, scratch)
+        self.map: serving_map.ServingMap | None = None
+        self.map_mtime = 0.0
+        self.home = HomePartitions(settings.partitions)
+        self.sources = lookup.Sources(
+            pairs=self.pairs,
+            user_sellers=self.user_sellers,
+            users=self.users,
+            sellers=self.sellers,
+            home_partition=self.home,
+            scoring=Scoring.of(settings),
+        )
+
+    def http_client(self) -> aiohttp.ClientSession:
+        if self.client is None:
+            self.client = aiohttp.ClientSession()
+        return self.client
+
+    # -- following the worker -----------------------------------------------------------
+    async def refresh(self) -> None:
+        """Read the serving map when it changed; catch up with the worker's writes, one
+        database per turn of the event loop (each catch-up holds it for a millisecond or
+        so), so that requests are served in between."""
+        path = serving_map.path_in(self.settings.data_dir)
+        with contextlib.suppress(OSError):
+            mtime = path.stat().st_mtime
+            if mtime != self.map_mtime:
+                self.map_mtime = mtime
+                self._apply(serving_map.read(self.settings.data_dir))
+        for table in (self.pairs, self.user_sellers):
+            for partition in list(table.dbs):
+                if table.catch_up_one(partition):
+                    await asyncio.sleep(0)
+        self.users.catch_up()
+        self.sellers.catch_up()
+
+    def _apply(self, new: serving_map.ServingMap | None) -> None:
+        old = self.map
+        if new is None:
+            return
+        if old is not None and old.worker_pid != new.worker_pid:
+            # A new worker process: its databases may have been rebuilt from scratch.
+            for table in (self.pairs, self.user_sellers):
+                table.close()
+            self.users.close()
+            self.sellers.close()
+        self.map = new
+        self.pairs.follow(new.stores.get("pairs", {}) if new.ready else {})
+        self.user_sellers.follow(new.stores.get("user_sellers", {}) if new.ready else {})
+        self.users.follow(new.catalogs.get("users"))
+        self.sellers.follow(new.catalogs.get("sellers"))
+        log.info(
+            "serving map: worker %s %s, answering partitions %s here",
+            new.worker_url,
+            "ready" if new.ready else "not ready",
+            sorted(self.local_partitions()),
+        )
+
+    def local_partitions(self) -> set[int]:
+        return set(self.pairs.dbs) & set(self.user_sellers.dbs)
+
+    def worker_alive(self) -> bool:
+        if self.map is None:
+            return False
+        try:
+            os.kill(self.map.worker_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def is_ready(self) -> bool:
+        return (
+            self.map is not None
+            and self.map.ready
+            and self.worker_alive()
+            and self.users.catalog.db is not None
+            and self.sellers.catalog.db is not None
+        )
+
+    # -- lookup_api.Node ----------------------------------------------------------------
+    def remote_owner(self, request: Any, user_id: str) -> URL | None:
+        if not self.is_ready():
+            raise HTTPError(503, "the worker is not ready, retry shortly", {"Retry-After": "1"})
+        assert self.map is not None
+        partition = self.home(user_id)
+        if partition in self.pairs.dbs and partition in self.user_sellers.dbs:
+            return None
+        owner = self.map.owners.get(partition)
+        if owner is None:
+            raise HTTPError(
+                503, "partitions are being assigned, retry shortly", {"Retry-After": "1"}
+            )
+        if self.forwarder.internal(request) is not None:
+            raise HTTPError(
+                503, "partition ownership is moving, retry shortly", {"Retry-After": "1"}
+            )
+        return URL(owner)
+
+    def admit(self) -> None:
+        pass  # no ingest here to give way to
+
+    def spent(self, seconds: float) -> None:
+        pass
+
+    def require_ready(self) -> None:
+        if not self.is_ready():
+            raise HTTPError(503, "the worker is not ready, retry shortly", {"Retry-After": "1"})
+
+    async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
+        return await lookup.vectors(self.sources, pairs, as_of_us)
+
+    async def top_sellers(self, user_id: str, k: int, as_of_us: int) -> dict[str, Any]:
+        return await lookup.top_sellers(self.sources, user_id, k, as_of_us)
+
+    def close(self) -> None:
+        for table in (self.pairs, self.user_sellers):
+            table.close()
+        self.users.close()
+        self.sellers.close()

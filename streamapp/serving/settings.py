@@ -1,0 +1,43 @@
+"""A serving process's own settings (beside the worker's, which it shares): where it
+listens and how often it catches up with the worker's writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamapp.core.config import ConfigError, Settings
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str
+    port: int
+    catch_up_s: float
+
+
+def serve_settings(settings: Settings, env: dict[str, str]) -> ServeSettings:
+    def number(name: str, default: str, low: float, high: float, integer: bool = False) -> float:
+        raw = env.get(name, default)
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{name}={raw!r}: not {'an integer' if integer else 'a number'}"
+            ) from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name}={raw!r}: must be from {low:g} to {high:g}")
+        return value
+
+    # Default: the worker's port + 100 (6166), clear of the ports of workers run side by side.
+    default_port = str(min(settings.web_port + 100, 65535))
+    port = int(number("STREAMAPP_SERVE_PORT", default_port, 1, 65535, integer=True))
+    if port == settings.web_port:
+        raise ConfigError(
+            f"STREAMAPP_SERVE_PORT={port}: the worker's WEB_PORT; give the serving process "
+            "a port of its own"
+        )
+    return ServeSettings(
+        host=env.get("STREAMAPP_SERVE_HOST", settings.web_host),
+        port=port,
+        catch_up_s=number("STREAMAPP_SERVE_CATCH_UP_MS", "200", 1, 10_000) / 1000,
+    )

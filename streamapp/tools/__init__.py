@@ -1,0 +1,1 @@
+"""Command-line tools: the loader, the demo, broker chores and the schema generator."""

@@ -1,0 +1,143 @@
+"""Agents: each source topic is read in batches and handed to ingest.py.
+
+  interactions ─┬─ (already in the user's partition) ─────────────┬─> pairs, user_sellers
+                └─> <app>-interactions-by-user ──────────────────┘     └─> affinity-updates
+  users, sellers ─> (validated here; every worker's profile catalogs apply them)
+  bad records ────> <source>-dlq
+
+Each stream goes through a Checkpoint (checkpoint.py): batches, acks only after the
+broker confirmed a batch's output, re-reads of records faust skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+
+from faust.types import StreamT
+
+from streamapp import metrics
+from streamapp.worker import ingest, tables, topics
+from streamapp.worker.app import app, settings
+from streamapp.worker.checkpoint import Checkpoint, Handler, StallWatch
+
+log = logging.getLogger(__name__)
+
+checkpoints: dict[str, Checkpoint] = {}  # one per source stream, by source name
+
+
+def ingest_waiting() -> bool:
+    """Records are read and waiting for their batch: lookups over their share give way.
+    (Not "a whole batch waiting": a lookup flood starves the reading too, and the queues
+    never filled while ingest fell to 0.25 x its rate.)"""
+    return any(c.waiting() for c in checkpoints.values())
+
+
+async def through_checkpoint(stream: StreamT, handler: Handler, what: str) -> None:
+    checkpoint = Checkpoint(
+        app, stream, handler, what, settings.batch_max, ready=ingest.ready_to_publish
+    )
+    checkpoints[what] = checkpoint
+    try:
+        await checkpoint.run()
+    finally:
+        if checkpoints.get(what) is checkpoint:
+            del checkpoints[what]
+
+
+@app.agent(topics.interactions)
+async def count_interactions(stream: StreamT) -> None:
+    """Validate every interaction; count it, or re-key it to its user's partition."""
+    await through_checkpoint(stream, ingest.on_interactions, "interactions")
+
+
+@app.agent(topics.interactions_by_user)
+async def count_routed(stream: StreamT) -> None:
+    """Re-keyed interactions, in their user's partition."""
+    await through_checkpoint(stream, ingest.on_routed, "interactions-by-user")
+
+
+@app.agent(topics.users)
+async def check_users(stream: StreamT) -> None:
+    """Dead-letters bad user records; every worker's user catalog applies the good ones."""
+    await through_checkpoint(stream, functools.partial(ingest.on_profiles, "users"), "users")
+
+
+@app.agent(topics.sellers)
+async def check_sellers(stream: StreamT) -> None:
+    """Dead-letters bad seller records; every worker's seller catalog applies the good ones."""
+    await through_checkpoint(stream, functools.partial(ingest.on_profiles, "sellers"), "sellers")
+
+
+@app.task
+async def follow_user_catalog() -> None:
+    await tables.user_catalog.run(app.partitions_of[topics.catalog.users])
+
+
+@app.task
+async def follow_seller_catalog() -> None:
+    await tables.seller_catalog.run(app.partitions_of[topics.catalog.sellers])
+
+
+stall_watch = StallWatch(settings.stall_s)
+
+
+def describe_checkpoints() -> str:
+    return "; ".join(c.describe() for c in checkpoints.values())
+
+
+@app.timer(interval=5.0)
+async def watch_partitions() -> None:
+    """A source partition that stays behind without progress is logged with its offsets,
+    counted, and read again from its committed offset (checkpoint.StallWatch)."""
+    sources = {t.get_topic_name() for t in topics.sources}
+    assigned = [tp for tp in app.consumer.assignment() if tp.topic in sources]
+    if not assigned:
+        return
+    try:
+        ends = await asyncio.wait_for(app.consumer.highwaters(*assigned), 10.0)
+    except Exception as exc:  # the broker is away: judge by what the consumer knows
+        log.warning("partition watch: no end offsets from the broker (%r)", exc)
+        ends = {}
+    stall_watch.check(app.consumer, assigned, ends, context=describe_checkpoints)
+    stall_watch.checks += 1
+    if stall_watch.checks == 1:
+        log.info("partition watch: %d source partitions, ends %s", len(assigned), dict(ends))
+
+
+@app.task
+async def watch_event_loop() -> None:
+    """Lookups share the event loop with ingest: measure how late a 10 ms timer fires."""
+    longest = 0.0
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(0.01)
+        late = time.perf_counter() - started - 0.01
+        metrics.loop_stall_seconds.observe(max(late, 0.0))
+        if late > longest:
+            longest = late
+            metrics.loop_stall_max.set(late)
+
+
+_last: dict[str, float] = {"counted": 0.0, "at": time.monotonic()}
+
+
+@app.timer(interval=settings.log_every_s)
+async def log_throughput() -> None:
+    """One line every STREAMAPP_LOG_EVERY: what the worker did since the last line."""
+    counted = metrics.counted._value.get()
+    now = time.monotonic()
+    rate = (counted - _last["counted"]) / max(now - _last["at"], 1e-9)
+    _last.update(counted=counted, at=now)
+    dead = sum(metrics.dead_letters.labels(s)._value.get() for s in topics.dead_letter_names)
+    log.info(
+        "throughput: %.0f interactions/s; totals: counted %d, duplicates %d, dead letters %d, "
+        "updates %d",
+        rate,
+        counted,
+        metrics.duplicates._value.get(),
+        dead,
+        metrics.updates._value.get(),
+    )

@@ -1,0 +1,127 @@
+"""The faust App of the worker, its settings, and what it does at start and stop.
+
+Data flow, one file each:
+  topics.py  -> agents.py -> tables.py -> views.py (HTTP) / affinity-updates (topic)
+
+This module imports none of those: they take `app` from here and register their agents,
+timers and views when imported. streamapp/app.py, the module `faust -A streamapp.app
+worker` loads, imports this one first and then them, so imports only go one way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import faust
+
+from streamapp.core.config import ConfigError, Settings, load_settings
+from streamapp.core.score import Scoring
+from streamapp.kafka import local_state
+from streamapp.kafka.outbox import Producer
+from streamapp.kafka.startup import broker_unreachable, ensure_topics
+from streamapp.kafka.topic_catalog import TopicCatalog
+from streamapp.worker import faust_fixes, lifecycle
+from streamapp.worker.credentials import broker_credentials
+from streamapp.worker.faust_settings import speed_options
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        # One clear line instead of a traceback: the setting, what is wrong, the fix.
+        sys.stderr.write(f"streamapp: configuration error: {exc}\n")
+        raise SystemExit(2) from None
+
+
+settings = _settings()
+if (_problem := faust_fixes.version_problem()) is not None:
+    sys.stderr.write(f"streamapp: {_problem}\n")
+    raise SystemExit(2)
+faust_fixes.apply()  # before any consumer commits
+catalog = TopicCatalog.of(settings)  # every topic name (kafka/topic_catalog.py)
+scoring = Scoring.of(settings)
+# The hot path's own producer (outbox.py): used by ingest, stopped with the worker.
+producer = Producer(settings)
+
+
+class StreamApp(faust.App):
+    direct_path = False
+    partitions_of: dict[str, int] = {}
+
+    async def on_first_start(self) -> None:
+        # faust's worker has installed its signal handlers by now: add the bounded shutdown.
+        lifecycle.ShutdownWatchdog(settings.shutdown_timeout_s).install()
+        problem = await broker_unreachable(settings.broker_addresses, settings.broker_wait_s)
+        if problem:
+            line = (
+                f"streamapp: cannot reach the Kafka broker {settings.broker} (KAFKA_BROKER): "
+                f"{problem}. Start one with `scripts/kafka-local.sh start` or set KAFKA_BROKER.\n"
+            )
+            fail(line)
+        changelogs = {
+            table.changelog_topic.get_topic_name(): {"cleanup.policy": "compact"}
+            for table in self.tables.values()
+        }
+        problem, partitions = await ensure_topics(settings, changelogs)
+        if problem:
+            fail(f"streamapp: {problem}\n")
+        # Local state built from topics that no longer exist (a reset broker) is deleted here,
+        # before faust opens it, and restored from the changelogs (local_state.py).
+        stores = [(t.changelog_topic.get_topic_name(), t.data) for t in self.tables.values()]
+        try:
+            await local_state.reconcile(settings, stores, partitions)
+        except Exception as exc:  # one line and the way out, not a traceback wall
+            fail(
+                f"streamapp: cannot check the local state in {settings.data_dir} against the "
+                f"broker ({type(exc).__name__}: {exc}). If the broker was reset, delete that "
+                "folder (it is rebuilt from the changelogs) and start again.\n"
+            )
+        # Records already in their user's partition skip the re-keying hop, but only when
+        # `interactions` has the same partition count (else its table writes would not match).
+        self.direct_path = partitions.get(catalog.interactions) == settings.partitions
+        self.partitions_of = partitions
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
+        await super().on_first_start()
+
+    async def on_shutdown(self) -> None:
+        await producer.stop()
+        await super().on_shutdown()
+
+
+def fail(line: str) -> None:
+    os.write(2, line.encode())  # the real stderr: faust's worker redirects sys.stderr
+    lifecycle.show_cursor()  # faust's spinner hid it; os._exit skips every clean-up
+    os._exit(2)  # nothing is running yet; a SystemExit here becomes a traceback wall
+
+
+app = StreamApp(
+    settings.app_id,
+    broker=settings.broker,
+    datadir=str(settings.data_dir),
+    topic_allow_declare=True,
+    topic_replication_factor=settings.replication_factor,
+    table_standby_replicas=settings.standby_replicas,
+    web_port=settings.web_port,
+    web_host=settings.web_host,
+    web_bind=settings.web_host,
+    canonical_url=settings.canonical_url or f"http://{settings.web_host}:{settings.web_port}",
+    broker_credentials=broker_credentials(settings),
+    # A crashed worker's partitions move after this long (faust's default is 60 s).
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 4),
+    # Store, partitions, consumer/stream/producer tuning, monitor: shared with the benchmark's
+    # faust floor (bench/floor_app.py), so the two are measured under the same settings.
+    **speed_options(settings),
+)
+
+lifecycle.install_log_filters()
+lifecycle.install_cursor_restore()
+
+
+@app.on_partitions_assigned.connect
+async def _coordinator_found(sender: faust.App, assigned: set[Any], **kwargs: Any) -> None:
+    # An assignment means the group coordinator answered: its errors matter from now on.
+    lifecycle.coordinator_filter.active = False

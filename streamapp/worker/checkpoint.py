@@ -1,0 +1,300 @@
+"""The commit protocol of one source stream: a checkpoint.
+
+A source record's offset becomes committable only when
+  1. its batch was processed into local state (ingest.py),
+  2. every record that batch produced -- changelog, re-keyed interactions, affinity
+     updates, dead letters -- was confirmed by the broker (outbox.Outbox.deliver), and
+  3. every earlier batch of the same stream was confirmed too (acks go out in order).
+Only then are its events acked to faust, whose commit (with the corrections in
+faust_fixes.py) never passes an offset that was not acked or known to hold no record.
+
+Batches are formed from what has already been read: a batch closes as soon as the records
+waiting are taken (no waiting to fill it), so a lone interaction is processed at once and
+a backlog still comes in large batches. Up to MAX_IN_FLIGHT batches wait for the broker
+while the next one is processed.
+
+Records faust read but never handed to the stream (seen around a start-up seek) are
+noticed here as a jump in a partition's offsets and read again; the stall watchdog
+(`StallWatch`) catches whatever else keeps a partition's commit from reaching its end.
+
+A batch body must never raise: faust would ack nothing, but the handler's partial writes
+stay. outbox.run_guarded finishes a batch or stops the process before any ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamapp import metrics
+from streamapp.core.parsing import Record
+from streamapp.kafka.outbox import Outbox, run_guarded
+from streamapp.worker import faust_fixes
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Sequence[Record]], Awaitable[Outbox]]
+MAX_IN_FLIGHT = 4  # batches processed and waiting for the broker's confirmation
+
+
+def _tp_of(record: Record) -> tuple[str, int]:
+    return (record.topic, record.partition)  # equal to faust's TP (a named tuple)
+
+
+def record_of(event: Any) -> Record:
+    message = event.message
+    ts = message.timestamp
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_us=round(ts * 1000) * 1000 if ts is not None and ts >= 0 else None,
+        key=message.key,
+        value=message.value,
+    )
+
+
+@dataclass
+class Checkpoint:
+    """Reads one faust stream into batches, hands them to `handler`, and acks each
+    batch's events once its output is confirmed and every earlier batch was acked."""
+
+    app: Any
+    stream: Any
+    handler: Handler
+    what: str
+    batch_max: int
+    ready: Callable[[], Awaitable[None]] | None = None  # awaited before the first batch
+    queue: asyncio.Queue[Any] = field(init=False)
+    next_due: dict[Any, int] = field(default_factory=dict)  # per partition, next offset
+    healed: set[tuple[Any, int]] = field(default_factory=set)
+    in_flight: deque[asyncio.Future[None]] = field(default_factory=deque)
+    sent_at: dict[asyncio.Future[None], float] = field(default_factory=dict)
+    generation: int | None = None
+    batches: int = 0
+    events: int = 0
+    skips_reread: int = 0
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(maxsize=2 * self.batch_max)
+
+    def waiting(self) -> bool:
+        """Records are read and waiting for their batch."""
+        return not self.queue.empty()
+
+    def describe(self) -> str:
+        """What this checkpoint holds, for a stall report."""
+        oldest = min(self.sent_at.values(), default=None)
+        age = f", the oldest for {time.monotonic() - oldest:.1f} s" if oldest else ""
+        return (
+            f"{self.what}: {self.queue.qsize()} records waiting, "
+            f"{len(self.in_flight)} batches waiting for the broker{age}"
+        )
+
+    async def run(self) -> None:
+        self.stream.enable_acks = False  # acked by hand, after confirmation
+        feeder = asyncio.ensure_future(self._feed())  # read from the start, even while waiting
+        try:
+            if self.ready is not None:
+                await self.ready()
+            while True:
+                batch = [await self.queue.get()]
+                while len(batch) < self.batch_max and not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                await self._process(batch)
+                if feeder.done():
+                    feeder.result()  # the stream ended or failed: let faust see it
+                    return
+        finally:
+            feeder.cancel()
+            if self.in_flight:  # a stopping worker acks what was delivered
+                await asyncio.shield(asyncio.gather(*self.in_flight, return_exceptions=True))
+
+    async def _process(self, batch: list[Any]) -> None:
+        taken = time.time()
+        events = [event for event, _ in batch]
+        records = [record_of(event) for event in events]
+        box = await run_guarded(self.handler(records), self.what)
+        written = time.time()
+        self._observe_steps(records[0], batch[0][1], taken, written)
+        while len(self.in_flight) >= MAX_IN_FLIGHT:
+            await asyncio.wait([self.in_flight[0]])
+        previous = self.in_flight[-1] if self.in_flight else None
+        done = asyncio.ensure_future(
+            run_guarded(self._confirm(box, events, previous, written), self.what)
+        )
+        self.in_flight.append(done)
+        self.sent_at[done] = time.monotonic()
+        done.add_done_callback(self._finished)
+        self.batches += 1
+        self.events += len(batch)
+
+    def _observe_steps(self, first: Record, arrived: float, taken: float, written: float) -> None:
+        """The way of a batch's first record through the worker (freshness, issue 19)."""
+        step = metrics.batch_step_seconds.labels
+        fetched = faust_fixes.ledger(self.app.consumer).fetched_at(_tp_of(first), first.offset)
+        if first.timestamp_us is not None and fetched is not None:
+            step("record_to_fetched").observe(max(0.0, fetched - first.timestamp_us / 1e6))
+        if fetched is not None:
+            step("fetched_to_stream").observe(max(0.0, arrived - fetched))
+        step("stream_to_taken").observe(taken - arrived)
+        step("taken_to_written").observe(written - taken)
+
+    def _finished(self, done: asyncio.Future[None]) -> None:
+        self.sent_at.pop(done, None)
+        with contextlib.suppress(ValueError):
+            self.in_flight.remove(done)
+
+    async def _confirm(
+        self, box: Outbox, batch: list[Any], previous: asyncio.Future[None] | None, written: float
+    ) -> None:
+        await box.deliver()  # overlaps with earlier batches' deliveries
+        metrics.batch_step_seconds.labels("written_to_confirmed").observe(time.time() - written)
+        if previous is not None:
+            await asyncio.shield(previous)  # acks in order
+        for event in batch:
+            event.ack()  # the message's last reader: its offset becomes committable
+
+    async def _feed(self) -> None:
+        consumer = self.app.consumer
+        async for event in self.stream.events():
+            message = event.message
+            tp, offset = message.tp, message.offset
+            generation = self.app.consumer_generation_id
+            if generation != self.generation:
+                self.next_due.clear()  # a rebalance moved the positions
+                self.generation = generation
+            due = self.next_due.get(tp)
+            if (
+                due is not None
+                and offset > due
+                and (tp, due) not in self.healed
+                and not faust_fixes.gap_known(consumer, tp, due)
+            ):
+                # faust read offsets due..offset-1 but never handed them to this stream:
+                # read them again (at the next fetch boundary) rather than lose them.
+                self.healed.add((tp, due))
+                self.skips_reread += 1
+                metrics.rereads.labels("skipped").inc()
+                log.warning(
+                    "%s[%d]: offsets %d-%d were skipped by faust; reading them again",
+                    tp.topic,
+                    tp.partition,
+                    due,
+                    offset - 1,
+                )
+                faust_fixes.rewind(consumer, tp, due)
+            elif due is None or offset >= due:
+                self.next_due[tp] = offset + 1
+            await self.queue.put((event, time.time()))
+
+
+@dataclass
+class _Seen:
+    key: tuple[Any, ...]
+    since: float
+    reported: bool = False
+
+
+@dataclass
+class StallWatch:
+    """Per assigned source partition: committed offset, processed offsets, fetch position
+    and end. A partition that stays behind without progress is logged once with those
+    numbers, counted, and read again from its committed offset, whatever the cause."""
+
+    stall_s: float
+    checks: int = 0
+    seen: dict[Any, _Seen] = field(default_factory=dict)
+    holes: dict[Any, int] = field(default_factory=dict)
+    tails: dict[Any, tuple[int, int]] = field(default_factory=dict)
+
+    def check(
+        self,
+        consumer: Any,
+        partitions: Sequence[Any],
+        ends: Mapping[Any, int] | None = None,
+        now: float | None = None,
+        context: Callable[[], str] | None = None,
+    ) -> None:
+        """`ends`: each partition's end from the broker (a partition never fetched has no
+        end in the consumer's own bookkeeping)."""
+        now = time.monotonic() if now is None else now
+        holes: dict[Any, int] = {}
+        tails: dict[Any, tuple[int, int]] = {}
+        for tp in partitions:
+            view = faust_fixes.partition_view(consumer, tp)
+            committed = view.committed
+            if committed is None:
+                continue
+            end = (ends or {}).get(tp, view.end)
+            behind = (end - committed) if end is not None and end >= 0 else 0
+            metrics.commit_lag.labels(tp.topic, str(tp.partition)).set(max(behind, 0))
+            # A record at the committed offset that was never processed, though later ones
+            # were: read again from there (seen twice in a row, so a batch still on its way
+            # to the broker is not mistaken for a hole).
+            if (
+                view.acked_head is not None
+                and view.acked_head > committed
+                and not view.gap_at_committed
+            ):
+                holes[tp] = committed
+                if self.holes.get(tp) == committed:
+                    log.warning(
+                        "%s[%d]: offset %d was never processed though later ones were; "
+                        "reading again from there",
+                        tp.topic,
+                        tp.partition,
+                        committed,
+                    )
+                    metrics.rereads.labels("hole").inc()
+                    faust_fixes.rewind(consumer, tp, committed)
+            # Everything fetched is processed and committed, but the fetch position is past
+            # the commit: the offsets between hold no record (transaction markers at the
+            # end of a partition). Seen the same twice in a row: commit past them.
+            elif (
+                view.acked_head is None
+                and view.next_offset == committed
+                and view.position is not None
+                and view.position > committed
+            ):
+                tails[tp] = (committed, view.position)
+                if self.tails.get(tp) == (committed, view.position):
+                    faust_fixes.record_gap(consumer, tp, committed, view.position)
+            key = (committed, view.acked_head, view.next_offset, view.position)
+            seen = self.seen.get(tp)
+            if seen is None or seen.key != key or behind <= 0:
+                self.seen[tp] = _Seen(key, now)
+                continue
+            if now - seen.since >= self.stall_s and not seen.reported:
+                seen.reported = True
+                metrics.stalls.labels(tp.topic).inc()
+                log.warning(
+                    "%s[%d]: no progress for %.0f s with %d records behind (committed %d, "
+                    "lowest processed above it %s, next fetch %s, fetch position %s, end %s, "
+                    "fetching: %s; %s); reading again from %d",
+                    tp.topic,
+                    tp.partition,
+                    now - seen.since,
+                    behind,
+                    committed,
+                    view.acked_head,
+                    view.next_offset,
+                    view.position,
+                    end,
+                    view.fetching,
+                    context() if context is not None else "",
+                    committed,
+                )
+                faust_fixes.refetch(consumer, tp)
+                faust_fixes.rewind(consumer, tp, committed)
+        self.holes, self.tails = holes, tails
+        for tp in list(self.seen):
+            if tp not in partitions:
+                del self.seen[tp]
+                metrics.commit_lag.remove(tp.topic, str(tp.partition))

@@ -1,0 +1,483 @@
+"""Corrections to faust 0.15.3's consumer, applied when the app is built.
+
+Every one answers a way faust loses sight of a record around a restart or a rebalance;
+docs/exactness.md tells each with the evidence. faust's consumer (transport/consumer.py)
+runs the aiokafka consumer in a thread of its own and feeds streams from `_drain_messages`.
+
+1. Commit only from the committed offset (`_new_offset`). faust commits the end of the first
+   run of consecutive acked offsets; its check that the run starts where the last commit
+   ended accepts a run starting one offset later and is skipped when the committed offset
+   is 0. Here a run must start exactly at the committed offset, or at a known gap.
+   A commit the broker refused is not a commit (`_commit_tps`): faust recorded it as done.
+
+2. Ack only what a stream took in (`ack`). A stream skips, and acks, an event fetched in an
+   older generation or while the flow is stopped for a rebalance; acked, it counts as
+   processed while the copy read again after the seek may not be.
+
+3. Gaps from what the broker returned, not from faust's read offset (`_add_gap`,
+   `_wait_next_records`). faust infers "offsets that do not exist" (compaction, transaction
+   markers, aborted records) from jumps of its read offset, which is wrong three ways: a
+   read offset of 0 counts as none (`if gap > 1 and r_offset`), after a seek the read offset
+   means "next" where elsewhere it means "last read" (so one missing offset after a seek is
+   never a gap and holds the commit for good), and a seek made while `_drain_messages` is
+   still handing out an earlier fetch turns that fetch's next record into a false gap over
+   everything in between (a commit then passes records never counted: issue 16, "lost for
+   good"). Here a gap is recorded only where aiokafka returned two records of one fetch
+   position with offsets missing between them, which it does only for offsets that hold no
+   deliverable record.
+
+4. Re-reads at a fetch boundary (`rewind`). A seek while `_drain_messages` is still handing
+   out an earlier fetch is undone by it: those records move faust's read offset past the
+   seek, and the re-read records are then dropped as already read (issue 16, "stalled
+   commit"). Rewinds are queued and applied just before the next fetch, when no fetched
+   record is in flight, and the read offset is cleared so nothing re-read is dropped.
+
+5. Read committed (`_create_worker_consumer`). faust reads `read_uncommitted` unless its own
+   transactions are on, so records of aborted transactions were counted.
+
+The check `faust.__version__ == FAUST_VERSION` refuses any other faust at start-up: each
+correction was written against that version's code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+log = logging.getLogger(__name__)
+
+FAUST_VERSION = "0.15.3"
+
+
+def version_problem() -> str | None:
+    """One line when the installed faust is not the one these corrections were written for."""
+    if faust.__version__ != FAUST_VERSION:
+        return (
+            f"streamapp's corrections to faust were written for faust-streaming {FAUST_VERSION}, "
+            f"but {faust.__version__} is installed; install {FAUST_VERSION} "
+            "(pip install -e .) or review streamapp/faust_fixes.py for the new version"
+        )
+    return None
+
+
+@dataclass
+class FetchLedger:
+    """What the fetch path knows per partition: the next offset aiokafka should return
+    (None: unknown, e.g. before the first record after an assignment), rewinds waiting for
+    the next fetch boundary, and a counter of every position change (a fetch that saw one
+    is not used for gaps)."""
+
+    next_offset: dict[Any, int | None] = field(default_factory=dict)
+    rewinds: dict[Any, int] = field(default_factory=dict)
+    seeks: int = 0
+    gaps_recorded: int = 0
+    rewinds_applied: int = 0
+    # Per partition, (last offset, wall time) of recent fetches: when a record was fetched.
+    fetched: dict[Any, deque[tuple[int, float]]] = field(default_factory=dict)
+
+    def fetched_at(self, tp: Any, offset: int) -> float | None:
+        for last, at in self.fetched.get(tp, ()):
+            if last >= offset:
+                return at
+        return None
+
+
+def ledger(consumer: Any) -> FetchLedger:
+    found = consumer.__dict__.get("_streamapp_ledger")
+    if found is None:
+        found = consumer.__dict__["_streamapp_ledger"] = FetchLedger()
+    return found
+
+
+# -- 1. commit only from the committed offset -------------------------------------------
+_original_new_offset = Consumer._new_offset
+
+
+def _new_offset(self: Any, tp: Any) -> int | None:
+    acked = self._acked[tp]
+    committed = self._committed_offset[tp]
+    if acked and committed is not None:
+        head = min(acked)
+        if head > committed and not self._gap[tp].overlaps(committed):
+            return None  # the record at `committed` was not processed yet
+    if not acked and committed is not None:
+        # faust only looks at gaps below an acked offset: markers at the very end of a
+        # partition (nothing acked after them) would hold the commit for good.
+        return _past_gaps(self._gap[tp], committed)
+    gaps = self._gap[tp]
+    if acked and gaps:
+        # An offset acked is no gap. faust adds every gap offset to the acked list without
+        # looking, and a duplicate ends its "consecutive run": the commit then advances
+        # one offset per commit interval.
+        for offset in acked:
+            if gaps.overlaps(offset):
+                gaps.chop(offset, offset + 1)
+    return _original_new_offset(self, tp)
+
+
+def _past_gaps(gaps: Any, committed: int) -> int | None:
+    end = committed
+    while gaps.overlaps(end):
+        end = max(interval.end for interval in gaps[end])
+    if end == committed:
+        return None
+    gaps.chop(0, end)
+    return end
+
+
+# -- 1b. a failed commit is not a commit -------------------------------------------------
+_original_commit_tps = Consumer._commit_tps
+_failed_commits = [0]
+
+
+async def _commit_tps(self: Any, tps: Any, start_new_transaction: bool) -> bool:
+    tps = list(tps)
+    before = {}
+    for tp in tps:
+        acked = self._acked.get(tp)
+        before[tp] = (self._committed_offset.get(tp), min(acked) if acked else None)
+    done = False
+    try:
+        done = await _original_commit_tps(self, tps, start_new_transaction)
+    finally:
+        if not done:
+            _undo_commit(self, before)
+    return done
+
+
+def _undo_commit(self: Any, before: Mapping[Any, tuple[int | None, int | None]]) -> None:
+    """faust takes a committed run out of the acked offsets and records it as committed
+    even when the broker refused the commit (`_commit_offsets` updates `_committed_offset`
+    whatever `_commit` returned; aiokafka's "already rebalanced" refusal returns False
+    silently). The broker's offset then stays behind for good while the worker believes
+    it committed: seen as commits held short of the end on every partition of a topic
+    after a restart (issue 16). Put the run back, so the next commit tries it again."""
+    for tp, (committed, head) in before.items():
+        now = self._committed_offset.get(tp)
+        start = committed if committed is not None else head
+        if now is None or now == committed or start is None or now <= start:
+            continue
+        if committed is None:
+            self._committed_offset.pop(tp, None)
+        else:
+            self._committed_offset[tp] = committed
+        index = self._acked_index[tp]
+        redo = [offset for offset in range(start, now) if offset not in index]
+        acked = self._acked[tp]
+        acked.extend(redo)
+        acked.sort()
+        index.update(redo)
+        _failed_commits[0] += 1
+        log.warning(
+            "the broker did not take the commit of %s up to %d (a rebalance?); it is tried again",
+            tp,
+            now,
+        )
+
+
+# -- 2. ack only what a stream took in --------------------------------------------------
+_original_ack = Consumer.ack
+_skipped = [0]
+
+
+def _ack(self: Any, message: Any) -> bool:
+    if not message.tracked:  # skipped by the stream, never processed: not committable
+        _skipped[0] += 1
+        if _skipped[0] == 1:
+            log.info(
+                "faust skipped %s[%d]@%d around a rebalance; it is not committed but read "
+                "again after the seek",
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+        return False
+    return _original_ack(self, message)
+
+
+# -- 3 and 4. gaps from the broker's answers; re-reads at a fetch boundary ---------------
+_original_add_gap = Consumer._add_gap
+
+
+async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    return None  # replaced by _note_fetched (3.)
+
+
+_original_wait_next_records = Consumer._wait_next_records
+
+
+async def _wait_next_records(self: Any, timeout: float) -> Any:
+    book = ledger(self)
+    if book.rewinds and self.flow_active:
+        await _apply_rewinds(self, book)
+    seeks, generation = book.seeks, self.app.consumer_generation_id
+    records, active = await _original_wait_next_records(self, timeout)
+    if records:
+        stale = book.seeks != seeks or self.app.consumer_generation_id != generation
+        _note_fetched(self, book, records, stale)
+    return records, active
+
+
+async def _apply_rewinds(self: Any, book: FetchLedger) -> None:
+    rewinds, book.rewinds = book.rewinds, {}
+    assigned = self.assignment()
+    for tp, offset in rewinds.items():
+        if tp not in assigned:
+            continue
+        await self.seek(tp, offset)
+        # Nothing at or after `offset` is "already read" any more: faust drops a record
+        # below its read offset, and records re-read from here must all reach the stream.
+        self._read_offset[tp] = None
+        book.rewinds_applied += 1
+
+
+def _note_fetched(self: Any, book: FetchLedger, records: Mapping[Any, Any], stale: bool) -> None:
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    expected = book.next_offset
+    now = time.time()
+    for tp, batch in records.items():
+        if not batch or not acks_enabled_for(tp.topic):
+            continue
+        marks = book.fetched.get(tp)
+        if marks is None:
+            marks = book.fetched[tp] = deque(maxlen=32)
+        marks.append((batch[-1].offset, now))
+        if stale:
+            # This fetch overlapped a seek: its records may come from before or after it,
+            # and faust may still hand them out. What comes next is unknown until a record
+            # says so (keeping the seek's offset here made a false gap over records that
+            # were delivered: the commit then crawled one offset at a time).
+            expected[tp] = None
+            continue
+        due = expected.get(tp)
+        for record in batch:
+            offset = record.offset
+            if due is not None and offset > due:
+                _record_gap(self, book, tp, due, offset)
+            due = offset + 1
+        expected[tp] = due
+
+
+def _record_gap(self: Any, book: FetchLedger, tp: Any, start: int, end: int) -> None:
+    """Offsets start..end-1 hold no record a stream will ever see: committable."""
+    committed = self._committed_offset[tp]
+    if committed is not None:
+        start = max(start, committed)
+    if start < end:
+        gaps = self._gap[tp]
+        gaps.addi(start, end)
+        gaps.merge_overlaps()
+        book.gaps_recorded += 1
+
+
+def rewind(consumer: Any, tp: Any, offset: int) -> None:
+    """Read `tp` again from `offset`, at the next fetch boundary (4.)."""
+    book = ledger(consumer)
+    current = book.rewinds.get(tp)
+    book.rewinds[tp] = offset if current is None else min(current, offset)
+
+
+_original_perform_seek = Consumer.perform_seek
+
+
+async def _perform_seek(self: Any) -> None:
+    book = ledger(self)
+    book.seeks += 1
+    book.rewinds.clear()  # a seek to the committed offsets re-reads all of them anyway
+    try:
+        await _original_perform_seek(self)
+    finally:
+        book.seeks += 1
+
+
+_original_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
+
+
+async def _seek_to_committed(self: Any) -> Any:
+    book = ledger(self)
+    book.seeks += 1
+    offsets = await _original_seek_to_committed(self)
+    book.seeks += 1
+    for tp, offset in offsets.items():
+        # The next offset a fetch returns (None: no commit yet, the reset policy decides).
+        book.next_offset[tp] = offset if offset is not None and offset >= 0 else None
+    return offsets
+
+
+_original_seek = Consumer.seek
+
+
+async def _seek(self: Any, partition: Any, offset: int) -> None:
+    book = ledger(self)
+    book.seeks += 1
+    await _original_seek(self, partition, offset)
+    book.next_offset[partition] = offset
+
+
+def _on_revoked(self: Any, revoked: Any) -> None:
+    book = ledger(self)
+    for tp in revoked:
+        book.next_offset.pop(tp, None)
+        book.rewinds.pop(tp, None)
+
+
+_original_on_partitions_revoked = Consumer.on_partitions_revoked
+
+
+async def _on_partitions_revoked(self: Any, revoked: Any) -> None:
+    _on_revoked(self, revoked)
+    await _original_on_partitions_revoked(self, revoked)
+
+
+# -- 5. read committed ------------------------------------------------------------------
+_original_create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+
+
+def _create_worker_consumer(self: Any, transport: Any) -> Any:
+    consumer = _original_create_worker_consumer(self, transport)
+    # aiokafka builds its Fetcher from this in start(), which has not run yet.
+    consumer._isolation_level = "read_committed"
+    return consumer
+
+
+# -- what the watchdog reads ------------------------------------------------------------
+@dataclass(frozen=True)
+class PartitionView:
+    """One assigned partition as the consumer sees it, for the stall watchdog."""
+
+    committed: int | None
+    acked_head: int | None  # lowest processed offset above the commit, if any
+    gap_at_committed: bool
+    next_offset: int | None  # next offset a fetch should return (None: unknown)
+    position: int | None  # aiokafka's fetch position
+    end: int | None  # last stable offset (read committed): what can still be delivered
+    buffered: bool  # faust stopped fetching it because its stream buffer was full
+    fetching: str  # "yes", or why faust does not fetch it (paused, buffered, inactive)
+
+
+def partition_view(consumer: Any, tp: Any) -> PartitionView:
+    acked = consumer._acked.get(tp)
+    committed = consumer._committed_offset.get(tp)
+    gaps = consumer._gap.get(tp)
+    position = end = None
+    aio = _aiokafka_consumer(consumer)
+    if aio is not None:
+        try:
+            state = aio._subscription.subscription.assignment.state_value(tp)
+            position = state.position if state is not None and state.has_valid_position else None
+            end = aio.last_stable_offset(tp)
+        except Exception:  # not assigned in the thread yet, or no fetch so far
+            position = end = None
+    return PartitionView(
+        committed=committed,
+        acked_head=min(acked) if acked else None,
+        gap_at_committed=bool(gaps and committed is not None and gaps.overlaps(committed)),
+        next_offset=ledger(consumer).next_offset.get(tp),
+        position=position,
+        end=end,
+        buffered=tp in consumer._buffered_partitions,
+        fetching=_fetching(consumer, tp),
+    )
+
+
+def _fetching(consumer: Any, tp: Any) -> str:
+    if tp in consumer._paused_partitions:
+        return "paused"
+    if tp in consumer._buffered_partitions:
+        return "paused for a full stream buffer"
+    active = consumer._active_partitions
+    if active is not None and tp not in active:
+        return "not among the active partitions"
+    return "yes"
+
+
+def _aiokafka_consumer(consumer: Any) -> Any:
+    thread = getattr(consumer, "_thread", None)
+    return getattr(thread, "_consumer", None) if thread is not None else None
+
+
+def record_gap(consumer: Any, tp: Any, start: int, end: int) -> None:
+    """The watchdog found offsets the fetch position passed without any record (markers
+    at the end of a partition): committable."""
+    _record_gap(consumer, ledger(consumer), tp, start, end)
+    consumer._acked[tp]  # faust commits only partitions with an entry here (a defaultdict)
+    book = ledger(consumer)
+    if book.next_offset.get(tp) == start:
+        book.next_offset[tp] = end
+
+
+def refetch(consumer: Any, tp: Any) -> None:
+    """Make faust fetch `tp` again if it stopped (a full stream buffer that drained long
+    ago, a pause that outlived the recovery it was for)."""
+    if tp in consumer._buffered_partitions:
+        consumer.on_buffer_drop(tp)
+    if not consumer.app.in_recovery:
+        if tp in consumer._paused_partitions:
+            consumer.resume_partitions({tp})
+        active = consumer._active_partitions
+        if active is not None and tp not in active:
+            active.add(tp)
+
+
+def gap_known(consumer: Any, tp: Any, offset: int) -> bool:
+    """Whether `offset` is known to hold no deliverable record (compaction, markers)."""
+    gaps = consumer._gap.get(tp)
+    return bool(gaps is not None and gaps.overlaps(offset))
+
+
+def apply() -> None:
+    Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+    Consumer._commit_tps = _commit_tps  # type: ignore[method-assign]
+    Consumer.ack = _ack  # type: ignore[method-assign]
+    Consumer._add_gap = _add_gap  # type: ignore[method-assign]
+    Consumer._wait_next_records = _wait_next_records  # type: ignore[method-assign]
+    Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+    ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
+    Consumer.seek = _seek  # type: ignore[method-assign]
+    Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
+    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+
+
+# -- Reads of faust's internals --------------------------------------------------------------
+# Every other read of faust 0.15.3's private or internal state, each in one small function,
+# so that a faust upgrade has one file to check (tests/unit/test_state_store.py fails when
+# the store's names change).
+
+
+def read_offset(consumer: Any, tp: Any) -> int | None:
+    """The last offset faust has read of `tp`, None before the first (faust 0.15.3:
+    Consumer._read_offset; there is no public accessor)."""
+    return consumer._read_offset.get(tp)
+
+
+def partition_db(store: Any, partition: int) -> Any:
+    """A table's RocksDB database of `partition`, opened if it is not open yet (faust
+    0.15.3: rocksdb.Store._db_for_partition)."""
+    return store._db_for_partition(partition)
+
+
+def open_partition_db(store: Any, partition: int) -> Any | None:
+    """A table's RocksDB database of `partition` if this worker has it open (active or
+    standby), else None (faust 0.15.3: rocksdb.Store._dbs)."""
+    return store._dbs.get(partition)
+
+
+def partition_path(store: Any, partition: int) -> Any:
+    """Where a table's RocksDB database of `partition` is (faust 0.15.3:
+    rocksdb.Store.partition_path, an internal method)."""
+    return store.partition_path(partition)
+
+
+def set_persisted_offset(store: Any, tp: Any, offset: int) -> None:
+    """Record that the changelog partition `tp` holds everything up to `offset`, as faust's
+    own changelog bookkeeping does (faust 0.15.3: rocksdb.Store.set_persisted_offset, an
+    internal method); recovery resumes after it."""
+    store.set_persisted_offset(tp, offset)

@@ -1,0 +1,292 @@
+"""One processing batch of each source, from source records to confirmed Kafka records.
+
+interactions   -> validate -> count here when already in the user's partition, else
+                  re-key to <app>-interactions-by-user (with the source partition/offset)
+by-user        -> count re-keyed interactions
+users, sellers -> validate (every worker's profile catalogs apply them)
+Bad records of any source -> <source>-dlq.
+
+Counting happens under one lock, in slices of about a millisecond with a yield between
+them, so HTTP lookups are never stuck behind a large batch and two agents never
+interleave a read-modify-write of the same pair. Each batch returns only after every
+record it produced is confirmed (outbox.Outbox.deliver), so faust's ack of the batch, and
+the commit that follows, never pass unsent output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from streamapp import metrics
+from streamapp.core.counting import Touched, count_batch
+from streamapp.core.features import feature_vector
+from streamapp.core.models import KIND_INDEX
+from streamapp.core.pair_state import Interaction
+from streamapp.core.parsing import (
+    Delete,
+    Record,
+    Rejected,
+    accept_interaction,
+    dead_letter,
+    parse_seller,
+    parse_user,
+)
+from streamapp.core.partitioning import key_partition
+from streamapp.core.times import now_us
+from streamapp.kafka.outbox import Outbox
+from streamapp.worker import tables, topics
+from streamapp.worker.app import app, producer, scoring, settings
+
+log = logging.getLogger(__name__)
+
+state_lock = asyncio.Lock()
+SLICE_EVENTS = 64  # counted between two looks at the clock
+SLICE_S = 0.001  # longest the event loop is held before lookups get a turn
+MAX_IDS = 64
+MAX_DEAD_LETTER_KEY = 16 * 1024
+
+
+class Slicer:
+    """Yields to the event loop once a slice of work has taken SLICE_S."""
+
+    def __init__(self) -> None:
+        self.deadline = time.perf_counter() + SLICE_S
+
+    async def tick(self) -> None:
+        if time.perf_counter() >= self.deadline:
+            await asyncio.sleep(0)
+            self.deadline = time.perf_counter() + SLICE_S
+
+
+def outbox() -> Outbox:
+    box = Outbox(producer)
+    for store in (tables.pairs, tables.user_sellers):
+        box.on_delivered[store.changelog] = store.persisted
+    return box
+
+
+async def dead_letter_to(box: Outbox, source: str, record: Record, reason: str) -> None:
+    letter = dead_letter(record, reason, settings.dead_letter_max_bytes).model_dump_json().encode()
+    # The letter itself holds the key (within its size budget); the record key only decides
+    # the partition, so an oversized one is replaced by its digest.
+    key = record.key
+    if key is not None and len(key) > MAX_DEAD_LETTER_KEY:
+        key = hashlib.sha256(key).hexdigest().encode()
+    await box.add_keyed(topics.dead_letter_names[source], key, letter, record.partition)
+    metrics.dead_letters.labels(source).inc()
+    log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+
+
+_updates = {"partitions": 0}
+
+
+async def ready_to_publish() -> None:
+    # Features read the profile catalogs: nothing is counted and published before they have
+    # caught up with the users and sellers topics (a fresh worker starts with empty ones).
+    for catalog in tables.catalogs:
+        if not catalog.caught_up.is_set():
+            log.info("waiting for the %s catalog before counting", catalog.source)
+            await catalog.caught_up.wait()
+    if not _updates["partitions"]:
+        _updates["partitions"] = await producer.partitions_of(topics.affinity_updates_name)
+
+
+# -- interactions ------------------------------------------------------------------------
+def _routed(item: Interaction) -> bytes:
+    return orjson.dumps(
+        {
+            "id": item.id,
+            "user_id": item.user_id,
+            "seller_id": item.seller_id,
+            "kind": KIND_NAMES[item.kind],
+            "on_us": item.on_us,
+            "src_partition": item.src_partition,
+            "src_offset": item.src_offset,
+        }
+    )
+
+
+KIND_NAMES = tuple(KIND_INDEX)
+
+
+async def on_interactions(records: Sequence[Record]) -> Outbox:
+    await ready_to_publish()
+    box = outbox()
+    slicer = Slicer()
+    by_user_topic = topics.interactions_by_user.get_topic_name()
+    here: dict[int, list[Interaction]] = {}
+    for record in records:
+        try:
+            result = accept_interaction(record, settings.max_message_bytes)
+        except Exception as exc:  # a bug must not stop the stream; the record is kept
+            log.exception("unexpected error parsing %s@%d", record.topic, record.offset)
+            result = Rejected(f"internal error: {type(exc).__name__}: {exc}")
+        if isinstance(result, Rejected):
+            await dead_letter_to(box, "interactions", record, result.reason)
+            continue
+        home = tables.home_partition(result.user_id)
+        if app.direct_path and record.partition == home:
+            here.setdefault(home, []).append(result)  # already where re-keying would send it
+        else:
+            box.add(by_user_topic, home, result.user_id.encode(), _routed(result))
+        await slicer.tick()
+    await count_into_state(here, box, slicer)
+    await box.send()
+    return box
+
+
+async def on_routed(records: Sequence[Record]) -> Outbox:
+    """Re-keyed interactions, each in its user's partition."""
+    await ready_to_publish()
+    box = outbox()
+    slicer = Slicer()
+    counting: dict[int, list[Interaction]] = {}
+    for record in records:
+        try:
+            data = orjson.loads(record.value or b"")
+            item = Interaction(
+                data["id"],
+                data["user_id"],
+                data["seller_id"],
+                KIND_INDEX[data["kind"]],
+                int(data["on_us"]),
+                int(data["src_partition"]),
+                int(data["src_offset"]),
+            )
+        except Exception as exc:  # not written by this version: keep it, say why
+            reason = f"unreadable re-keyed record: {type(exc).__name__}: {exc}"
+            await dead_letter_to(box, "interactions", record, reason)
+            continue
+        counting.setdefault(record.partition, []).append(item)
+    await count_into_state(counting, box, slicer)
+    await box.send()
+    return box
+
+
+async def count_into_state(
+    by_partition: dict[int, list[Interaction]], box: Outbox, slicer: Slicer
+) -> None:
+    """Count interactions into pair state and queue the changelog and update records."""
+    if not by_partition:
+        return
+    each = settings.updates == "each"
+    touched: dict[tuple[int, bytes], Touched] = {}
+    pairs, index = tables.pairs, tables.user_sellers
+    async with state_lock:
+        for partition, items in by_partition.items():
+
+            def load_pair(key: bytes, p: int = partition) -> bytes | None:
+                return pairs.get(p, key)
+
+            def load_index(key: bytes, p: int = partition) -> bytes | None:
+                return index.get(p, key)
+
+            def on_count(pair: Touched, interaction_id: str, p: int = partition) -> None:
+                vector = vector_of(pair, p, now_us())
+                publish(box, pair.user_id, vector, interaction_id, 1, [interaction_id])
+
+            for start in range(0, len(items), SLICE_EVENTS):
+                result = count_batch(
+                    items[start : start + SLICE_EVENTS],
+                    load_pair,
+                    load_index,
+                    now_us(),
+                    settings.half_life_s,
+                    settings.dedupe_horizon_s,
+                    on_count if each else None,
+                )
+                pairs.write(partition, result.pair_writes)
+                index.write(partition, result.index_writes)
+                for key, value in result.pair_writes.items():
+                    box.add(pairs.changelog, partition, key, value)
+                for key, value in result.index_writes.items():
+                    box.add(index.changelog, partition, key, value)
+                for key, pair in result.touched.items():
+                    before = touched.get((partition, key))
+                    if before is not None:
+                        pair.covered_ids[:0] = before.covered_ids
+                    touched[(partition, key)] = pair
+                metrics.counted.inc(result.counted)
+                metrics.duplicates.inc(result.duplicates)
+                metrics.replays.inc(result.replays)
+                await slicer.tick()
+        # Changelog records leave in the order the values were written, inside the lock,
+        # so a newer value of a key is never overtaken by an older one from the other agent.
+        await box.send()
+    if each:
+        return
+    as_of = now_us()
+    for (partition, _), pair in touched.items():
+        ids = pair.covered_ids
+        if not ids:
+            continue  # only duplicates: nothing changed
+        vector = vector_of(pair, partition, as_of)
+        publish(box, pair.user_id, vector, ids[-1], len(ids), ids if len(ids) <= MAX_IDS else None)
+        await slicer.tick()
+
+
+def publish(
+    box: Outbox,
+    user_id: str,
+    vector: dict[str, Any],
+    last_id: str,
+    covered: int,
+    ids: list[str] | None,
+) -> None:
+    vector["interaction_id"] = last_id
+    vector["interactions_covered"] = covered
+    vector["interaction_ids"] = ids
+    key = user_id.encode()
+    partition = key_partition(key, _updates["partitions"])
+    box.add(topics.affinity_updates_name, partition, key, orjson.dumps(vector))
+    metrics.updates.inc()
+
+
+def vector_of(pair: Touched, partition: int, as_of_us: int) -> dict[str, Any]:
+    """The vector an update publishes: the pair's new state, the current profiles."""
+    key = tables.pair_key(pair.user_id, pair.seller_id)
+
+    def load(suffix: bytes) -> bytes | None:
+        return tables.pairs.get(partition, key + suffix)
+
+    return feature_vector(
+        pair.user_id,
+        pair.seller_id,
+        pair.state,
+        tables.user_catalog.categories(pair.user_id),
+        tables.seller_catalog.categories(pair.seller_id),
+        as_of_us,
+        scoring,
+        load,
+    )
+
+
+# -- profiles ----------------------------------------------------------------------------
+async def on_profiles(source: str, records: Sequence[Record]) -> Outbox:
+    """Dead-letter bad profile records; every worker's catalog applies the good ones."""
+    parse = parse_user if source == "users" else parse_seller
+    box = outbox()
+    for record in records:
+        result = _parse_profile(parse, record)
+        if isinstance(result, Rejected):
+            await dead_letter_to(box, source, record, result.reason)
+        else:
+            op = "delete" if isinstance(result, Delete) else "upsert"
+            metrics.profiles.labels(source, op).inc()
+    await box.send()
+    return box
+
+
+def _parse_profile(parse: Any, record: Record) -> Any:
+    try:
+        return parse(record, settings.max_message_bytes)
+    except Exception as exc:
+        log.exception("unexpected error parsing %s@%d", record.topic, record.offset)
+        return Rejected(f"internal error: {type(exc).__name__}: {exc}")

@@ -1,0 +1,72 @@
+"""Direct access to one faust table's RocksDB partition databases (through the accessors
+at the end of faust_fixes.py, the one place that touches faust's private store names;
+tests/unit/test_state_store.py fails loudly if a faust upgrade changes them).
+
+Why not the Table API: `table[key] = value` needs faust's "current event" (there is none
+for a batch), writes and changelogs one record at a time, and queues changelog
+records in faust's producer buffer, whose flush gives up after 0.1 s. Here a batch writes
+each partition's keys with one RocksDB WriteBatch, the Outbox sends the changelog records
+to that same partition, and once the broker confirmed them their offset is recorded the
+way faust's own changelog callback does, so recovery and standbys work unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.types import TP
+from rocksdict import WriteBatch
+
+from streamapp.worker import faust_fixes
+
+Writes = dict[bytes, bytes | None]
+
+
+class StateStore:
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    @property
+    def changelog(self) -> str:
+        return self.table.changelog_topic.get_topic_name()
+
+    @property
+    def _store(self) -> Any:
+        return self.table.data
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        """The value in `partition`'s database (opened if needed)."""
+        return faust_fixes.partition_db(self._store, partition).get(key)
+
+    def read(self, partition: int, key: bytes) -> bytes | None:
+        """A read from a request handler: only from a database this worker has open
+        (active or standby); None when the partition is not here."""
+        db = faust_fixes.open_partition_db(self._store, partition)
+        return None if db is None else db.get(key)
+
+    def read_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
+        """One batched RocksDB read (multi-get) of several keys of a partition."""
+        db = faust_fixes.open_partition_db(self._store, partition)
+        if db is None:
+            return [None] * len(keys)
+        return db.get(keys)
+
+    def path(self, partition: int) -> str:
+        """Where `partition`'s database is (serving processes open it as a secondary)."""
+        return str(faust_fixes.partition_path(self._store, partition))
+
+    def write(self, partition: int, writes: Writes) -> None:
+        if not writes:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key, value in writes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        faust_fixes.partition_db(self._store, partition).write(batch)
+
+    def persisted(self, partition: int, offset: int) -> None:
+        """Record that the changelog holds everything up to `offset` (faust's own
+        bookkeeping: recovery resumes after it)."""
+        faust_fixes.set_persisted_offset(self._store, TP(self.changelog, partition), offset)

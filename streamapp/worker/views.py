@@ -1,0 +1,227 @@
+"""HTTP API on faust's web server: lookups served from the tables on this worker.
+
+The lookup endpoints' handling is shared with the serving process (lookup_api.py); here
+is what is the worker's own: its tables, faust's ownership, readiness, and the turn-taking
+with ingest on one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
+
+from streamapp import metrics
+from streamapp.core import lookup
+from streamapp.http import lookup_api, openapi, page
+from streamapp.http.errors import HTTPError
+from streamapp.http.lookup_api import valid_id
+from streamapp.http.lookup_share import LookupShare
+from streamapp.worker import agents, faust_fixes, ownership, tables
+from streamapp.worker.app import app, scoring, settings
+from streamapp.worker.readiness import ready
+
+app.web.web_app.middlewares.append(lookup_api.json_errors(settings, ownership.forwarder))
+
+
+def require_ready() -> None:
+    if not ready():
+        raise HTTPError(
+            503, "recovering: state is being restored, retry shortly", {"Retry-After": "1"}
+        )
+
+
+# Id segments are "[^/]+" rather than aiohttp's default "[^{}/]+", which refused ids with
+# braces. The router matches on the path with "%2F" still encoded, so ids with "/" match.
+
+
+# Lookups and ingest share one event loop. Lookups compute one at a time (`lookup_turn`)
+# and give the loop back every lookup.SLICE pairs, and ingest yields every millisecond
+# (ingest.Slicer): under a flood of bulk queries the loop alternates between about a
+# millisecond of lookups and one of ingest, so neither can starve the other; queued lookups
+# wait in line instead of taking turns from ingest. For lookups that never wait for ingest,
+# run serving processes beside the worker (streamapp/serving/). docs/performance.md has the figures.
+lookup_turn = asyncio.Semaphore(1)
+share = LookupShare(settings.lookup_share)
+# What aiohttp and faust's web layer spend on a request outside its handler (parsing,
+# routing, the response), which the handler cannot time: about 0.4 ms on the benchmark's
+# machine, where 1,000 single GETs/s took half of ingest's rate with only the handlers
+# counted. Refused requests are charged it too.
+REQUEST_OVERHEAD_S = 0.0004
+T = TypeVar("T")
+
+
+class WorkerNode:
+    """This worker, as lookup_api sees it."""
+
+    settings = settings
+    forwarder = ownership.forwarder
+
+    sources = lookup.Sources(
+        pairs=tables.pairs,
+        user_sellers=tables.user_sellers,
+        users=tables.user_catalog,
+        sellers=tables.seller_catalog,
+        home_partition=tables.home_partition,
+        scoring=scoring,
+    )
+
+    def remote_owner(self, request: Any, user_id: str) -> URL | None:
+        return ownership.remote_owner(request, user_id)
+
+    def require_ready(self) -> None:
+        require_ready()
+
+    async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
+        return await self._in_turn(lookup.vectors(self.sources, pairs, as_of_us))
+
+    async def top_sellers(self, user_id: str, k: int, as_of_us: int) -> dict[str, Any]:
+        return await self._in_turn(lookup.top_sellers(self.sources, user_id, k, as_of_us))
+
+    async def _in_turn(self, work: Coroutine[Any, Any, T]) -> T:
+        """One lookup computes at a time; one that waited for its turn while the share ran
+        out is refused then (a 503 at once beats a place in a queue that only grows)."""
+        try:
+            async with lookup_turn:
+                self.admit()
+                return await work
+        finally:
+            work.close()  # never started when refused: no "never awaited" warning
+
+    @staticmethod
+    def admit() -> None:
+        if share.exhausted() and agents.ingest_waiting():
+            metrics.lookups_refused.inc()
+            raise HTTPError(
+                503,
+                "lookups have used their share of this worker while it ingests "
+                "(STREAMAPP_LOOKUP_SHARE); retry shortly, or ask a serving process",
+                {"Retry-After": "1"},
+            )
+
+    @staticmethod
+    def spent(seconds: float) -> None:
+        share.spend(seconds + REQUEST_OVERHEAD_S)
+
+
+node = WorkerNode()
+
+
+@app.page("/health")
+class Health(View):
+    async def get(self, request: Request) -> Response:
+        if ready():
+            return self.json({"status": "ok"})
+        return self.json({"status": "recovering"}, status=503, headers={"Retry-After": "1"})
+
+
+@app.page("/affinity/{user_id:[^/]+}/{seller_id:[^/]+}")
+class Affinity(View):
+    async def get(self, request: Request, user_id: str, seller_id: str) -> Response:
+        return await lookup_api.affinity(node, request, user_id, seller_id)
+
+
+@app.page("/affinity/query")
+class AffinityBulk(View):
+    async def post(self, request: Request) -> Response:
+        return await lookup_api.bulk(node, request)
+
+
+@app.page("/users/{user_id:[^/]+}/top-sellers")
+class TopSellersView(View):
+    async def get(self, request: Request, user_id: str) -> Response:
+        return await lookup_api.top_sellers(node, request, user_id)
+
+
+def profile_response(view: View, read: Callable[[str], Any], kind: str, entity_id: str) -> Response:
+    entity_id = valid_id(f"{kind}_id", entity_id)
+    require_ready()
+    found = read(entity_id)
+    if found is None:
+        raise HTTPError(404, f"unknown {kind}: {entity_id}")
+    return view.json(found)
+
+
+@app.page("/users/{user_id:[^/]+}")
+class UserView(View):
+    async def get(self, request: Request, user_id: str) -> Response:
+        return profile_response(self, tables.user_catalog.get, "user", user_id)
+
+
+@app.page("/sellers/{seller_id:[^/]+}")
+class SellerView(View):
+    async def get(self, request: Request, seller_id: str) -> Response:
+        return profile_response(self, tables.seller_catalog.get, "seller", seller_id)
+
+
+_openapi_document = openapi.build(settings)
+
+
+@app.page("/openapi.json")
+class OpenAPIView(View):
+    async def get(self, request: Request) -> Response:
+        return self.json(_openapi_document)
+
+
+@app.page("/metrics")
+class MetricsView(View):
+    async def get(self, request: Request) -> Response:
+        refresh_gauges()
+        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+@app.page("/")
+class IndexView(View):
+    """A small live page (no build step, no CDN): counters, pair lookup, top sellers."""
+
+    async def get(self, request: Request) -> Response:
+        return self.html(page.index_html())
+
+
+@app.page("/stats")
+class StatsView(View):
+    """The counters of /metrics as JSON, for the page."""
+
+    async def get(self, request: Request) -> Response:
+        refresh_gauges()
+        return self.json(
+            {
+                "ready": ready(),
+                "interactions_counted": int(metrics.counted._value.get()),
+                "duplicates": int(metrics.duplicates._value.get()),
+                "affinity_updates": int(metrics.updates._value.get()),
+                "dead_letters": {
+                    source: int(metrics.dead_letters.labels(source)._value.get())
+                    for source in ("interactions", "users", "sellers")
+                },
+                "consumer_lag": int(sum(lag_by_partition().values())),
+                "longest_event_loop_stall_ms": round(metrics.loop_stall_max._value.get() * 1e3, 3),
+            }
+        )
+
+
+def lag_by_partition() -> dict[tuple[str, int], int]:
+    consumer = app.consumer
+    changelogs = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
+    lags = {}
+    for tp in consumer.assignment():
+        if tp.topic in changelogs:
+            continue
+        highwater = consumer.highwater(tp)
+        read = faust_fixes.read_offset(consumer, tp)
+        if highwater is not None:
+            lags[(tp.topic, tp.partition)] = max(
+                0, highwater - (read + 1 if read is not None else 0)
+            )
+    return lags
+
+
+def refresh_gauges() -> None:
+    metrics.ready.set(1 if ready() else 0)
+    metrics.recovering.set(1 if app.in_recovery else 0)
+    for (topic, partition), behind in lag_by_partition().items():
+        metrics.consumer_lag.labels(topic, str(partition)).set(behind)
