@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from streamapp.core.score import Scoring
 from streamapp.http import internal_auth
 from streamapp.http.errors import HTTPError
 from streamapp.http.forwarding import Forwarder
+from streamapp.http.lookup_share import LookupShare
 from streamapp.kafka.profile_catalog import profile_catalogs
 from streamapp.serving import serving_map
 from streamapp.serving.secondaries import CatalogReader, Secondaries
@@ -53,6 +55,8 @@ class ServeNode:
         self.map: serving_map.ServingMap | None = None
         self.map_mtime = 0.0
         self.home = HomePartitions(settings.partitions)
+        self.caught_up_at: dict[tuple[str, int], float] = {}
+        self.catch_up_budget = LookupShare(serve.on_demand_share)
         self.sources = lookup.Sources(
             pairs=self.pairs,
             user_sellers=self.user_sellers,
@@ -81,6 +85,7 @@ class ServeNode:
         for table in (self.pairs, self.user_sellers):
             for partition in list(table.dbs):
                 if table.catch_up_one(partition):
+                    self.caught_up_at[(table.name, partition)] = time.monotonic()
                     await asyncio.sleep(0)
         self.users.catch_up()
         self.sellers.catch_up()
@@ -160,10 +165,33 @@ class ServeNode:
             raise HTTPError(503, "the worker is not ready, retry shortly", {"Retry-After": "1"})
 
     async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
+        self.fresh({self.home(user) for user, _ in pairs})
         return await lookup.vectors(self.sources, pairs, as_of_us)
 
     async def top_sellers(self, user_id: str, k: int, as_of_us: int) -> dict[str, Any]:
+        self.fresh({self.home(user_id)})
         return await lookup.top_sellers(self.sources, user_id, k, as_of_us)
+
+    def fresh(self, partitions: set[int]) -> None:
+        """Catch up the databases a lookup reads, where the worker wrote since the last
+        catch-up and that was over STREAMAPP_SERVE_FRESH_MS ago (issue 19: answers trail the
+        worker by milliseconds, not by the background interval). Bounded: catch-ups on
+        demand use at most STREAMAPP_SERVE_CATCH_UP_SHARE of the process's time; beyond it
+        the background catch-up alone serves."""
+        if self.serve.on_demand_share <= 0:
+            return
+        now = time.monotonic()
+        for partition in partitions:
+            for table in (self.pairs, self.user_sellers):
+                key = (table.name, partition)
+                if now - self.caught_up_at.get(key, 0.0) < self.serve.on_demand_s:
+                    continue
+                if self.catch_up_budget.exhausted():
+                    return
+                self.caught_up_at[key] = now
+                began = time.perf_counter()
+                table.catch_up_one(partition)
+                self.catch_up_budget.spend(time.perf_counter() - began)
 
     def close(self) -> None:
         for table in (self.pairs, self.user_sellers):

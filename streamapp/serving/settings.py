@@ -12,7 +12,11 @@ from streamapp.core.config import ConfigError, Settings
 class ServeSettings:
     host: str
     port: int
-    catch_up_s: float
+    catch_up_s: float  # background catch-up of every database whose files show a write
+    # A lookup first catches up the databases it reads if their last catch-up is older than
+    # this, within at most `on_demand_share` of the process's time.
+    on_demand_s: float = 0.01
+    on_demand_share: float = 0.25
 
 
 def serve_settings(settings: Settings, env: dict[str, str]) -> ServeSettings:
@@ -40,4 +44,6 @@ def serve_settings(settings: Settings, env: dict[str, str]) -> ServeSettings:
         host=env.get("STREAMAPP_SERVE_HOST", settings.web_host),
         port=port,
         catch_up_s=number("STREAMAPP_SERVE_CATCH_UP_MS", "200", 1, 10_000) / 1000,
+        on_demand_s=number("STREAMAPP_SERVE_FRESH_MS", "10", 0, 10_000) / 1000,
+        on_demand_share=number("STREAMAPP_SERVE_CATCH_UP_SHARE", "0.25", 0, 1),
     )

@@ -84,3 +84,34 @@ def test_a_secondary_follows_the_primarys_writes_and_skips_idle_catch_ups(
     assert table.read(3, b"k") is None
     table.close()
     primary.close()
+
+
+def test_a_lookup_catches_up_the_databases_it_reads_within_a_share(tmp_path: Path) -> None:
+    """Issue 19: a serving process's answer trails the worker by milliseconds, not by the
+    background catch-up interval, and catching up on demand has a bounded cost."""
+    from rocksdict import Options, Rdict
+
+    from streamapp.serving.node import ServeNode
+
+    settings = load_settings({"STREAMAPP_DATA_DIR": str(tmp_path / "data")})
+    serve = serve_settings(settings, {"STREAMAPP_SERVE_FRESH_MS": "0"})
+    node = ServeNode(settings, serve, tmp_path / "scratch")
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    primaries = {}
+    for table in (node.pairs, node.user_sellers):
+        path = str(tmp_path / f"{table.name}-2.db")
+        primaries[table.name] = Rdict(path, options)
+        primaries[table.name].put(b"k", b"1")
+        table.follow({2: path})
+    primaries["pairs"].put(b"k", b"2")
+    assert node.pairs.read(2, b"k") == b"1"  # the secondary has not caught up yet
+    node.fresh({2})
+    assert node.pairs.read(2, b"k") == b"2"
+    primaries["pairs"].put(b"k", b"3")
+    node.catch_up_budget.spend(10.0)  # on-demand catch-ups used their share
+    node.fresh({2})
+    assert node.pairs.read(2, b"k") == b"2"  # left to the background catch-up
+    node.close()
+    for db in primaries.values():
+        db.close()
