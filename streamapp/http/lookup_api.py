@@ -30,7 +30,7 @@ from streamapp.core.parsing import describe
 from streamapp.core.times import now_us
 from streamapp.http.errors import HTTPError
 from streamapp.http.forwarding import Forwarder
-from streamapp.http.request_input import parse_k
+from streamapp.http.request_input import check_path_utf8, parse_k
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,8 @@ def json_errors(settings: Settings, forwarder: Forwarder) -> Any:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            response = error(exc.status, exc.reason or "error")
+            allow = exc.headers.get("Allow")  # a 405 says which methods there are
+            response = error(exc.status, exc.reason or "error", {"Allow": allow} if allow else None)
         except Exception:
             log.exception("unhandled error serving %s %s", request.method, request.path)
             response = error(500, "internal error")
@@ -128,15 +129,33 @@ async def read_body(request: Any, max_bytes: int) -> bytes:
     # TCP reads (a bulk query of long ids) was cut short. Read to the end, within the limit.
     parts: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(64 * 1024):
+    deadline = time.monotonic() + BODY_READ_S
+    while True:
+        try:
+            chunk = await asyncio.wait_for(
+                request.content.read(64 * 1024), max(deadline - time.monotonic(), 0.001)
+            )
+        except TimeoutError:
+            raise HTTPError(
+                408, f"the request body did not arrive within {BODY_READ_S:g} s"
+            ) from None
+        if not chunk:
+            return b"".join(parts)
         size += len(chunk)
         if size > max_bytes:
             raise HTTPError(413, f"body too large (limit {max_bytes} bytes)")
         parts.append(chunk)
-    return b"".join(parts)
+
+
+# The web server's limits for a request line and a header (aiohttp's default is 8190 bytes,
+# answered in plain text): long enough that an id over MAX_ID_LENGTH reaches the handler and
+# gets the JSON 400 every other bad id gets.
+SERVER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
+BODY_READ_S = 10.0  # a client holding a partial body must not hold a connection for ever
 
 
 async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> web.Response:
+    check_path_utf8(request.raw_path)
     user_id = valid_id("user_id", user_id)
     seller_id = valid_id("seller_id", seller_id)
     if (owner := node.remote_owner(request, user_id)) is not None:
@@ -190,8 +209,9 @@ async def _bulk(node: Node, request: Any) -> web.Response:
 
 
 async def _top_sellers(node: Node, request: Any, user_id: str) -> web.Response:
+    check_path_utf8(request.raw_path)
     user_id = valid_id("user_id", user_id)
-    k = parse_k(request.query.get("k"), node.settings.max_top_k)
+    k = parse_k(request.query.getall("k", []), node.settings.max_top_k)
     if (owner := node.remote_owner(request, user_id)) is not None:
         return await node.forwarder.forward(request, owner)
     node.require_ready()

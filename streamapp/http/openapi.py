@@ -47,6 +47,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "malformed request",
         401: "missing or wrong bearer token",
         404: "unknown entity",
+        408: "the request body did not arrive in time",
         413: "request too large",
         503: "recovering; retry after the Retry-After header's seconds",
     }
@@ -58,7 +59,13 @@ def _id_param(name: str) -> dict[str, Any]:
         "name": name,
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+        # The rules the server enforces (models.EntityId): no control characters.
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_ID_LENGTH,
+            "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+        },
     }
 
 
@@ -100,7 +107,7 @@ def build(settings: Settings) -> dict[str, Any]:
                 "Feature vectors of many pairs, one per input pair, in input order",
                 {
                     "200": _json(AffinityQueryResult, "one result per pair"),
-                    **_errors(*lookup_errors, 413),
+                    **_errors(*lookup_errors, 408, 413),
                 },
                 requestBody={
                     "required": True,

@@ -18,8 +18,13 @@ _K = re.compile(r"[0-9]{1,6}")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def parse_k(raw: str | None, max_k: int, default: int = 10) -> int:
-    """The `k` of /users/{id}/top-sellers: 1 to max_k in ASCII digits, else a 400."""
+def parse_k(raw: str | list[str] | None, max_k: int, default: int = 10) -> int:
+    """The `k` of /users/{id}/top-sellers: 1 to max_k in ASCII digits, given at most once,
+    else a 400."""
+    if isinstance(raw, list):
+        if len(raw) > 1:
+            raise HTTPError(400, "k is given more than once")
+        raw = raw[0] if raw else None
     if raw is None:
         return default
     if _K.fullmatch(raw) is None or not 1 <= int(raw) <= max_k:
@@ -39,3 +44,15 @@ def fill_path(template: str, values: dict[str, str]) -> str:
     its encoded value: the path of a forwarded request, built from the matched ids rather
     than from the decoded request path (which loses the boundaries of ids with '/')."""
     return _PLACEHOLDER.sub(lambda m: encode_segment(values[m.group(1)]), template)
+
+
+def check_path_utf8(raw_path: str) -> None:
+    """Every segment of the request path, percent-decoded, must be UTF-8: the web server
+    keeps an undecodable escape like %FF as the literal text "%FF", which would then be
+    taken for the id "%FF" (the same as "%25FF"). A 400 instead."""
+    for segment in raw_path.split("?", 1)[0].split("/"):
+        if "%" in segment:
+            try:
+                urllib.parse.unquote_to_bytes(segment).decode("utf-8")
+            except UnicodeDecodeError:
+                raise HTTPError(400, "the path is not valid UTF-8 once percent-decoded") from None

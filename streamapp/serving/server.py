@@ -19,7 +19,10 @@ log = logging.getLogger("streamapp.serve")
 
 
 def build_app(node: ServeNode) -> web.Application:
-    app = web.Application(middlewares=[lookup_api.json_errors(node.settings, node.forwarder)])
+    app = web.Application(
+        middlewares=[lookup_api.json_errors(node.settings, node.forwarder)],
+        handler_args=lookup_api.SERVER_LIMITS,
+    )
 
     async def health(request: web.Request) -> web.Response:
         if node.is_ready():

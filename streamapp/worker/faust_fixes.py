@@ -481,3 +481,10 @@ def set_persisted_offset(store: Any, tp: Any, offset: int) -> None:
     own changelog bookkeeping does (faust 0.15.3: rocksdb.Store.set_persisted_offset, an
     internal method); recovery resumes after it."""
     store.set_persisted_offset(tp, offset)
+
+
+def set_web_server_limits(web_app: Any, limits: Mapping[str, int]) -> None:
+    """The request-line and header limits of faust's aiohttp server. faust 0.15.3 builds
+    its aiohttp Application without handler_args and offers no setting for them; aiohttp
+    (3.x) reads `Application._handler_args` when its server starts."""
+    web_app._handler_args = {**(web_app._handler_args or {}), **limits}

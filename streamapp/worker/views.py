@@ -26,6 +26,7 @@ from streamapp.worker.app import app, scoring, settings
 from streamapp.worker.readiness import ready
 
 app.web.web_app.middlewares.append(lookup_api.json_errors(settings, ownership.forwarder))
+faust_fixes.set_web_server_limits(app.web.web_app, lookup_api.SERVER_LIMITS)
 
 
 def require_ready() -> None:

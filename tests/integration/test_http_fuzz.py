@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -220,3 +223,37 @@ def test_signed_internal_requests_are_served_with_their_as_of(worker: Worker) ->
     # A signature for another path does not carry over.
     headers = {**AUTH, **sign(key, "GET", q_path("affinity", "u1", "s2"), None, now)}
     assert worker.get(q_path("affinity", "u1", "s1"), headers=headers)[0] == 400
+
+
+def test_http_edges_are_json_4xx(worker: Worker) -> None:
+    """Issue 18's HTTP edges, on the real server."""
+    status, body = worker.get("/users/u1/top-sellers?k=1&k=2", headers=AUTH)
+    assert status == 400 and body["error"] == "k is given more than once", body
+    for path in ("/affinity/%FF%FE/s1", "/users/%C3%28/top-sellers"):
+        status, body = worker.get(path, headers=AUTH)
+        assert status == 400 and "not valid UTF-8" in body["error"], (path, body)
+    status, body = worker.get("/affinity/%25FF%25FE/s1", headers=AUTH)  # the literal id "%FF%FE"
+    assert status == 200 and body["user_id"] == "%FF%FE", body
+    request = urllib.request.Request(worker.url + "/affinity/query", method="DELETE", headers=AUTH)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 405 and "POST" in caught.value.headers.get("Allow", "")
+    assert "error" in json.loads(caught.value.read())
+
+
+def test_a_body_that_never_arrives_times_out(worker: Worker) -> None:
+    """A client holding a partial body gets a 408 instead of holding the connection."""
+    with socket.create_connection(("127.0.0.1", worker.port), timeout=30) as conn:
+        conn.sendall(
+            b"POST /affinity/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\n".encode()
+            + b'Content-Length: 1000\r\n\r\n{"pairs": ['
+        )
+        answer = conn.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 408"), answer[:200]
+    assert '"error"' in answer
+
+
+def test_an_id_over_the_servers_line_limit_is_a_json_400(worker: Worker) -> None:
+    status, body = worker.get("/affinity/" + "u" * 10_000 + "/s1", headers=AUTH)
+    assert status == 400 and "user_id" in body["error"], (status, body)

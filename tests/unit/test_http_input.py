@@ -112,3 +112,30 @@ def test_segments_encode_dots_and_reserved_characters() -> None:
     assert encode_segment("a/b?c#d%e f") == "a%2Fb%3Fc%23d%25e%20f"
     assert encode_segment("é") == "%C3%A9"
     assert encode_segment("plain-id_1~") == "plain-id_1~"
+
+
+def test_k_given_twice_is_a_400() -> None:
+    from streamapp.http.errors import HTTPError
+    from streamapp.http.request_input import parse_k
+
+    assert parse_k([], 100) == 10 and parse_k(["7"], 100) == 7
+    with pytest.raises(HTTPError) as caught:
+        parse_k(["1", "2"], 100)
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("path", ["/affinity/%FF%FE/s1", "/users/%C3%28/top-sellers"])
+def test_a_path_that_is_not_utf8_is_a_400(path: str) -> None:
+    from streamapp.http.errors import HTTPError
+    from streamapp.http.request_input import check_path_utf8
+
+    with pytest.raises(HTTPError) as caught:
+        check_path_utf8(path)
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("path", ["/affinity/%25FF%25FE/s1", "/affinity/%C3%BC/s%2F1?k=%FF"])
+def test_a_utf8_path_passes(path: str) -> None:
+    from streamapp.http.request_input import check_path_utf8
+
+    check_path_utf8(path)
