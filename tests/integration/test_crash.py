@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -104,7 +105,9 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
 
 
 def test_broker_restart_mid_stream(workers, tmp_path: Path) -> None:
-    """The worker waits for its broker to come back, reconnects, and loses nothing."""
+    """The broker is stopped and started again three times while interactions stream in
+    and batches are being delivered, with a CPU hog beside it: the worker rides it out
+    (retrying delivery in order), stays up and loses and doubles nothing."""
     port, cport = free_port(), free_port()
     env = {
         **os.environ,
@@ -117,29 +120,40 @@ def test_broker_restart_mid_stream(workers, tmp_path: Path) -> None:
         [script, "start"], env=env, capture_output=True, text=True, timeout=300
     )
     assert started.returncode == 0, started.stderr
+    env.pop("KAFKA_LOCAL_FRESH")
     bootstrap = f"127.0.0.1:{port}"
+    hog = multiprocessing.Process(target=_spin, daemon=True)
     try:
         ns = Namespace(bootstrap)
         ds = DataSet()
-        first = interactions(ns, ds, 3_000, seed=2)
-        second = interactions(ns, ds, 3_000, seed=3)
+        batches = [interactions(ns, ds, 1_500, seed=20 + n) for n in range(4)]
         worker = new_worker(workers, ns, tmp_path / "data", "brk").start()
-        produce(bootstrap, first)
-        time.sleep(1.0)  # part of it processed, part still in flight
-        env.pop("KAFKA_LOCAL_FRESH")
-        subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120, check=True)
-        time.sleep(5)
-        assert worker.alive()
-        subprocess.run([script, "start"], env=env, capture_output=True, timeout=300, check=True)
-        produce(bootstrap, second)
+        hog.start()
+        for n, records in enumerate(batches):
+            produce(bootstrap, records)
+            if n == len(batches) - 1:
+                break
+            time.sleep(0.5)  # part of it processed, part in flight
+            subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120, check=True)
+            time.sleep(3)
+            assert worker.alive(), worker.tail()
+            subprocess.run([script, "start"], env=env, capture_output=True, timeout=300, check=True)
         wait_until(worker.alive, 5)
-        wait_for_total(worker, ds, timeout=180)
+        wait_for_total(worker, ds, timeout=240)
         assert_matches_truth(worker, ds)
-        assert worker.starts == 1
+        assert worker.starts == 1 and worker.alive()
     finally:
+        if hog.is_alive():
+            hog.kill()
+            hog.join(5)
         for w in workers:
             w.kill()
         subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120)
+
+
+def _spin() -> None:  # a CPU hog for the test's length, killed in its finally
+    while True:
+        pass
 
 
 def test_sigterm_commits_so_a_restart_replays_nothing(
