@@ -19,7 +19,14 @@ def bootstrap() -> Iterator[str]:
     """host:port of a broker; started (and stopped again) here when none is configured."""
     configured = os.environ.get("KAFKA_BROKER")
     if configured:
-        yield configured.removeprefix("kafka://").split(";")[0].split(",")[0]
+        # No broker of ours, but the workers are: a SIGTERM of the test run stops them too.
+        previous = {sig: signal.signal(sig, _stop_workers_and_exit) for sig in STOP_SIGNALS}
+        try:
+            yield configured.removeprefix("kafka://").split(";")[0].split(",")[0]
+        finally:
+            kill_all_workers()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         return
     script = ROOT / "scripts" / "kafka-local.sh"
     env = {**os.environ, "KAFKA_LOCAL_PORT": TEST_BROKER_PORT}
@@ -40,7 +47,7 @@ def bootstrap() -> Iterator[str]:
         stop_broker()
         raise SystemExit(128 + signum)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
         yield started.stdout.strip().splitlines()[-1]
     finally:
@@ -49,3 +56,12 @@ def bootstrap() -> Iterator[str]:
         stop_broker()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop_workers_and_exit(signum: int, frame: object) -> None:
+    kill_all_workers()
+    remove_all_brokers()
+    raise SystemExit(128 + signum)
