@@ -35,6 +35,13 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
 5. Read committed (`_create_worker_consumer`). faust reads `read_uncommitted` unless its own
    transactions are on, so records of aborted transactions were counted.
 
+6. Markers at a partition's very end (`_new_offset`, the watchdog's `record_gap`).
+
+7. An undecodable record batch (aiokafka 0.14 `FetchResult.getall`: an unknown codec, a
+   corrupt batch) crashed faust's fetcher and the worker, again after every restart. It is
+   now one line naming the partition, the offset and the cause; that partition is set aside
+   and the others go on.
+
 The check `faust.__version__ == FAUST_VERSION` refuses any other faust at start-up: each
 correction was written against that version's code.
 """
@@ -49,6 +56,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from aiokafka.consumer.fetcher import FetchResult
+from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -82,6 +91,7 @@ class FetchLedger:
     rewinds_applied: int = 0
     # Per partition, (last offset, wall time) of recent fetches: when a record was fetched.
     fetched: dict[Any, deque[tuple[int, float]]] = field(default_factory=dict)
+    undecodable: dict[Any, int | None] = field(default_factory=dict)  # partitions set aside
 
     def fetched_at(self, tp: Any, offset: int) -> float | None:
         for last, at in self.fetched.get(tp, ()):
@@ -219,11 +229,56 @@ async def _wait_next_records(self: Any, timeout: float) -> Any:
     if book.rewinds and self.flow_active:
         await _apply_rewinds(self, book)
     seeks, generation = book.seeks, self.app.consumer_generation_id
-    records, active = await _original_wait_next_records(self, timeout)
+    try:
+        records, active = await _original_wait_next_records(self, timeout)
+    except UndecodableBatch as exc:
+        _set_aside(self, book, exc)
+        return {}, None
     if records:
         stale = book.seeks != seeks or self.app.consumer_generation_id != generation
         _note_fetched(self, book, records, stale)
     return records, active
+
+
+class UndecodableBatch(Exception):
+    """A fetched record batch that cannot be decoded (an unknown codec, a corrupt batch),
+    with the partition and offset aiokafka was at (7.)."""
+
+    def __init__(self, tp: Any, offset: int | None, cause: BaseException) -> None:
+        super().__init__(f"{tp.topic}[{tp.partition}] at offset {offset}: {cause!r}")
+        self.tp, self.offset, self.cause = tp, offset, cause
+
+
+_original_getall = FetchResult.getall
+
+
+def _getall(self: Any, max_records: Any = None) -> Any:
+    try:
+        return _original_getall(self, max_records)
+    except (UnsupportedCodecError, CorruptRecordException) as exc:
+        records = self._partition_records
+        offset = getattr(records, "next_fetch_offset", None)
+        raise UndecodableBatch(self._topic_partition, offset, exc) from exc
+
+
+def _set_aside(self: Any, book: FetchLedger, exc: UndecodableBatch) -> None:
+    """One line, and the partition is no longer fetched (its undecodable batch stays parked
+    in aiokafka, so nothing is fetched again for it): the other partitions go on. Its lag
+    shows in streamapp_commit_lag; a restart tries it again."""
+    tp = exc.tp
+    if tp not in book.undecodable:
+        log.error(
+            "%s[%d]: cannot decode the record batch at offset %s (%s: %s); this partition is "
+            "no longer read (the others go on) until the worker is restarted with what it "
+            "needs to read it",
+            tp.topic,
+            tp.partition,
+            exc.offset,
+            type(exc.cause).__name__,
+            exc.cause,
+        )
+    book.undecodable[tp] = exc.offset
+    self.pause_partitions([tp])
 
 
 async def _apply_rewinds(self: Any, book: FetchLedger) -> None:
@@ -389,6 +444,9 @@ def partition_view(consumer: Any, tp: Any) -> PartitionView:
 
 
 def _fetching(consumer: Any, tp: Any) -> str:
+    undecodable = ledger(consumer).undecodable
+    if tp in undecodable:
+        return f"no: an undecodable record batch at offset {undecodable[tp]}"
     if tp in consumer._paused_partitions:
         return "paused"
     if tp in consumer._buffered_partitions:
@@ -416,7 +474,10 @@ def record_gap(consumer: Any, tp: Any, start: int, end: int) -> None:
 
 def refetch(consumer: Any, tp: Any) -> None:
     """Make faust fetch `tp` again if it stopped (a full stream buffer that drained long
-    ago, a pause that outlived the recovery it was for)."""
+    ago, a pause that outlived the recovery it was for); not a partition set aside for an
+    undecodable batch."""
+    if tp in ledger(consumer).undecodable:
+        return
     if tp in consumer._buffered_partitions:
         consumer.on_buffer_drop(tp)
     if not consumer.app.in_recovery:
@@ -443,6 +504,7 @@ def apply() -> None:
     ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
     Consumer.seek = _seek  # type: ignore[method-assign]
     Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
+    FetchResult.getall = _getall  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
 
 

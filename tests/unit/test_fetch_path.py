@@ -225,3 +225,42 @@ def test_an_acked_offset_inside_a_gap_does_not_slow_the_commit() -> None:
     consumer._gap[TP].addi(10, 20)
     consumer._acked[TP] = list(range(10, 30))
     assert consumer._new_offset(TP) == 30
+
+
+def test_an_undecodable_batch_names_its_partition_and_offset() -> None:
+    from aiokafka.consumer.fetcher import FetchResult
+    from aiokafka.errors import UnsupportedCodecError
+
+    class Records:
+        next_fetch_offset = 41
+
+        def __iter__(self) -> Any:
+            raise UnsupportedCodecError("Libraries for snappy compression codec not found")
+
+    state = SimpleNamespace(paused=False, position=41)
+    assignment = SimpleNamespace(active=True, state_value=lambda tp: state)
+    result = FetchResult(TP, assignment=assignment, partition_records=Records(), backoff=0)
+    try:
+        result.getall()
+    except faust_fixes.UndecodableBatch as exc:
+        assert (exc.tp, exc.offset) == (TP, 41)
+        assert "snappy" in str(exc)
+    else:
+        raise AssertionError("no UndecodableBatch")
+
+
+async def test_an_undecodable_batch_sets_its_partition_aside_and_the_worker_goes_on() -> None:
+    """It crashed faust's fetcher (and the worker, again after each restart)."""
+    consumer = ScriptedConsumer([0, 1, 2])
+    paused: list[Any] = []
+    consumer.pause_partitions = paused.extend
+    cause = faust_fixes.UndecodableBatch(TP, 7, ValueError("corrupt"))
+
+    async def failing(active_partitions: Any, timeout: float) -> Any:
+        raise cause
+
+    consumer._getmany = failing
+    assert await consumer._wait_next_records(1.0) == ({}, None)
+    assert paused == [TP]
+    assert faust_fixes.ledger(consumer).undecodable == {TP: 7}
+    assert faust_fixes._fetching(consumer, TP).startswith("no: an undecodable record batch")
