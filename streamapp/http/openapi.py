@@ -42,6 +42,25 @@ def _json(model: type[BaseModel] | dict[str, Any], description: str) -> dict[str
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+# Headers some answers always carry (response_headers_conformance checks them).
+_HEADERS = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "Bearer",
+            "required": True,
+            "schema": {"type": "string", "const": "Bearer"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "seconds to wait before asking again",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    },
+}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "malformed request",
@@ -51,7 +70,18 @@ def _errors(*codes: int) -> dict[str, Any]:
         413: "request too large",
         503: "recovering; retry after the Retry-After header's seconds",
     }
-    return {str(c): _json(ErrorBody, text[c]) for c in codes}
+    out = {}
+    for c in codes:
+        out[str(c)] = _json(ErrorBody, text[c])
+        if c in _HEADERS:
+            out[str(c)]["headers"] = _HEADERS[c]
+    return out
+
+
+# Paths the serving process (streamapp/serving/server.py) does not answer itself.
+_PASSED_TO_WORKER = frozenset(
+    {"/users/{user_id}", "/sellers/{seller_id}", "/metrics", "/stats", "/", "/openapi.json"}
+)
 
 
 def _id_param(name: str) -> dict[str, Any]:
@@ -88,10 +118,13 @@ def build(settings: Settings) -> dict[str, Any]:
                     "200": _json(
                         {"type": "object", "properties": {"status": {"const": "ok"}}}, "ready"
                     ),
-                    "503": _json(
-                        {"type": "object", "properties": {"status": {"const": "recovering"}}},
-                        "recovering",
-                    ),
+                    "503": {
+                        **_json(
+                            {"type": "object", "properties": {"status": {"const": "recovering"}}},
+                            "recovering",
+                        ),
+                        "headers": _HEADERS[503],
+                    },
                 },
             }
         },
@@ -182,14 +215,26 @@ def build(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
+        # Not in PUBLIC_PATHS (lookup_api.py): behind the token like the data endpoints.
         "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "security": [],
-                "responses": {"200": {"description": "OpenAPI 3.1"}},
-            }
+            "get": op(
+                "This document",
+                {
+                    "200": _json({"type": "object"}, "OpenAPI 3.1"),
+                    **({"401": _errors(401)["401"]} if auth else {}),
+                },
+            )
         },
     }
+    for path, ops in paths.items():
+        for operation in ops.values():
+            responses = operation["responses"]
+            # Any path: a client sending the workers' internal X-Streamapp-* headers without
+            # a valid signature gets a 400 (Forwarder.authenticate, before any handler).
+            responses.setdefault("400", _errors(400)["400"])
+            # The serving process passes these to its worker: a 503 while it cannot reach it.
+            if path in _PASSED_TO_WORKER:
+                responses.setdefault("503", _errors(503)["503"])
     return {
         "openapi": "3.1.0",
         "info": {

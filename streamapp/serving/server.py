@@ -62,7 +62,7 @@ def build_app(node: ServeNode) -> web.Application:
 
 
 PASSED_HEADERS = frozenset({"authorization", "content-type", "accept"})
-RETURNED_HEADERS = frozenset({"content-type", "retry-after", "www-authenticate"})
+RETURNED_HEADERS = frozenset({"content-type", "retry-after", "www-authenticate", "allow"})
 
 
 async def follow(node: ServeNode) -> None:
