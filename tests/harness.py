@@ -305,13 +305,17 @@ def consume_all(
     expect: int = 0,
     timeout: float = 60.0,
     settle: float = 2.0,
+    isolation_level: str = "read_uncommitted",
 ) -> list[Any]:
     """Every record of `topic` from the start: at least `expect` of them (or the timeout),
     then until nothing new arrived for `settle` seconds, so extras are seen too."""
 
     async def run() -> list[Any]:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level=isolation_level,
         )
         await consumer.start()
         try:

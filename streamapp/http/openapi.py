@@ -104,6 +104,7 @@ def build(settings: Settings) -> dict[str, Any]:
         [(m, "serialization") for m in _MODELS], ref_template="#/components/schemas/{model}"
     )
     auth = [{"bearer": []}] if settings.api_token else []
+    token_errors = {"401": _errors(401)["401"]} if auth else {}
     lookup_errors = (400, 401, 503) if auth else (400, 503)
 
     def op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -190,17 +191,14 @@ def build(settings: Settings) -> dict[str, Any]:
                         "description": "text exposition format",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **({"401": _errors(401)["401"]} if auth else {}),
+                    **token_errors,
                 },
             )
         },
         "/stats": {
             "get": op(
                 "The worker's counters as JSON (for the page at /)",
-                {
-                    "200": _json({"type": "object"}, "counters"),
-                    **({"401": _errors(401)["401"]} if auth else {}),
-                },
+                {"200": _json({"type": "object"}, "counters"), **token_errors},
             )
         },
         "/": {
@@ -219,10 +217,7 @@ def build(settings: Settings) -> dict[str, Any]:
         "/openapi.json": {
             "get": op(
                 "This document",
-                {
-                    "200": _json({"type": "object"}, "OpenAPI 3.1"),
-                    **({"401": _errors(401)["401"]} if auth else {}),
-                },
+                {"200": _json({"type": "object"}, "OpenAPI 3.1"), **token_errors},
             )
         },
     }

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from streamapp.core.models import AffinityUpdate, DeadLetter
 from tests.dataset import DataSet
@@ -143,47 +143,6 @@ async def one_transaction(
 
 def run(coro: Any, timeout: float = 120) -> Any:
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def read_all(
-    bootstrap: str,
-    topic: str,
-    partitions: int,
-    isolation_level: str,
-    expect: int,
-    timeout: float = 60.0,
-    settle: float = 2.0,
-) -> list[Any]:
-    """Like harness.consume_all, with a chosen isolation level: every record of `topic`
-    from the start, at least `expect` of them, then until `settle` seconds pass quietly."""
-
-    async def go() -> list[Any]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level=isolation_level,
-        )
-        await consumer.start()
-        try:
-            consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
-            await consumer.seek_to_beginning()
-            out: list[Any] = []
-            deadline = time.monotonic() + timeout
-            quiet_since = time.monotonic()
-            while time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=200)
-                got = [m for msgs in batch.values() for m in msgs]
-                out.extend(got)
-                if got:
-                    quiet_since = time.monotonic()
-                elif len(out) >= expect and time.monotonic() - quiet_since > settle:
-                    break
-            return out
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(go())
 
 
 def metric(text: str, name: str) -> float:
@@ -381,10 +340,20 @@ def test_aborted_transactions_are_never_counted(bootstrap: str, workers, tmp_pat
 
     # The setup is what it claims: aborted data is on the topic, invisible when read committed.
     assert (
-        len(read_all(bootstrap, ns.topic("interactions"), 8, "read_uncommitted", everything))
+        len(
+            consume_all(
+                bootstrap,
+                ns.topic("interactions"),
+                8,
+                everything,
+                isolation_level="read_uncommitted",
+            )
+        )
         == everything
     )
-    visible = read_all(bootstrap, ns.topic("interactions"), 8, "read_committed", committed_or_plain)
+    visible = consume_all(
+        bootstrap, ns.topic("interactions"), 8, committed_or_plain, isolation_level="read_committed"
+    )
     assert len(visible) == committed_or_plain
     assert everything - committed_or_plain > 40
 
