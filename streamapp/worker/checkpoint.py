@@ -8,10 +8,12 @@ A source record's offset becomes committable only when
 Only then are its events acked to faust, whose commit (with the corrections in
 faust_fixes.py) never passes an offset that was not acked or known to hold no record.
 
-Batches are formed from what has already been read: a batch closes as soon as the records
-waiting are taken (no waiting to fill it), so a lone interaction is processed at once and
-a backlog still comes in large batches. Up to MAX_IN_FLIGHT batches wait for the broker
-while the next one is processed.
+Batches are formed from what has already been read, as a group commit: with nothing on
+its way to the broker a batch is taken at once (a lone interaction is processed
+immediately); while the last batch is being confirmed, what arrives joins the next batch,
+which closes when that confirmation comes or a whole batch is waiting; a backlog comes in
+whole batches, up to MAX_IN_FLIGHT of them waiting for the broker while the next one is
+processed.
 
 Records faust read but never handed to the stream (seen around a start-up seek) are
 noticed here as a jump in a partition's offsets and read again; the stall watchdog
@@ -27,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +75,7 @@ class Checkpoint:
     batch_max: int
     ready: Callable[[], Awaitable[None]] | None = None  # awaited before the first batch
     queue: asyncio.Queue[Any] = field(init=False)
+    filled: asyncio.Event = field(init=False)
     next_due: dict[Any, int] = field(default_factory=dict)  # per partition, next offset
     healed: set[tuple[Any, int]] = field(default_factory=set)
     in_flight: deque[asyncio.Future[None]] = field(default_factory=deque)
@@ -83,6 +87,7 @@ class Checkpoint:
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=2 * self.batch_max)
+        self.filled = asyncio.Event()  # a whole batch is waiting
 
     def waiting(self) -> bool:
         """Records are read and waiting for their batch."""
@@ -105,6 +110,8 @@ class Checkpoint:
                 await self.ready()
             while True:
                 batch = [await self.queue.get()]
+                if self.in_flight and self.queue.qsize() + 1 < self.batch_max:
+                    await self._gather_while_confirming()
                 while len(batch) < self.batch_max and not self.queue.empty():
                     batch.append(self.queue.get_nowait())
                 await self._process(batch)
@@ -115,6 +122,18 @@ class Checkpoint:
             feeder.cancel()
             if self.in_flight:  # a stopping worker acks what was delivered
                 await asyncio.shield(asyncio.gather(*self.in_flight, return_exceptions=True))
+
+    async def _gather_while_confirming(self) -> None:
+        """A group commit: while the broker confirms the last batch, what arrives joins the
+        next one, which closes when that confirmation comes or a whole batch is waiting.
+        Nothing in flight (a trickle): no wait at all. A backlog: whole batches, no wait.
+        Small batches cost more per record than the broker's round trip costs in time."""
+        self.filled.clear()
+        filled = asyncio.ensure_future(self.filled.wait())
+        try:
+            await asyncio.wait([self.in_flight[-1], filled], return_when=FIRST_COMPLETED)
+        finally:
+            filled.cancel()
 
     async def _process(self, batch: list[Any]) -> None:
         taken = time.time()
@@ -193,6 +212,8 @@ class Checkpoint:
             elif due is None or offset >= due:
                 self.next_due[tp] = offset + 1
             await self.queue.put((event, time.time()))
+            if self.queue.qsize() + 1 >= self.batch_max:
+                self.filled.set()
 
 
 @dataclass

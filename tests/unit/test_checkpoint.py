@@ -59,8 +59,10 @@ def fake_app() -> Any:
     return SimpleNamespace(consumer=SimpleNamespace(_gap={}), consumer_generation_id=1)
 
 
-async def started(handler: Any, stream: Stream) -> tuple[Checkpoint, asyncio.Task[None]]:
-    cp = Checkpoint(fake_app(), stream, handler, "interactions", batch_max=100)
+async def started(
+    handler: Any, stream: Stream, batch_max: int = 100
+) -> tuple[Checkpoint, asyncio.Task[None]]:
+    cp = Checkpoint(fake_app(), stream, handler, "interactions", batch_max=batch_max)
     return cp, asyncio.ensure_future(cp.run())
 
 
@@ -101,7 +103,34 @@ async def test_a_lone_record_is_processed_at_once_and_acked_after_confirmation()
     await stopped(task)
 
 
-async def test_later_batches_are_processed_meanwhile_but_acked_in_order() -> None:
+async def test_while_a_batch_is_confirmed_the_next_one_gathers_then_acks_follow_in_order() -> None:
+    batches: list[list[int]] = []
+    boxes: list[Box] = []
+    acks: list[int] = []
+
+    async def handler(records: Any) -> Box:
+        batches.append([r.offset for r in records])
+        boxes.append(Box())
+        return boxes[-1]
+
+    stream = Stream()
+    _, task = await started(handler, stream)
+    stream.queue.put_nowait(Event(0, acks))
+    await settle()
+    for offset in (1, 2, 3):  # arrive while batch 0 is on its way to the broker
+        stream.queue.put_nowait(Event(offset, acks))
+        await settle()
+    assert batches == [[0]]  # they wait for batch 0's confirmation, together
+    boxes[0].confirmed.set_result(None)
+    await settle()
+    assert batches == [[0], [1, 2, 3]] and acks == [0]
+    boxes[1].confirmed.set_result(None)
+    await settle()
+    assert acks == [0, 1, 2, 3]
+    await stopped(task)
+
+
+async def test_whole_batches_go_at_once_and_acks_wait_for_earlier_ones() -> None:
     boxes: list[Box] = []
     acks: list[int] = []
 
@@ -110,18 +139,18 @@ async def test_later_batches_are_processed_meanwhile_but_acked_in_order() -> Non
         return boxes[-1]
 
     stream = Stream()
-    _, task = await started(handler, stream)
-    for offset in range(3):
+    _, task = await started(handler, stream, batch_max=2)
+    for offset in range(6):
         stream.queue.put_nowait(Event(offset, acks))
-        await settle()
-    assert len(boxes) == 3  # three batches processed while none was confirmed
+    await settle()
+    assert len(boxes) == 3  # a backlog: three whole batches, none confirmed yet
     boxes[2].confirmed.set_result(None)
     boxes[1].confirmed.set_result(None)
     await settle()
     assert acks == []  # batch 0 is still on its way: nothing after it is acked
     boxes[0].confirmed.set_result(None)
     await settle()
-    assert acks == [0, 1, 2]
+    assert acks == [0, 1, 2, 3, 4, 5]
     await stopped(task)
 
 
@@ -133,7 +162,7 @@ async def test_at_most_a_few_batches_wait_for_the_broker() -> None:
         return boxes[-1]
 
     stream = Stream()
-    cp, task = await started(handler, stream)
+    cp, task = await started(handler, stream, batch_max=1)
     for offset in range(10):
         stream.queue.put_nowait(Event(offset, []))
         await settle()
