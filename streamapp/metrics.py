@@ -59,3 +59,10 @@ commit_lag = Gauge(
     "Records between the group's committed offset and the partition's end (last stable offset)",
     ["topic", "partition"],
 )
+
+
+def value(metric: Counter | Gauge) -> float:
+    """The current value of an unlabelled metric (or one child of a labelled one). The one
+    read of prometheus_client's private `_value` (0.20+): it has no public getter besides
+    collect(), which builds every sample."""
+    return float(metric._value.get())

@@ -127,17 +127,17 @@ _last: dict[str, float] = {"counted": 0.0, "at": time.monotonic()}
 @app.timer(interval=settings.log_every_s)
 async def log_throughput() -> None:
     """One line every STREAMAPP_LOG_EVERY: what the worker did since the last line."""
-    counted = metrics.counted._value.get()
+    counted = metrics.value(metrics.counted)
     now = time.monotonic()
     rate = (counted - _last["counted"]) / max(now - _last["at"], 1e-9)
     _last.update(counted=counted, at=now)
-    dead = sum(metrics.dead_letters.labels(s)._value.get() for s in topics.dead_letter_names)
+    dead = sum(metrics.value(metrics.dead_letters.labels(s)) for s in topics.dead_letter_names)
     log.info(
         "throughput: %.0f interactions/s; totals: counted %d, duplicates %d, dead letters %d, "
         "updates %d",
         rate,
         counted,
-        metrics.duplicates._value.get(),
+        metrics.value(metrics.duplicates),
         dead,
-        metrics.updates._value.get(),
+        metrics.value(metrics.updates),
     )

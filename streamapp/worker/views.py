@@ -192,15 +192,17 @@ class StatsView(View):
         return self.json(
             {
                 "ready": ready(),
-                "interactions_counted": int(metrics.counted._value.get()),
-                "duplicates": int(metrics.duplicates._value.get()),
-                "affinity_updates": int(metrics.updates._value.get()),
+                "interactions_counted": int(metrics.value(metrics.counted)),
+                "duplicates": int(metrics.value(metrics.duplicates)),
+                "affinity_updates": int(metrics.value(metrics.updates)),
                 "dead_letters": {
-                    source: int(metrics.dead_letters.labels(source)._value.get())
+                    source: int(metrics.value(metrics.dead_letters.labels(source)))
                     for source in ("interactions", "users", "sellers")
                 },
                 "consumer_lag": int(sum(lag_by_partition().values())),
-                "longest_event_loop_stall_ms": round(metrics.loop_stall_max._value.get() * 1e3, 3),
+                "longest_event_loop_stall_ms": round(
+                    metrics.value(metrics.loop_stall_max) * 1e3, 3
+                ),
             }
         )
 
