@@ -33,7 +33,9 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    record is in flight, and the read offset is cleared so nothing re-read is dropped.
 
 5. Read committed (`_create_worker_consumer`). faust reads `read_uncommitted` unless its own
-   transactions are on, so records of aborted transactions were counted.
+   transactions are on, so records of aborted transactions were counted. The same place
+   shortens faust's fetch wait (1.5 s) to FETCH_MAX_WAIT_MS: a held fetch of quiet
+   partitions kept the busy ones from being fetched.
 
 6. Markers at a partition's very end (`_new_offset`, the watchdog's `record_gap`).
 
@@ -396,10 +398,19 @@ async def _on_partitions_revoked(self: Any, revoked: Any) -> None:
 _original_create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
 
 
+FETCH_MAX_WAIT_MS = 100
+
+
 def _create_worker_consumer(self: Any, transport: Any) -> Any:
     consumer = _original_create_worker_consumer(self, transport)
-    # aiokafka builds its Fetcher from this in start(), which has not run yet.
+    # aiokafka builds its Fetcher from these in start(), which has not run yet.
     consumer._isolation_level = "read_committed"
+    # faust asks the broker to hold a fetch up to 1.5 s for data. aiokafka has one fetch in
+    # flight per broker, built from the partitions with nothing buffered at that moment: when
+    # it holds only quiet partitions (standby changelogs, profiles), the busy ones cannot be
+    # fetched again until it returns. The benchmark's per-step breakdown showed it: records
+    # waited up to 2 s before faust fetched them at half capacity (issue 19).
+    consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
     return consumer
 
 
