@@ -398,7 +398,7 @@ async def _on_partitions_revoked(self: Any, revoked: Any) -> None:
 _original_create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
 
 
-FETCH_MAX_WAIT_MS = 100
+FETCH_MAX_WAIT_MS = 30
 
 
 def _create_worker_consumer(self: Any, transport: Any) -> Any:
