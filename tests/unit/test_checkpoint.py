@@ -55,6 +55,20 @@ class Box:
         await self.confirmed
 
 
+class Recorder:
+    """A batch handler that records the offsets of each batch and returns a Box per batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.boxes: list[Box] = []
+        self.acks: list[int] = []
+
+    async def __call__(self, records: Any) -> Box:
+        self.batches.append([r.offset for r in records])
+        self.boxes.append(Box())
+        return self.boxes[-1]
+
+
 def fake_app() -> Any:
     return SimpleNamespace(consumer=SimpleNamespace(_gap={}), consumer_generation_id=1)
 
@@ -82,14 +96,8 @@ async def stopped(task: asyncio.Task[None], boxes: list[Box] = ()) -> None:
 
 
 async def test_a_lone_record_is_processed_at_once_and_acked_after_confirmation() -> None:
-    batches: list[list[int]] = []
-    boxes: list[Box] = []
-    acks: list[int] = []
-
-    async def handler(records: Any) -> Box:
-        batches.append([r.offset for r in records])
-        boxes.append(Box())
-        return boxes[-1]
+    handler = Recorder()
+    batches, boxes, acks = handler.batches, handler.boxes, handler.acks
 
     stream = Stream()
     _, task = await started(handler, stream)
@@ -104,14 +112,8 @@ async def test_a_lone_record_is_processed_at_once_and_acked_after_confirmation()
 
 
 async def test_while_a_batch_is_confirmed_the_next_one_gathers_then_acks_follow_in_order() -> None:
-    batches: list[list[int]] = []
-    boxes: list[Box] = []
-    acks: list[int] = []
-
-    async def handler(records: Any) -> Box:
-        batches.append([r.offset for r in records])
-        boxes.append(Box())
-        return boxes[-1]
+    handler = Recorder()
+    batches, boxes, acks = handler.batches, handler.boxes, handler.acks
 
     stream = Stream()
     _, task = await started(handler, stream)
@@ -131,12 +133,8 @@ async def test_while_a_batch_is_confirmed_the_next_one_gathers_then_acks_follow_
 
 
 async def test_whole_batches_go_at_once_and_acks_wait_for_earlier_ones() -> None:
-    boxes: list[Box] = []
-    acks: list[int] = []
-
-    async def handler(records: Any) -> Box:
-        boxes.append(Box())
-        return boxes[-1]
+    handler = Recorder()
+    boxes, acks = handler.boxes, handler.acks
 
     stream = Stream()
     _, task = await started(handler, stream, batch_max=2)
@@ -155,11 +153,8 @@ async def test_whole_batches_go_at_once_and_acks_wait_for_earlier_ones() -> None
 
 
 async def test_at_most_a_few_batches_wait_for_the_broker() -> None:
-    boxes: list[Box] = []
-
-    async def handler(records: Any) -> Box:
-        boxes.append(Box())
-        return boxes[-1]
+    handler = Recorder()
+    boxes = handler.boxes
 
     stream = Stream()
     cp, task = await started(handler, stream, batch_max=1)
