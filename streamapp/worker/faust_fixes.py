@@ -74,7 +74,7 @@ def version_problem() -> str | None:
         return (
             f"streamapp's corrections to faust were written for faust-streaming {FAUST_VERSION}, "
             f"but {faust.__version__} is installed; install {FAUST_VERSION} "
-            "(pip install -e .) or review streamapp/faust_fixes.py for the new version"
+            "(pip install -e .) or review streamapp/worker/faust_fixes.py for the new version"
         )
     return None
 
