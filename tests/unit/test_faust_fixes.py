@@ -119,3 +119,13 @@ async def test_a_commit_the_broker_refused_is_tried_again() -> None:
     c.broker_takes = True
     assert await c._commit_tps(["tp"], True) is True
     assert c._committed_offset["tp"] == 60 and c._acked["tp"] == []
+
+
+def test_another_faust_version_is_refused_with_one_line(monkeypatch) -> None:
+    import faust
+
+    assert faust_fixes.version_problem() is None
+    monkeypatch.setattr(faust, "__version__", "0.16.0")
+    problem = faust_fixes.version_problem()
+    assert problem is not None and "0.15.3" in problem and "0.16.0" in problem
+    assert "\n" not in problem
