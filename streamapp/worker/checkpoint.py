@@ -208,7 +208,7 @@ class Checkpoint:
                     due,
                     offset - 1,
                 )
-                faust_fixes.rewind(consumer, tp, due)
+                faust_fixes.rewind(consumer, tp, due, hold=True)
             elif due is None or offset >= due:
                 self.next_due[tp] = offset + 1
             await self.queue.put((event, time.time()))

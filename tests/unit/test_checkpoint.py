@@ -167,7 +167,9 @@ async def test_at_most_a_few_batches_wait_for_the_broker() -> None:
 
 async def test_offsets_faust_skipped_are_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
     rewinds: list[tuple[Any, int]] = []
-    monkeypatch.setattr(faust_fixes, "rewind", lambda c, tp, offset: rewinds.append((tp, offset)))
+    monkeypatch.setattr(
+        faust_fixes, "rewind", lambda c, tp, offset, hold=False: rewinds.append((tp, offset))
+    )
     monkeypatch.setattr(faust_fixes, "gap_known", lambda c, tp, offset: offset == 20)
 
     async def handler(records: Any) -> Box:

@@ -129,3 +129,20 @@ def test_another_faust_version_is_refused_with_one_line(monkeypatch) -> None:
     problem = faust_fixes.version_problem()
     assert problem is not None and "0.15.3" in problem and "0.16.0" in problem
     assert "\n" not in problem
+
+
+def test_no_commit_passes_a_skipped_record_before_it_is_read_again() -> None:
+    """Seen in the soak: ten records a worker had found skipped (and asked to read again)
+    3 s before its SIGKILL were committed past. Whatever lets a run reach past them (a gap,
+    no commit yet to start from), the commit stops at the first of them until processed."""
+    c = consumer(None, [100, 101, 102, 103, 110, 111])  # no commit yet: faust's own rule
+    c._gap["tp"].addi(104, 110)  # offsets 104-109 are believed to hold nothing ...
+    faust_fixes.rewind(c, "tp", 104, hold=True)  # ... but the stream found them skipped
+    assert new_offset(c) == 104
+    assert c._acked["tp"] == [110, 111]  # what was processed after them stays acked
+    c._committed_offset["tp"] = 104  # as faust records it after the commit
+    assert new_offset(c) is None  # still not read again
+    c._acked["tp"][:0] = [104, 105, 106, 107, 108, 109]  # read again and processed
+    c._acked_index["tp"].update(range(104, 110))
+    assert new_offset(c) == 112
+    assert "tp" not in faust_fixes.ledger(c).holds
