@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         started_broker = True
         env["KAFKA_BROKER"] = "kafka://" + out.stdout.strip().splitlines()[-1]
     results: list[tuple[int, bool, bool, float]] = []
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # runs the clean-up below: the round, hogs, broker
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         for n in range(1, args.rounds + 1):
             hog = args.hog_every > 0 and n % args.hog_every == 0
@@ -59,19 +65,26 @@ def main(argv: list[str] | None = None) -> int:
                 for p in hogs:
                     p.start()
             began = time.monotonic()
+            round_ = subprocess.Popen(
+                [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", TEST],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             try:
-                run = subprocess.run(
-                    [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", TEST],
-                    cwd=ROOT,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=args.round_timeout,
-                )
-                ok, tail = run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+                out, _ = round_.communicate(timeout=args.round_timeout)
+                ok, tail = round_.returncode == 0, out[-3000:]
             except subprocess.TimeoutExpired:
                 ok, tail = False, "round timed out"
             finally:
+                if round_.poll() is None:  # its conftest stops its workers on SIGTERM
+                    round_.terminate()
+                    try:
+                        round_.wait(60)
+                    except subprocess.TimeoutExpired:
+                        round_.kill()
                 for p in hogs:
                     if p.is_alive():
                         p.kill()
