@@ -283,19 +283,24 @@ def produce(bootstrap: str, records: Iterable[Out]) -> None:
         )
         await producer.start()
         try:
-            futures = [
-                await producer.send(
-                    r.topic, r.value, key=r.key, timestamp_ms=r.timestamp_ms, partition=r.partition
-                )
-                for r in records
-            ]
-            await producer.flush()
-            for f in futures:
-                await f
+            await send_all(producer, records)
         finally:
             await producer.stop()
 
     asyncio.run(asyncio.wait_for(run(), 120))
+
+
+async def send_all(producer: AIOKafkaProducer, records: Iterable[Out]) -> None:
+    """Send, flush, and wait until the broker confirmed every record."""
+    futures = [
+        await producer.send(
+            r.topic, r.value, key=r.key, timestamp_ms=r.timestamp_ms, partition=r.partition
+        )
+        for r in records
+    ]
+    await producer.flush()
+    for f in futures:
+        await f
 
 
 def consume_all(

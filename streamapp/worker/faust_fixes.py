@@ -89,7 +89,6 @@ class FetchLedger:
     next_offset: dict[Any, int | None] = field(default_factory=dict)
     rewinds: dict[Any, int] = field(default_factory=dict)
     seeks: int = 0
-    gaps_recorded: int = 0
     rewinds_applied: int = 0
     # Per partition, (last offset, wall time) of recent fetches: when a record was fetched.
     fetched: dict[Any, deque[tuple[int, float]]] = field(default_factory=dict)
@@ -182,7 +181,6 @@ def _past_gaps(gaps: Any, committed: int) -> int | None:
 
 # -- 1b. a failed commit is not a commit -------------------------------------------------
 _original_commit_tps = Consumer._commit_tps
-_failed_commits = [0]
 
 
 async def _commit_tps(self: Any, tps: Any, start_new_transaction: bool) -> bool:
@@ -222,7 +220,6 @@ def _undo_commit(self: Any, before: Mapping[Any, tuple[int | None, int | None]])
         acked.extend(redo)
         acked.sort()
         index.update(redo)
-        _failed_commits[0] += 1
         log.warning(
             "the broker did not take the commit of %s up to %d (a rebalance?); it is tried again",
             tp,
@@ -367,7 +364,6 @@ def _record_gap(self: Any, book: FetchLedger, tp: Any, start: int, end: int) -> 
         gaps = self._gap[tp]
         gaps.addi(start, end)
         gaps.merge_overlaps()
-        book.gaps_recorded += 1
 
 
 def rewind(consumer: Any, tp: Any, offset: int, hold: bool = False) -> None:
@@ -466,7 +462,6 @@ class PartitionView:
     next_offset: int | None  # next offset a fetch should return (None: unknown)
     position: int | None  # aiokafka's fetch position
     end: int | None  # last stable offset (read committed): what can still be delivered
-    buffered: bool  # faust stopped fetching it because its stream buffer was full
     fetching: str  # "yes", or why faust does not fetch it (paused, buffered, inactive)
 
 
@@ -490,7 +485,6 @@ def partition_view(consumer: Any, tp: Any) -> PartitionView:
         next_offset=ledger(consumer).next_offset.get(tp),
         position=position,
         end=end,
-        buffered=tp in consumer._buffered_partitions,
         fetching=_fetching(consumer, tp),
     )
 

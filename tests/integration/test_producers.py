@@ -24,7 +24,15 @@ from aiokafka import AIOKafkaProducer
 
 from streamapp.core.models import AffinityUpdate, DeadLetter
 from tests.dataset import DataSet
-from tests.harness import Namespace, Out, Worker, committed_and_end, consume_all, wait_until
+from tests.harness import (
+    Namespace,
+    Out,
+    Worker,
+    committed_and_end,
+    consume_all,
+    send_all,
+    wait_until,
+)
 from tests.integration.checks import assert_matches_truth, wait_for_commits_at_end, wait_for_total
 from tests.integration.conftest import new_worker
 
@@ -85,19 +93,6 @@ def count(ds: DataSet, ix: Ix) -> None:
     """`ix` was (or will be) visible to a read-committed reader: the truth counts it."""
     if ds.truth.interact(ix.iid, ix.user, ix.seller, ix.kind, ix.on):
         ds.counted_ids.append(ix.iid)
-
-
-async def send_all(producer: AIOKafkaProducer, records: Sequence[Out]) -> None:
-    """Send, flush, and wait until the broker confirmed every record."""
-    futures = [
-        await producer.send(
-            r.topic, r.value, key=r.key, timestamp_ms=r.timestamp_ms, partition=r.partition
-        )
-        for r in records
-    ]
-    await producer.flush()
-    for f in futures:
-        await f
 
 
 def transactional(bootstrap: str, transactional_id: str) -> AIOKafkaProducer:

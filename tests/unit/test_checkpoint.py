@@ -191,7 +191,7 @@ async def test_offsets_faust_skipped_are_read_again(monkeypatch: pytest.MonkeyPa
 def view(**kw: Any) -> PartitionView:
     base = dict(
         committed=100, acked_head=None, gap_at_committed=False, next_offset=100,
-        position=100, end=100, buffered=False, fetching="yes",
+        position=100, end=100, fetching="yes",
     )  # fmt: skip
     base.update(kw)
     return PartitionView(**base)
@@ -259,7 +259,7 @@ def test_records_still_to_be_fetched_are_not_a_gap(
 def test_a_partition_behind_without_progress_is_read_again(
     monkeypatch: pytest.MonkeyPatch, actions: dict[str, list[Any]]
 ) -> None:
-    stuck = view(committed=100, next_offset=150, position=150, end=400, buffered=True)
+    stuck = view(committed=100, next_offset=150, position=150, end=400)
     watch = watch_with(monkeypatch, [stuck] * 4)
     for now in (0, 5, 15):
         watch.check(None, [TP], None, now=now)
