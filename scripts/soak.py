@@ -30,6 +30,12 @@ def _spin() -> None:  # pragma: no cover - a CPU hog, killed by the parent
         pass
 
 
+def _logs_since(started: float) -> list[Path]:
+    """The worker logs a round wrote (tests/harness.py keeps them under test-artifacts/)."""
+    found = (ROOT / "test-artifacts").glob("*.log")
+    return sorted(p for p in found if p.stat().st_mtime >= started)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("SOAK_ROUNDS", "20")))
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             if hog:
                 for p in hogs:
                     p.start()
-            began = time.monotonic()
+            began, began_wall = time.monotonic(), time.time()
             round_ = subprocess.Popen(
                 [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", TEST],
                 cwd=ROOT,
@@ -98,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             if not ok:
                 print("\n".join("    " + line for line in tail.splitlines()[-25:]), flush=True)
+                for log in _logs_since(began_wall):
+                    print(f"    worker log: {log}", flush=True)
     finally:
         if started_broker:
             with contextlib.suppress(Exception):

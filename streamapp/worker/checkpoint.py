@@ -190,6 +190,13 @@ class Checkpoint:
                 self.next_due.clear()  # a rebalance moved the positions
                 self.generation = generation
             due = self.next_due.get(tp)
+            if due is None:
+                # The first record of a partition since a (re)assignment: faust sought to
+                # the committed offset, so anything between it and this record was skipped
+                # unless it holds no record (a fetch faust dropped before the stream saw
+                # any of the partition; with nothing to compare with, that hole waited
+                # for the stall watch).
+                due = faust_fixes.committed_offset(consumer, tp)
             if (
                 due is not None
                 and offset > due

@@ -44,12 +44,18 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    now one line naming the partition, the offset and the cause; that partition is set aside
    and the others go on.
 
+8. A committed offset to count from, always (`perform_seek`). faust records a committed
+   offset of 0, and no commit yet, as None, and with None its commit rule starts wherever
+   the lowest acked offset is: records dropped before the stream's first one of a partition
+   were committed past. Here None becomes the offset the reading starts from.
+
 The check `faust.__version__ == FAUST_VERSION` refuses any other faust at start-up: each
 correction was written against that version's code.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -66,6 +72,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 log = logging.getLogger(__name__)
 
 FAUST_VERSION = "0.15.3"
+POSITION_TIMEOUT_S = 30.0
 
 
 def version_problem() -> str | None:
@@ -96,6 +103,10 @@ class FetchLedger:
     # Per partition, the lowest offset the stream skipped and that was not processed since:
     # no commit passes it (checkpoint re-reads).
     holds: dict[Any, int] = field(default_factory=dict)
+    # Per partition, the committed offset the last seek to the committed offsets found
+    # (None: no commit yet).
+    seeked: dict[Any, int | None] = field(default_factory=dict)
+    reread_from: dict[Any, int] = field(default_factory=dict)  # the last rewind applied
 
     def fetched_at(self, tp: Any, offset: int) -> float | None:
         for last, at in self.fetched.get(tp, ()):
@@ -326,6 +337,7 @@ async def _apply_rewinds(self: Any, book: FetchLedger) -> None:
         # below its read offset, and records re-read from here must all reach the stream.
         self._read_offset[tp] = None
         book.rewinds_applied += 1
+        book.reread_from[tp] = offset
 
 
 def _note_fetched(self: Any, book: FetchLedger, records: Mapping[Any, Any], stale: bool) -> None:
@@ -364,6 +376,11 @@ def _record_gap(self: Any, book: FetchLedger, tp: Any, start: int, end: int) -> 
         gaps = self._gap[tp]
         gaps.addi(start, end)
         gaps.merge_overlaps()
+        hold = book.holds.get(tp)
+        if hold is not None and start <= hold < end and book.reread_from.get(tp, end) <= hold:
+            # The re-read shows that the skipped offset holds no record (a transaction
+            # marker found skipped from a fetch that overlapped a seek): nothing to wait for.
+            del book.holds[tp]
 
 
 def rewind(consumer: Any, tp: Any, offset: int, hold: bool = False) -> None:
@@ -389,6 +406,32 @@ async def _perform_seek(self: Any) -> None:
         await _original_perform_seek(self)
     finally:
         book.seeks += 1
+    await _pin_start_offsets(self, book)
+
+
+async def _pin_start_offsets(self: Any, book: FetchLedger) -> None:
+    """Every assigned partition of a stream gets a committed offset to count from (8.).
+
+    faust records a committed offset of 0 as None (`perform_seek`: `offset if offset else
+    None`), and a partition with no commit yet has None too. With None its commit rule
+    starts the consecutive run at the lowest acked offset, wherever that is: records faust
+    read but never handed to the stream before the first one it did (a fetch dropped for a
+    flow stop, a generation change, a paused partition) were committed past, never counted.
+    Here None becomes the offset the reading starts from: the commit, the hole check and
+    the stall watch then all start there."""
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    for tp in list(self.assignment()):
+        if self._committed_offset.get(tp) is not None or not acks_enabled_for(tp.topic):
+            continue
+        start = book.seeked.get(tp)
+        if start is None:  # no commit: where the reset policy put the fetch position
+            try:
+                start = await asyncio.wait_for(self.position(tp), POSITION_TIMEOUT_S)
+            except Exception as exc:  # revoked meanwhile, or the broker is away
+                log.warning("%s: no start offset (%r); commits wait for one", tp, exc)
+                continue
+        if start is not None and start >= 0 and self._committed_offset.get(tp) is None:
+            self._committed_offset[tp] = start
 
 
 _original_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
@@ -401,7 +444,8 @@ async def _seek_to_committed(self: Any) -> Any:
     book.seeks += 1
     for tp, offset in offsets.items():
         # The next offset a fetch returns (None: no commit yet, the reset policy decides).
-        book.next_offset[tp] = offset if offset is not None and offset >= 0 else None
+        start = offset if offset is not None and offset >= 0 else None
+        book.next_offset[tp] = book.seeked[tp] = start
     return offsets
 
 
@@ -419,6 +463,8 @@ def _on_revoked(self: Any, revoked: Any) -> None:
     book = ledger(self)
     for tp in revoked:
         book.next_offset.pop(tp, None)
+        book.seeked.pop(tp, None)
+        book.reread_from.pop(tp, None)
         book.rewinds.pop(tp, None)
         book.holds.pop(tp, None)
 
@@ -532,6 +578,11 @@ def refetch(consumer: Any, tp: Any) -> None:
         active = consumer._active_partitions
         if active is not None and tp not in active:
             active.add(tp)
+
+
+def committed_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset `tp`'s commit stands at in this worker (None: not known yet)."""
+    return consumer._committed_offset.get(tp)
 
 
 def gap_known(consumer: Any, tp: Any, offset: int) -> bool:

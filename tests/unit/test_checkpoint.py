@@ -69,14 +69,16 @@ class Recorder:
         return self.boxes[-1]
 
 
-def fake_app() -> Any:
-    return SimpleNamespace(consumer=SimpleNamespace(_gap={}), consumer_generation_id=1)
+def fake_app(committed: int | None = None) -> Any:
+    consumer = SimpleNamespace(_gap={}, _committed_offset={TP: committed})
+    return SimpleNamespace(consumer=consumer, consumer_generation_id=1)
 
 
 async def started(
-    handler: Any, stream: Stream, batch_max: int = 100
+    handler: Any, stream: Stream, batch_max: int = 100, committed: int | None = None
 ) -> tuple[Checkpoint, asyncio.Task[None]]:
-    cp = Checkpoint(fake_app(), stream, handler, "interactions", batch_max=batch_max)
+    app = fake_app(committed)
+    cp = Checkpoint(app, stream, handler, "interactions", batch_max=batch_max)
     return cp, asyncio.ensure_future(cp.run())
 
 
@@ -171,19 +173,45 @@ async def test_offsets_faust_skipped_are_read_again(monkeypatch: pytest.MonkeyPa
         faust_fixes, "rewind", lambda c, tp, offset, hold=False: rewinds.append((tp, offset))
     )
     monkeypatch.setattr(faust_fixes, "gap_known", lambda c, tp, offset: offset == 20)
-
-    async def handler(records: Any) -> Box:
-        box = Box()
-        box.confirmed.set_result(None)
-        return box
-
     stream = Stream()
-    cp, task = await started(handler, stream)
+    cp, task = await started(confirmed_at_once, stream)
     for offset in (10, 11, 15, 16, 12, 21):  # 12-14 skipped, then re-read; 20 is a gap
         stream.queue.put_nowait(Event(offset, []))
     await settle()
     assert rewinds == [(TP, 12), (TP, 17)]  # 17-19 missing too; 20 is known to hold nothing
     assert cp.skips_reread == 2
+    await stopped(task)
+
+
+async def confirmed_at_once(records: Any) -> Box:
+    box = Box()
+    box.confirmed.set_result(None)
+    return box
+
+
+@pytest.mark.parametrize(
+    ("first", "gap", "want"),
+    [(15, None, [(TP, 10)]), (10, None, []), (15, (10, 15), []), (8, None, [])],
+    ids=["skipped-before-the-first", "from-the-commit", "a-marker-first", "older-first"],
+)
+async def test_the_first_record_of_a_partition_is_compared_with_its_commit(
+    monkeypatch: pytest.MonkeyPatch, first: int, gap: tuple[int, int] | None, want: list[Any]
+) -> None:
+    """Records faust dropped before the stream saw any of the partition (a fetch from
+    before the start-up seek) are read again at once, not after the stall timeout."""
+    rewinds: list[tuple[Any, int]] = []
+    monkeypatch.setattr(
+        faust_fixes, "rewind", lambda c, tp, offset, hold=False: rewinds.append((tp, offset))
+    )
+    monkeypatch.setattr(
+        faust_fixes, "gap_known", lambda c, tp, o: gap is not None and gap[0] <= o < gap[1]
+    )
+    stream = Stream()
+    _, task = await started(confirmed_at_once, stream, committed=10)
+    stream.queue.put_nowait(Event(first, []))
+    stream.queue.put_nowait(Event(first + 1, []))
+    await settle()
+    assert rewinds == want
     await stopped(task)
 
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from intervaltree import IntervalTree
 
 from streamapp.worker import faust_fixes
@@ -36,13 +36,15 @@ class ScriptedConsumer:
     getmany = Consumer.getmany
     _wait_next_records = Consumer._wait_next_records
     seek = Consumer.seek
+    perform_seek = Consumer.perform_seek
+    seek_to_committed = ThreadDelegateConsumer.seek_to_committed
     _new_offset = Consumer._new_offset
     _add_gap = Consumer._add_gap
 
     def __init__(self, offsets: list[int], fetch_size: int = 5, committed: int = 0) -> None:
         self.offsets = offsets
         self.fetch_size = fetch_size
-        self.position = committed
+        self.fetch_position = committed
         self.delivered: list[int] = []
         self.on_deliver: Any = None
         self._read_offset: dict[Any, int | None] = defaultdict(lambda: None)
@@ -79,6 +81,21 @@ class ScriptedConsumer:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(0)
 
+    async def position(self, tp: Any) -> int:
+        return self.fetch_position
+
+    def restarted(self, committed: int | None, log_start: int = 0) -> None:
+        """A new incarnation: the broker holds `committed` (None: no commit yet, so the
+        reset policy starts at the log's start); faust's fetch state is empty."""
+        self.fetch_position = log_start if committed is None else committed
+        self._committed_offset.clear()
+        self._read_offset.clear()
+
+        async def seek_to_committed() -> dict[Any, int | None]:
+            return {TP: committed}
+
+        self._thread = SimpleNamespace(seek_to_committed=seek_to_committed)
+
     async def wait_first(self, *coros: Any) -> None:
         await coros[0]
         coros[1].close()
@@ -93,16 +110,16 @@ class ScriptedConsumer:
         return max(self.offsets) + 1
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> dict[Any, list[Any]]:
-        batch = [o for o in self.offsets if o >= self.position][: self.fetch_size]
+        batch = [o for o in self.offsets if o >= self.fetch_position][: self.fetch_size]
         if not batch:
             self._stopped.set()  # the end of the script: the loop stops
             return {}
-        self.position = batch[-1] + 1
+        self.fetch_position = batch[-1] + 1
         await asyncio.sleep(0.02)  # the consumer thread's round trip: a seek may land meanwhile
         return {TP: [Record(offset=o) for o in batch]}
 
     async def _seek(self, tp: Any, offset: int) -> None:
-        self.position = offset
+        self.fetch_position = offset
 
     def _to_message(self, tp: Any, record: Any) -> Any:
         return SimpleNamespace(topic=tp.topic, tp=tp, offset=record.offset, key=None, value=None)
@@ -264,3 +281,55 @@ async def test_an_undecodable_batch_sets_its_partition_aside_and_the_worker_goes
     assert paused == [TP]
     assert faust_fixes.ledger(consumer).undecodable == {TP: 7}
     assert faust_fixes._fetching(consumer, TP).startswith("no: an undecodable record batch")
+
+
+async def _skipped_before_the_first_record(committed: int | None) -> ScriptedConsumer:
+    """A fetch from before the start-up seek reached the stream after it (offset 12): faust
+    set its read offset there and dropped the records from the commit up to it as read."""
+    consumer = ScriptedConsumer(list(range(20)))
+    consumer.restarted(committed)
+    await consumer.perform_seek()
+    prefetched_past(consumer, 12)
+    await drain(consumer)
+    assert consumer.delivered == list(range(12, 20))  # 0-11 (2-11) never reached the stream
+    consumer._acked[TP] = list(consumer.delivered)
+    return consumer
+
+
+async def test_plain_faust_commits_past_records_skipped_before_a_first_commit() -> None:
+    """Issue 16: with no commit yet (and with a commit at offset 0, which faust records as
+    none), faust's commit rule starts at the lowest acked offset: 0-11 were committed past
+    and never counted."""
+    for committed in (None, 0):
+        consumer = ScriptedConsumer(list(range(20)))
+        consumer.restarted(committed)
+        await faust_fixes._original_perform_seek(consumer)
+        assert consumer._committed_offset[TP] is None
+        consumer._acked[TP] = list(range(12, 20))
+        assert faust_fixes._original_new_offset(consumer, TP) == 20
+
+
+async def test_a_partition_with_no_commit_yet_commits_from_where_reading_started() -> None:
+    for committed in (None, 0, 2):
+        consumer = await _skipped_before_the_first_record(committed)
+        assert consumer._committed_offset[TP] == (committed or 0)
+        assert consumer._new_offset(TP) is None  # held at the first record never counted
+        consumer._acked[TP] = sorted({*consumer._acked[TP], *range(committed or 0, 12)})
+        assert consumer._new_offset(TP) == 20
+
+
+async def test_a_hold_on_an_offset_the_reread_shows_is_a_marker_is_released() -> None:
+    """A skip found from a fetch that overlapped a seek, where the offset is a transaction
+    marker: the re-read shows it holds no record, and the hold at it must not keep the
+    commit there for good. A gap known before the re-read does not release it."""
+    consumer = ScriptedConsumer([0, 1, 3, 4], committed=2)
+    consumer._gap[TP].addi(2, 3)  # believed before the re-read: not enough
+    faust_fixes.rewind(consumer, TP, 2, hold=True)
+    consumer._acked[TP] = [3, 4]
+    assert consumer._new_offset(TP) is None  # held at 2
+    consumer._gap[TP].clear()
+    await drain(consumer)  # the re-read from 2: the broker returns 3 first
+    assert consumer.delivered == [3, 4]
+    assert faust_fixes.ledger(consumer).holds == {}
+    consumer._acked[TP] = [3, 4]
+    assert consumer._new_offset(TP) == 5
