@@ -64,4 +64,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 def _stop_workers_and_exit(signum: int, frame: object) -> None:
     kill_all_workers()
     remove_all_brokers()
-    raise SystemExit(128 + signum)
+    # Not SystemExit: raised inside a test, pytest takes it for that test's failure and
+    # goes on with the next one (and its new workers). pytest.exit ends the session.
+    pytest.exit(f"stopped by signal {signum}", returncode=128 + signum)

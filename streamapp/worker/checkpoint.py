@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[Record]], Awaitable[Outbox]]
 MAX_IN_FLIGHT = 4  # batches processed and waiting for the broker's confirmation
+REREAD_EVERY_S = 5.0  # a hole's re-read is asked again while records past it arrive
 
 
 def _tp_of(record: Record) -> tuple[str, int]:
@@ -77,13 +78,14 @@ class Checkpoint:
     queue: asyncio.Queue[Any] = field(init=False)
     filled: asyncio.Event = field(init=False)
     next_due: dict[Any, int] = field(default_factory=dict)  # per partition, next offset
-    healed: set[tuple[Any, int]] = field(default_factory=set)
+    rereads: dict[tuple[Any, int], float] = field(default_factory=dict)  # -> when asked
     in_flight: deque[asyncio.Future[None]] = field(default_factory=deque)
     sent_at: dict[asyncio.Future[None], float] = field(default_factory=dict)
     generation: int | None = None
     batches: int = 0
     events: int = 0
-    skips_reread: int = 0
+    skips_reread: int = 0  # holes found
+    skipped_records: int = 0  # records set aside to wait for a hole's re-read
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=2 * self.batch_max)
@@ -194,33 +196,49 @@ class Checkpoint:
                 # The first record of a partition since a (re)assignment: faust sought to
                 # the committed offset, so anything between it and this record was skipped
                 # unless it holds no record (a fetch faust dropped before the stream saw
-                # any of the partition; with nothing to compare with, that hole waited
-                # for the stall watch).
+                # any of the partition).
                 due = faust_fixes.committed_offset(consumer, tp)
             if (
                 due is not None
                 and offset > due
-                and (tp, due) not in self.healed
-                and not faust_fixes.gap_known(consumer, tp, due)
+                and not faust_fixes.gap_covers(consumer, tp, due, offset)
             ):
-                # faust read offsets due..offset-1 but never handed them to this stream:
-                # read them again (at the next fetch boundary) rather than lose them.
-                self.healed.add((tp, due))
-                self.skips_reread += 1
-                metrics.rereads.labels("skipped").inc()
-                log.warning(
-                    "%s[%d]: offsets %d-%d were skipped by faust; reading them again",
-                    tp.topic,
-                    tp.partition,
-                    due,
-                    offset - 1,
-                )
-                faust_fixes.rewind(consumer, tp, due, hold=True)
-            elif due is None or offset >= due:
+                # faust read offsets due..offset-1 but never handed them to this stream.
+                # They are read again, and this record and the later ones of the partition
+                # wait for them: counting relies on each source partition arriving in
+                # offset order (a record applied after a later one of its partition is
+                # taken for a replay, pair_state.py), so nothing is processed out of order.
+                self.next_due[tp] = due
+                self._read_again(tp, due, offset)
+                continue
+            if due is None or offset >= due:
                 self.next_due[tp] = offset + 1
             await self.queue.put((event, time.time()))
             if self.queue.qsize() + 1 >= self.batch_max:
                 self.filled.set()
+
+    def _read_again(self, tp: Any, due: int, offset: int) -> None:
+        """Ask for `tp` from `due` again: once when the hole is found, then at most every
+        REREAD_EVERY_S while records past it keep arriving (a rewind is dropped by a seek
+        to the committed offsets, which re-reads from at or before `due` anyway)."""
+        self.skipped_records += 1
+        now = time.monotonic()
+        asked = self.rereads.get((tp, due))
+        if asked is not None and now - asked < REREAD_EVERY_S:
+            return
+        self.rereads[(tp, due)] = now
+        if asked is None:
+            self.skips_reread += 1
+            metrics.rereads.labels("skipped").inc()
+            log.warning(
+                "%s[%d]: offsets %d-%d were skipped by faust; reading them again (the "
+                "records after them wait, in order)",
+                tp.topic,
+                tp.partition,
+                due,
+                offset - 1,
+            )
+        faust_fixes.rewind(self.app.consumer, tp, due, hold=True)
 
 
 @dataclass

@@ -585,10 +585,18 @@ def committed_offset(consumer: Any, tp: Any) -> int | None:
     return consumer._committed_offset.get(tp)
 
 
-def gap_known(consumer: Any, tp: Any, offset: int) -> bool:
-    """Whether `offset` is known to hold no deliverable record (compaction, markers)."""
+def gap_covers(consumer: Any, tp: Any, start: int, end: int) -> bool:
+    """Whether every offset of start..end-1 is known to hold no deliverable record."""
     gaps = consumer._gap.get(tp)
-    return bool(gaps is not None and gaps.overlaps(offset))
+    if not gaps:
+        return start >= end
+    at = start
+    while at < end:
+        covering = gaps[at]
+        if not covering:
+            return False
+        at = max(interval.end for interval in covering)
+    return True
 
 
 def apply() -> None:

@@ -333,3 +333,15 @@ async def test_a_hold_on_an_offset_the_reread_shows_is_a_marker_is_released() ->
     assert faust_fixes.ledger(consumer).holds == {}
     consumer._acked[TP] = [3, 4]
     assert consumer._new_offset(TP) == 5
+
+
+def test_a_hole_is_no_gap_unless_every_offset_of_it_is_one() -> None:
+    consumer = ScriptedConsumer([0])
+    consumer._gap[TP].addi(3, 5)
+    consumer._gap[TP].addi(5, 7)
+    assert faust_fixes.gap_covers(consumer, TP, 3, 7)
+    assert faust_fixes.gap_covers(consumer, TP, 4, 6)
+    assert not faust_fixes.gap_covers(consumer, TP, 3, 8)  # 7 may be a record faust skipped
+    assert not faust_fixes.gap_covers(consumer, TP, 2, 4)
+    assert faust_fixes.gap_covers(consumer, TP, 9, 9)  # nothing between
+    assert not faust_fixes.gap_covers(ScriptedConsumer([0]), TP, 1, 2)
