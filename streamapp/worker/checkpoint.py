@@ -16,8 +16,10 @@ whole batches, up to MAX_IN_FLIGHT of them waiting for the broker while the next
 processed.
 
 Records faust read but never handed to the stream (seen around a start-up seek) are
-noticed here as a jump in a partition's offsets and read again; the stall watchdog
-(`StallWatch`) catches whatever else keeps a partition's commit from reaching its end.
+noticed here as a jump in a partition's offsets and read again, and the records after
+them wait for the re-read: each partition is processed in offset order, which replay
+detection relies on (pair_state.py). The stall watchdog (`StallWatch`) catches whatever
+else keeps a partition's commit from reaching its end.
 
 A batch body must never raise: faust would ack nothing, but the handler's partial writes
 stay. outbox.run_guarded finishes a batch or stops the process before any ack.

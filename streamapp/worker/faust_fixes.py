@@ -138,9 +138,10 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     offset = _new_offset_unguarded(self, tp)
     if offset is None or hold is None or offset <= hold:
         return offset
-    # A commit past a record the stream skipped and that was not read again yet: the
-    # SIGKILL soak lost ten such records (a worker killed 3 s after finding them skipped
-    # committed past them). Commit up to it; the rest of the run is acked again.
+    # A commit past a record the stream skipped and that was not read again yet: a guard
+    # (the checkpoint processes nothing past such a record, and every run starts at the
+    # committed offset), kept because a commit past it loses the record for good. Commit
+    # up to it; the rest of the run is acked again.
     committed = self._committed_offset[tp]
     # Only what was really processed goes back: not the skipped offsets themselves, which
     # reach faust's run as gaps (or with no commit yet to start from).
