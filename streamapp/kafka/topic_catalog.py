@@ -16,7 +16,8 @@ from streamapp.core.config import Settings
 DEAD_LETTER_SOURCES = ("interactions", "users", "sellers")  # each has a <source>-dlq
 COMPACT = {"cleanup.policy": "compact"}
 # The epoch topic is never compacted or expired: its first record is the topics' epoch for
-# their whole life (local_state.py).
+# their whole life (local_state.py), its first record of each key a setting the state is
+# built under (baked_settings.py).
 EPOCH_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 
@@ -28,7 +29,8 @@ class TopicCatalog:
     affinity_updates: str
     # Accepted interactions re-keyed by user id (app-private, named after the app id).
     interactions_by_user: str
-    # One partition, one record: the epoch of the app's topics (app-private).
+    # One partition: the epoch of the app's topics, then the settings baked into the state
+    # (app-private).
     epoch: str
     dead_letters: Mapping[str, str]  # source -> its dead-letter topic
 

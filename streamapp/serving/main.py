@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from streamapp.core.config import ConfigError, load_settings
+from streamapp.kafka import baked_settings
 from streamapp.serving.node import ServeNode
 from streamapp.serving.server import run
 from streamapp.serving.settings import serve_settings
@@ -44,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         serve = serve_settings(settings, dict(os.environ))
     except ConfigError as exc:
         sys.stderr.write(f"streamapp serve: configuration error: {exc}\n")
+        return 2
+    # Scores computed with another half-life than the worker's state was built with are
+    # wrong (baked_settings.py); the worker records what it checked in the data dir.
+    problem = baked_settings.mismatch(settings, baked_settings.read_local(settings.data_dir))
+    if problem is not None:
+        sys.stderr.write(f"streamapp serve: {problem}\n")
         return 2
     scratch = Path(tempfile.mkdtemp(prefix="streamapp-serve-"))
     node = ServeNode(settings, serve, scratch)

@@ -18,7 +18,7 @@ import faust
 
 from streamapp.core.config import ConfigError, Settings, load_settings
 from streamapp.core.score import Scoring
-from streamapp.kafka import local_state
+from streamapp.kafka import baked_settings, local_state
 from streamapp.kafka.outbox import Producer
 from streamapp.kafka.startup import broker_unreachable, ensure_topics
 from streamapp.kafka.topic_catalog import TopicCatalog
@@ -79,6 +79,14 @@ class StreamApp(faust.App):
                 f"broker ({type(exc).__name__}: {exc}). If the broker was reset, delete that "
                 "folder (it is rebuilt from the changelogs) and start again.\n"
             )
+        # Settings baked into the stored values (the half-life): another value would read
+        # every stored score wrong (baked_settings.py).
+        try:
+            problem = await baked_settings.check(settings)
+        except Exception as exc:
+            problem = f"cannot read the settings the state was built with ({exc!r})"
+        if problem:
+            fail(f"streamapp: {problem}\n")
         # Records already in their user's partition skip the re-keying hop, but only when
         # `interactions` has the same partition count (else its table writes would not match).
         self.direct_path = partitions.get(catalog.interactions) == settings.partitions

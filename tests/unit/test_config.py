@@ -104,3 +104,21 @@ def test_one_set_of_addresses() -> None:
     assert default_url({}) == "http://127.0.0.1:6066"
     assert default_url({"WEB_PORT": "46066", "WEB_HOST": "0.0.0.0"}) == "http://127.0.0.1:46066"
     assert default_url({"WEB_PORT": "46066", "STREAMAPP_URL": "http://w:1/"}) == "http://w:1"
+
+
+def test_a_half_life_other_than_the_states_is_one_line_that_says_how_out(tmp_path) -> None:
+    from streamapp.core.config import load_settings
+    from streamapp.kafka import baked_settings
+
+    settings = load_settings({"STREAMAPP_HALF_LIFE": "2h", "STREAMAPP_ID": "shop"})
+    assert baked_settings.mismatch(settings, {}) is None  # nothing recorded yet
+    assert baked_settings.mismatch(settings, {"half_life_s": 7200.0}) is None
+    assert baked_settings.mismatch(settings, {"half_life_s": 604800.0}) == (
+        "STREAMAPP_HALF_LIFE is 7200 s but the state of app 'shop' was built with 604800 s, "
+        "and stored scores cannot be converted (they hold decayed sums, not the events). "
+        "Start with STREAMAPP_HALF_LIFE=604800s, or build the state again under a new app id "
+        "(STREAMAPP_ID), which re-reads `interactions` as far back as the topic keeps it"
+    )
+    assert baked_settings.read_local(tmp_path) == {}
+    baked_settings.write_local(tmp_path, {"half_life_s": 604800.0})
+    assert baked_settings.read_local(tmp_path) == {"half_life_s": 604800.0}
