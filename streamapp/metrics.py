@@ -39,8 +39,9 @@ lookups_refused = Counter(
 )
 batch_step_seconds = Histogram(
     "streamapp_batch_step_seconds",
-    "A batch's way through the worker: record time to taken into a batch (its oldest record), "
-    "taken to state written, written to output confirmed by the broker",
+    "A batch's way through the worker, for its first record: record time to fetched, fetched "
+    "to the stream, stream to taken into a batch, taken to state written, written to output "
+    "confirmed by the broker, and record time to confirmed (end to end)",
     ["step"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 30.0),
 )
@@ -53,6 +54,13 @@ stalls = Counter(
     "streamapp_partition_stalls",
     "Source partitions found behind without progress for STREAMAPP_STALL_TIMEOUT",
     ["topic"],
+)
+rebalances = Counter("streamapp_rebalances", "Consumer group rebalances this worker took part in")
+rebalance_seconds = Histogram(
+    "streamapp_rebalance_duration_seconds",
+    "From a rebalance's start to this worker's streams running again (ingest and lookups "
+    "pause meanwhile)",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0),
 )
 commit_lag = Gauge(
     "streamapp_commit_lag",

@@ -22,7 +22,7 @@ from streamapp.kafka import baked_settings, local_state
 from streamapp.kafka.outbox import Producer
 from streamapp.kafka.startup import broker_unreachable, ensure_topics
 from streamapp.kafka.topic_catalog import TopicCatalog
-from streamapp.worker import faust_fixes, lifecycle
+from streamapp.worker import faust_fixes, lifecycle, rebalances
 from streamapp.worker.credentials import broker_credentials
 from streamapp.worker.faust_settings import speed_options
 
@@ -126,6 +126,7 @@ app = StreamApp(
 )
 
 lifecycle.install_log_filters()
+rebalances.install(app)  # streamapp_rebalances_total, streamapp_rebalance_duration_seconds
 lifecycle.install_cursor_restore()
 
 

@@ -178,7 +178,12 @@ class Checkpoint:
         self, box: Outbox, batch: list[Any], previous: asyncio.Future[None] | None, written: float
     ) -> None:
         await box.deliver()  # overlaps with earlier batches' deliveries
-        metrics.batch_step_seconds.labels("written_to_confirmed").observe(time.time() - written)
+        confirmed = time.time()
+        step = metrics.batch_step_seconds.labels
+        step("written_to_confirmed").observe(confirmed - written)
+        first = batch[0].message.timestamp if batch else None
+        if first is not None and first > 0:  # end to end: the record's time to its output
+            step("record_to_confirmed").observe(max(0.0, confirmed - first))
         if previous is not None:
             await asyncio.shield(previous)  # acks in order
         for event in batch:

@@ -223,8 +223,18 @@ def lag_by_partition() -> dict[tuple[str, int], int]:
     return lags
 
 
+_lag_series: set[tuple[str, int]] = set()  # consumer_lag series this worker exports
+
+
 def refresh_gauges() -> None:
     metrics.ready.set(1 if ready() else 0)
     metrics.recovering.set(1 if app.in_recovery else 0)
-    for (topic, partition), behind in lag_by_partition().items():
+    lags = lag_by_partition()
+    for (topic, partition), behind in lags.items():
         metrics.consumer_lag.labels(topic, str(partition)).set(behind)
+    # A partition that moved to another worker is that worker's to report: a stale series
+    # here would be counted twice in a sum over workers.
+    for topic, partition in _lag_series - lags.keys():
+        metrics.consumer_lag.remove(topic, str(partition))
+    _lag_series.clear()
+    _lag_series.update(lags)
