@@ -9,11 +9,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from streamapp.client import APIError, Client
 from streamapp.http.internal_auth import derive_key, sign
 from tests.harness import Namespace, Out, Worker, produce, wait_until
 
@@ -149,6 +151,49 @@ def test_token_is_required_but_health_is_open(worker: Worker) -> None:
     assert worker.get("/affinity/u1/s1", headers={"Authorization": "Bearer wrong-token"})[0] == 401
     status, body = worker.get("/affinity/u1/s1", headers=AUTH)
     assert status == 200 and body["number_of_interactions"] == 1
+
+
+def test_the_python_client_sends_the_token(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22: streamapp.client.Client sends STREAMAPP_API_TOKEN (or token=) as the bearer
+    token the worker checks, and names the token when it is missing or wrong."""
+    monkeypatch.setenv("STREAMAPP_API_TOKEN", TOKEN)
+    got = Client(worker.url).affinity("u1", "s1")
+    on = datetime.fromisoformat(got["first_interaction_at"])
+    as_of = datetime.fromisoformat(got["as_of"])
+    assert got == {
+        "id": "u1-s1",
+        "user_id": "u1",
+        "seller_id": "s1",
+        "number_of_interactions": 1,
+        "interactions_by_kind": {"LIKE": 1, "VIEW": 0, "PURCHASE": 0, "OTHER": 0},
+        "interactions_1d": 1,
+        "interactions_7d": 1,
+        "interactions_30d": 1,
+        "first_interaction_at": got["first_interaction_at"],
+        "last_interaction_at": got["first_interaction_at"],
+        "favorites_match": False,
+        "category_overlap": 0,
+        "category_jaccard": 0.0,
+        "user_seller_score": pytest.approx(
+            3 * 2 ** (-(as_of - on).total_seconds() / (7 * 86400)), rel=1e-12
+        ),
+        "as_of": got["as_of"],
+    }
+    assert timedelta(0) <= as_of - on < timedelta(minutes=10)
+    monkeypatch.delenv("STREAMAPP_API_TOKEN")
+    assert Client(worker.url, token=TOKEN).query([("u1", "s1")])[0]["number_of_interactions"] == 1
+    with pytest.raises(APIError) as missing:
+        Client(worker.url).affinity("u1", "s1")
+    assert str(missing.value) == (
+        "HTTP 401: the worker needs a bearer token: set STREAMAPP_API_TOKEN or pass "
+        "Client(token=...) (missing or wrong bearer token)"
+    )
+    with pytest.raises(APIError) as wrong:
+        Client(worker.url, token="wrong-token").affinity("u1", "s1")
+    assert str(wrong.value) == (
+        "HTTP 401: the worker refused the token sent: check STREAMAPP_API_TOKEN (or token=) "
+        "(missing or wrong bearer token)"
+    )
 
 
 def q_path(*segments: str) -> str:
