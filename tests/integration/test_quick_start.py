@@ -116,7 +116,11 @@ def test_quick_start_on_other_ports_exported_once(
     first_curl = next(i for i, line in enumerate(lines) if line.startswith("curl"))
     load = bash("\n".join(lines[:first_curl]), env)
     assert load.returncode == 0, load.stderr
-    assert f"streamapp-load: writing to kafka://127.0.0.1:{local_broker.port}" in load.stderr
+    assert load.stderr.startswith(
+        f"streamapp-load: connecting to kafka://127.0.0.1:{local_broker.port} "
+        "(from KAFKA_LOCAL_PORT), "
+    )
+    assert "streamapp-load: sent 4 lines, none rejected" in load.stderr.splitlines()
 
     def counted() -> bool:
         out = bash(f"curl -s {url}/affinity/123/456", env, timeout=10)
