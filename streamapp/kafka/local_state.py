@@ -1,6 +1,6 @@
 """Local state belongs to the topics it was built from; rebuild it when they are gone.
 
-The RocksDB databases under the data dir (faust's tables, the seller catalog) are a cache
+The RocksDB databases under the data dir (faust's tables, the profile catalogs) are a cache
 of Kafka topics: the changelogs are the source of truth. After a broker reset (a fresh
 local broker, a Docker `down`/`up` where the workers keep their volumes but Kafka does not)
 or deleted and recreated topics, the cache describes topics that no longer exist. faust then
@@ -19,6 +19,10 @@ Two checks, both independent of what the tables are called or how values are enc
 - The persisted offsets: for every table partition database, faust's persisted changelog
   offset (`store.offset_key`) must be below that changelog partition's end offset. This is
   faust's own consistency condition; it covers data dirs written before the epoch existed.
+
+Neither sees a profile topic deleted and recreated on its own (the epoch stays, and the
+profile catalogs keep their own offsets): each catalog checks its topic itself, by the topic
+id it was built from (profile_catalog.py).
 """
 
 from __future__ import annotations

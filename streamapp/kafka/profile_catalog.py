@@ -12,6 +12,14 @@ This also makes the features independent of how producers partition the profile 
 (librdkafka's default partitioner is not Java's murmur2), and gives one moment before
 which nothing is counted: `caught_up`, set once the end seen at start-up is applied.
 Validation and dead letters stay with the agents, which see each record once.
+
+A catalog belongs to the topic it was read from, like the tables to their changelogs
+(local_state.py), and records which one: its Kafka topic id and partition count. At every
+start it compares them, and its stored offsets, with the topic there now (`source_changed`).
+A deleted and recreated topic (whatever it holds now) or a reset broker is not the topic
+the catalog was built from: its profiles are dropped and the topic is read again from the
+beginning, so a deleted profile is no longer served. The drop is a write to the same
+database, so serving processes reading it as a secondary see it at their next catch-up.
 """
 
 from __future__ import annotations
@@ -21,20 +29,68 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from rocksdict import Options, Rdict
+from rocksdict import Options, Rdict, WriteBatch
 
 from streamapp.core.config import Settings
 from streamapp.core.parsing import Delete, Record, Rejected, parse_seller, parse_user
 from streamapp.kafka.connection import client_options
 from streamapp.kafka.topic_catalog import TopicCatalog
+from streamapp.kafka.topic_ids import topic_ids
 
 log = logging.getLogger(__name__)
 OFFSETS_KEY = b"\x00offsets"  # ids never contain control characters
+SOURCE_KEY = b"\x00source"  # the topic the catalog was built from (SourceTopic)
+# Every key sorts below this: ids are UTF-8, which never has the byte 0xff.
+ALL_KEYS = (b"", b"\xff")
 CACHE_MAX = 200_000  # decoded category sets kept in memory
+
+
+@dataclass(frozen=True)
+class SourceTopic:
+    """Which topic a catalog was built from: its Kafka topic id (None when the broker has
+    none, before Kafka 2.8) and its partition count."""
+
+    topic_id: str | None
+    partitions: int
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SourceTopic:
+        fields = json.loads(raw)
+        return cls(topic_id=fields["topic_id"], partitions=int(fields["partitions"]))
+
+
+def source_changed(
+    built_from: SourceTopic | None,
+    now: SourceTopic,
+    offsets: dict[int, int],
+    ends: dict[int, int],
+) -> str | None:
+    """Why the topic there `now` is not the one a catalog was `built_from` (None when it
+    is): `offsets` are the catalog's next offsets to read, `ends` the partitions' ends now.
+    Another topic id, another partition count, or an offset beyond its partition's end
+    each tell. Only the id tells a recreated topic that already holds as many records as
+    the old one did or more; a broker without ids leaves the other two checks."""
+    if built_from is None:
+        # Built before catalogs recorded their topic (or never built): nothing to compare
+        # with, so a catalog that holds anything is rebuilt.
+        return "the catalog does not record the topic it was built from" if offsets else None
+    if built_from.topic_id and now.topic_id and built_from.topic_id != now.topic_id:
+        return f"topic id {now.topic_id}, the catalog was built from {built_from.topic_id}"
+    if built_from.partitions != now.partitions:
+        return f"{now.partitions} partitions, the catalog was built from {built_from.partitions}"
+    for partition, offset in sorted(offsets.items()):
+        end = ends.get(partition, 0)
+        if offset > end:
+            return f"partition {partition} ends at offset {end}, the catalog had read to {offset}"
+    return None
 
 
 class ProfileCatalog:
@@ -86,6 +142,44 @@ class ProfileCatalog:
         raw = self.db.get(OFFSETS_KEY) if self.db is not None else None
         return {int(p): o for p, o in json.loads(raw).items()} if raw else {}
 
+    def built_from(self) -> SourceTopic | None:
+        raw = self.db.get(SOURCE_KEY) if self.db is not None else None
+        return SourceTopic.decode(raw) if raw else None
+
+    def drop(self, source: SourceTopic) -> None:
+        """Forget every profile and offset, and record `source` as the topic to read from
+        the beginning: one atomic write, so a crash leaves the old catalog or the empty one."""
+        assert self.db is not None
+        batch = WriteBatch(raw_mode=True)
+        batch.delete_range(*ALL_KEYS)
+        batch.put(SOURCE_KEY, source.encode())  # after the range delete: it stays
+        self.db.write(batch)
+        self._categories.clear()
+
+    async def check_source(self, partitions: int, ends: dict[int, int]) -> str | None:
+        """Compare the topic there now with the one the catalog was read from; drop the
+        catalog when it is another one (returns why), else record the topic."""
+        assert self.db is not None
+        ids = await topic_ids(self.settings, [self.topic])
+        now = SourceTopic(ids.get(self.topic) if ids else None, partitions)
+        built_from = self.built_from()
+        reason = source_changed(built_from, now, self._offsets(), ends)
+        if reason:
+            log.warning(
+                "%s catalog: %s is not the topic it was built from (%s): dropping its profiles "
+                "and reading the topic again from the beginning",
+                self.source,
+                self.topic,
+                reason,
+            )
+            self.drop(now)
+            return reason
+        if built_from is not None and now.topic_id is None:
+            now = SourceTopic(built_from.topic_id, partitions)  # no id to compare this time
+        if now != built_from:
+            self.db.put(SOURCE_KEY, now.encode())
+        return None
+
     def apply(self, record: Record) -> None:
         assert self.db is not None
         result = self.parse(record, self.settings.max_message_bytes)
@@ -113,13 +207,14 @@ class ProfileCatalog:
         try:
             tps = [TopicPartition(self.topic, p) for p in range(partitions)]
             consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            await self.check_source(partitions, {tp.partition: end for tp, end in ends.items()})
             stored = self._offsets()
             for tp in tps:
                 if tp.partition in stored:
                     consumer.seek(tp, stored[tp.partition])
                 else:
                     await consumer.seek_to_beginning(tp)
-            ends = await consumer.end_offsets(tps)
             positions = {tp.partition: await consumer.position(tp) for tp in tps}
             log.info("%s catalog: reading %s from %s", self.source, self.topic, positions)
             while True:
