@@ -400,7 +400,9 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{rec['ready_empty_s']:.2f} s",
                 "",
                 "",
-                f"full changelog recovery; peak RSS {rec['empty_peak_rss_kb'] / 1024:,.0f} MiB; "
+                f"full changelog recovery: {sum(rec.get('changelog_records', {}).values()):,} "
+                f"records, {rec.get('records_per_s') or 0:,}/s; peak RSS "
+                f"{rec['empty_peak_rss_kb'] / 1024:,.0f} MiB; "
                 f"sample {rec['empty_matched']}/{rec['checked']} same",
             )
         )

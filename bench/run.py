@@ -1031,12 +1031,17 @@ def start_background_producer(
 
 
 async def changelog_records(ctx: Ctx) -> dict[str, int]:
+    """Records in each of the app's table changelogs (what a rebuild reads, before
+    compaction), by table name. The names come from the broker, not from a list here: a
+    renamed table once made this report 0 for every table."""
     assert ctx.meta is not None
+    head, tail = f"{ctx.app_id}-", "-changelog"
+    topics = [t for t in await ctx.meta.topics() if t.startswith(head) and t.endswith(tail)]
     out = {}
-    for table in ("pair_state", "user_sellers", "users"):  # sellers: the catalog, no changelog
-        topic = f"{ctx.app_id}-{table}-changelog"
-        with contextlib.suppress(Exception):
-            out[table] = await end_offsets_total(ctx.meta, topic)
+    for topic in sorted(topics):
+        out[topic[len(head) : -len(tail)]] = await end_offsets_total(ctx.meta, topic)
+    if not out:
+        raise RuntimeError(f"no changelog topics {head}*{tail} on the broker")
     return out
 
 
@@ -1064,6 +1069,8 @@ async def stage_recovery(ctx: Ctx) -> None:
     worker.start(ctx.reaper)
     timeout = max(300.0, ctx.args.ingest_timeout)
     out["ready_empty_s"] = round(await asyncio.to_thread(worker.wait_ready, timeout), 3)
+    records = sum(out["changelog_records"].values())
+    out["records_per_s"] = round(records / out["ready_empty_s"]) if out["ready_empty_s"] else None
     out["empty_peak_rss_kb"] = proc_status_kb(worker.pid, "VmHWM") or 0
     after = [stable_part(v) for v in await query(ctx, pairs)]
     out["empty_matched"] = sum(a == b for a, b in zip(before, after, strict=True))
