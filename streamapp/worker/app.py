@@ -41,6 +41,7 @@ if (_problem := faust_fixes.version_problem()) is not None:
     sys.stderr.write(f"streamapp: {_problem}\n")
     raise SystemExit(2)
 faust_fixes.apply()  # before any consumer commits
+faust_fixes.enable_bulk_restore(settings)
 catalog = TopicCatalog.of(settings)  # every topic name (kafka/topic_catalog.py)
 scoring = Scoring.of(settings)
 # The hot path's own producer (outbox.py): used by ingest, stopped with the worker.

@@ -49,6 +49,11 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    the lowest acked offset is: records dropped before the stream's first one of a partition
    were committed past. Here None becomes the offset the reading starts from.
 
+9. A rebuild reads the changelogs in bulk (`Recovery._build_offsets`). faust restores a
+   table record by record through its stream machinery (about a thousand records a
+   second); before it starts, the active changelog partitions are read with a consumer of
+   their own and written a fetch at a time, and faust starts after them.
+
 The check `faust.__version__ == FAUST_VERSION` refuses any other faust at start-up: each
 correction was written against that version's code.
 """
@@ -64,10 +69,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 from aiokafka.consumer.fetcher import FetchResult
 from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from rocksdict import WriteBatch
+
+from streamapp.kafka import changelog_restore
 
 log = logging.getLogger(__name__)
 
@@ -498,6 +509,58 @@ def _create_worker_consumer(self: Any, transport: Any) -> Any:
     return consumer
 
 
+# -- 9. a rebuild reads the changelogs in bulk -----------------------------------------------
+_original_build_offsets = Recovery._build_offsets
+# faust waits broker_request_timeout (90 s by default) for this step: what the bulk read
+# has not done by then is left to faust's own recovery, from the offsets it reached.
+BULK_RESTORE_BUDGET_S = 60.0
+_bulk_restore: dict[str, Any] = {"settings": None}
+
+
+def enable_bulk_restore(settings: Any) -> None:
+    _bulk_restore["settings"] = settings
+
+
+async def _build_offsets(self: Any, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+    settings = _bulk_restore["settings"]
+    if title == "active" and tps and settings is not None:
+        await _restore_in_bulk(self, settings, tps, destination)
+    await _original_build_offsets(self, consumer, tps, destination, title)
+
+
+async def _restore_in_bulk(self: Any, settings: Any, tps: Any, destination: Any) -> None:
+    """Before faust reads the active changelog partitions record by record, read them in
+    bulk (kafka/changelog_restore.py) into their RocksDB databases, each fetch one write
+    batch together with the offset it reaches (faust's persisted offset, under its own key:
+    rocksdb.Store.offset_key), and move faust's start offsets past them (9.)."""
+    starts: dict[TopicPartition, int] = {}
+    stores: dict[TopicPartition, Any] = {}
+    for tp in tps:
+        table = self.tp_to_table.get(tp)
+        store = getattr(table, "data", None)
+        if store is None or not hasattr(store, "offset_key"):
+            continue  # not a RocksDB table: faust's own way
+        last = destination.get(tp)
+        key = TopicPartition(tp.topic, tp.partition)
+        starts[key] = last + 1 if last is not None and last >= 0 else 0
+        stores[key] = store
+
+    def apply(tp: TopicPartition, records: list[tuple[bytes, bytes | None]], last: int) -> None:
+        store = stores[tp]
+        batch = WriteBatch(raw_mode=True)
+        for key, value in records:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(store.offset_key, str(last).encode())
+        store._db_for_partition(tp.partition).write(batch)
+
+    reached = await changelog_restore.restore(settings, starts, apply, BULK_RESTORE_BUDGET_S)
+    for tp, offset in reached.items():
+        destination[TP(tp.topic, tp.partition)] = offset
+
+
 # -- what the watchdog reads ------------------------------------------------------------
 @dataclass(frozen=True)
 class PartitionView:
@@ -611,6 +674,7 @@ def apply() -> None:
     Consumer.seek = _seek  # type: ignore[method-assign]
     Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
     FetchResult.getall = _getall  # type: ignore[method-assign]
+    Recovery._build_offsets = _build_offsets  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
 
 
