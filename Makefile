@@ -13,16 +13,18 @@ $(STAMP): setup.cfg pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 ## Start a local broker unless KAFKA_BROKER is set, then the worker in the foreground.
+## The worker finds that broker itself, from KAFKA_LOCAL_PORT (not exported as KAFKA_BROKER,
+## so its messages name the variable the user actually set).
 run: $(STAMP)
 	@if [ -z "$$KAFKA_BROKER" ]; then \
-	  addr=$$(scripts/kafka-local.sh start) || exit 1; export KAFKA_BROKER=kafka://$$addr; \
+	  scripts/kafka-local.sh start >/dev/null || exit 1; \
 	fi; \
-	echo "worker: broker $${KAFKA_BROKER:-kafka://127.0.0.1:9092}, web http://$${WEB_HOST:-127.0.0.1}:$${WEB_PORT:-6066}"; \
+	echo "worker: broker $${KAFKA_BROKER:-kafka://127.0.0.1:$${KAFKA_LOCAL_PORT:-9092}}, web http://$${WEB_HOST:-127.0.0.1}:$${WEB_PORT:-6066}"; \
 	exec $(VENV)/bin/faust -A streamapp.app worker -l info
 
 ## A serving process beside the worker of `make run` (README: Serving processes).
 serve: $(STAMP)
-	exec $(PY) -m streamapp.serve
+	@exec $(PY) -m streamapp.serve
 
 ## Lint, format check, layer contracts, then every test (a local broker is started when none
 ## is configured).

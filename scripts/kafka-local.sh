@@ -222,7 +222,11 @@ cmd_start() {
         "-Dlog4j2.configurationFile=$KAFKA_CONF_DIR/log4j2.xml"
         "-Dkafka.logs.dir=$LOG_DIR"
     )
-    log "formatting storage in $DATA_DIR (cluster id $CLUSTER_ID)"
+    # The format step runs on every start (--ignore-formatted keeps existing data); it is only
+    # announced when it writes something: a data folder without meta.properties is new.
+    if [[ ! -f "$DATA_DIR/meta.properties" ]]; then
+        log "formatting storage in $DATA_DIR (cluster id $CLUSTER_ID)"
+    fi
     if ! java -Xmx256m -cp "$JAR_DIR/*" "${jvm_log[@]}" \
         kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$PROPS" --ignore-formatted \
         >"$LOG_DIR/format.log" 2>&1; then

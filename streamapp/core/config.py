@@ -50,6 +50,9 @@ class Weights:
 @dataclass(frozen=True)
 class Settings:
     broker: str = "kafka://127.0.0.1:9092"
+    # Where `broker` came from, for messages that tell the user what to change:
+    # "KAFKA_BROKER", "KAFKA_LOCAL_PORT" or "default".
+    broker_origin: str = "default"
     app_id: str = "streamapp"
     topic_prefix: str = ""
     data_dir: Path = Path("./var/streamapp")
@@ -192,6 +195,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"KAFKA_LOCAL_PORT={local_port!r} must be a port number (1 to 65535)")
         broker = f"kafka://127.0.0.1:{int(local_port)}"
         values["broker"] = broker
+        values["broker_origin"] = "KAFKA_LOCAL_PORT"
     elif broker is not None:
         try:
             broker_addresses(broker)
@@ -200,6 +204,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 f"KAFKA_BROKER={broker!r} is invalid ({exc}): use kafka://HOST:PORT"
             ) from None
         values["broker"] = broker
+        values["broker_origin"] = "KAFKA_BROKER"
     name_rule = r"[A-Za-z0-9._-]{1,100}"
     text("STREAMAPP_ID", "app_id", name_rule, "use 1-100 of A-Z a-z 0-9 . _ -")
     text(

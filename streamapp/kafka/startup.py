@@ -35,6 +35,23 @@ async def broker_unreachable(addresses: list[tuple[str, int]], wait_s: float) ->
         await asyncio.sleep(0.5)
 
 
+def unreachable_broker_line(prog: str, settings: Settings, problem: str) -> str:
+    """One line: the broker that did not answer, the setting it came from (the user changes
+    that one, not another) and the way out."""
+    if settings.broker_origin == "KAFKA_LOCAL_PORT":
+        port = settings.broker_addresses[0][1]
+        named = f"from KAFKA_LOCAL_PORT={port}"
+        start = f"KAFKA_LOCAL_PORT={port} scripts/kafka-local.sh start"
+        fix = f"Start it with `{start}` or set KAFKA_BROKER."
+    elif settings.broker_origin == "KAFKA_BROKER":
+        named = "KAFKA_BROKER"
+        fix = "Start that broker or correct KAFKA_BROKER."
+    else:
+        named = "the default: neither KAFKA_BROKER nor KAFKA_LOCAL_PORT is set"
+        fix = "Start it with `scripts/kafka-local.sh start` or set KAFKA_BROKER."
+    return f"{prog}: cannot reach the Kafka broker {settings.broker} ({named}): {problem}. {fix}"
+
+
 def python_command() -> str:
     """How the user runs this Python: `.venv/bin/python` in a checkout, else `python`."""
     exe = Path(sys.executable)
@@ -146,6 +163,6 @@ def cli_settings(prog: str) -> Settings:
         raise SystemExit(2) from None
     problem = asyncio.run(broker_unreachable(settings.broker_addresses, settings.broker_wait_s))
     if problem:
-        print(f"{prog}: cannot reach the broker {settings.broker}: {problem}", file=sys.stderr)
+        print(unreachable_broker_line(prog, settings, problem), file=sys.stderr)
         raise SystemExit(2)
     return settings

@@ -4,8 +4,9 @@
 
 Makes sure a broker (scripts/kafka-local.sh start, unless KAFKA_BROKER is set) and a
 worker (a child `faust -A streamapp.app worker`, unless one answers on WEB_PORT) are
-running, produces 200 users and 50 sellers (user "123", sellers "456".."461" among them),
-then streams skewed interactions at RATE per second until Ctrl-C, SIGTERM or --duration.
+running, produces 200 users and 50 sellers of its own (ids demo_u1.., demo_s1..: it never
+writes a profile of anyone else, such as the README quick start's user 123), then streams
+skewed interactions between them at RATE per second until Ctrl-C, SIGTERM or --duration.
 A worker started here logs to var/demo-worker.log and is stopped on exit; the broker is
 left running (stop it with scripts/kafka-local.sh stop). Ports come from KAFKA_LOCAL_PORT
 and WEB_PORT, as for `make run`.
@@ -52,6 +53,12 @@ CATEGORIES = ["shoes", "hats", "bags", "books", "games", "garden", "kitchen", "m
 KINDS = ["VIEW", "LIKE", "PURCHASE", "SHARE"]
 KIND_WEIGHTS = [70, 18, 7, 5]
 DUPLICATE_SHARE = 0.005  # some ids are sent twice, as a retrying producer would
+# Every id the demo writes starts with this: profiles are compacted by id, so an id of the
+# user's own (the quick start's "123") would be overwritten. No "-" in it, so the pair ids of
+# the feature vectors stay unescaped ("demo_u1-demo_s1").
+ID_PREFIX = "demo_"
+STAR_USER = f"{ID_PREFIX}u1"  # the busiest user: the commands printed show a lively pair
+STAR_SELLERS = [f"{ID_PREFIX}s{i}" for i in range(1, 7)]  # the most popular sellers
 
 
 def say(text: str) -> None:
@@ -162,23 +169,23 @@ class Catalogue:
 
 
 def make_catalogue(rng: random.Random, n_users: int = 200, n_sellers: int = 50) -> Catalogue:
-    # Ids "100".."299" and "440".."489": the README's user 123 and sellers 456..461 are in.
     users = [
         {
-            "id": str(100 + i),
+            "id": f"{ID_PREFIX}u{i}",
             "age": rng.randint(18, 75),
             "favorite_categories": rng.sample(CATEGORIES, rng.randint(1, 3)),
         }
-        for i in range(n_users)
+        for i in range(1, n_users + 1)
     ]
     sellers = [
-        {"id": str(440 + i), "categories": rng.sample(CATEGORIES, rng.randint(1, 3))}
-        for i in range(n_sellers)
+        {"id": f"{ID_PREFIX}s{i}", "categories": rng.sample(CATEGORIES, rng.randint(1, 3))}
+        for i in range(1, n_sellers + 1)
     ]
+    # The star pair shares a category, so its favorites_match shows on the page.
     by_id = {u["id"]: u for u in users} | {s["id"]: s for s in sellers}
-    by_id["123"]["favorite_categories"] = ["shoes", "games"]
-    by_id["456"]["categories"] = ["shoes", "hats"]
-    by_id["457"]["categories"] = ["games"]
+    by_id[STAR_USER]["favorite_categories"] = ["shoes", "games"]
+    by_id[STAR_SELLERS[0]]["categories"] = ["shoes", "hats"]
+    by_id[STAR_SELLERS[1]]["categories"] = ["games"]
     return Catalogue(users, sellers)
 
 
@@ -189,13 +196,13 @@ class Traffic:
     def __init__(self, catalogue: Catalogue, rng: random.Random) -> None:
         self.rng = rng
         users = [u["id"] for u in catalogue.users]
-        # User 123 is the busiest, so the curl commands and the page show a lively pair.
-        users.sort(key=lambda u: (u != "123", rng.random()))
+        # The star user is the busiest, so the curl commands and the page show a lively pair.
+        users.sort(key=lambda u: (u != STAR_USER, rng.random()))
         self.users = users
         self.user_weights = list(accumulate(1 / (rank + 1) ** 0.8 for rank in range(len(users))))
-        # Sellers 456..461 (the README's example) are the most popular, the rest shuffled.
+        # The star sellers are the most popular, the rest shuffled.
         self.sellers = [s["id"] for s in catalogue.sellers]
-        rest = [s for s in self.sellers if not "456" <= s <= "461"]
+        rest = [s for s in self.sellers if s not in STAR_SELLERS]
         rng.shuffle(rest)
         by_rank = sorted(set(self.sellers) - set(rest)) + rest
         popularity = {s: 1 / (rank + 1) ** 0.7 for rank, s in enumerate(by_rank)}
@@ -216,7 +223,7 @@ class Traffic:
         if self.recent and rng.random() < DUPLICATE_SHARE:
             return rng.choice(self.recent)  # the same message again: not counted twice
         self.count += 1
-        interaction_id = f"demo-{self.run}-{self.count}"
+        interaction_id = f"{ID_PREFIX}{self.run}-{self.count}"
         user = rng.choices(self.users, cum_weights=self.user_weights)[0]
         seller = rng.choices(self.sellers, cum_weights=self.seller_weights[user])[0]
         kind = rng.choices(KINDS, weights=KIND_WEIGHTS)[0]
@@ -236,15 +243,20 @@ def encode(value: dict[str, Any]) -> bytes:
 
 # -- the run -------------------------------------------------------------------------------
 def print_try_this(url: str, settings: Settings) -> None:
+    """Commands to paste into a shell (each line as it is) and the live page's address,
+    quoted: its `&` would otherwise end the command where it is pasted."""
     auth = ' -H "Authorization: Bearer $STREAMAPP_API_TOKEN"' if settings.api_token else ""
-    pairs = {"pairs": [{"user_id": "123", "seller_id": s} for s in ("456", "457", "458")]}
+    user, seller = STAR_USER, STAR_SELLERS[0]
+    pairs = {"pairs": [{"user_id": user, "seller_id": s} for s in STAR_SELLERS[:3]]}
     print("\nTry:", flush=True)
-    print(f"  curl -s{auth} {url}/affinity/123/456")
+    print(f"  curl -s{auth} {shlex.quote(f'{url}/affinity/{user}/{seller}')}")
     print(
-        f"  curl -s{auth} -XPOST {url}/affinity/query -d {shlex.quote(json.dumps(pairs))}",
+        f"  curl -s{auth} -XPOST {shlex.quote(f'{url}/affinity/query')} "
+        f"-d {shlex.quote(json.dumps(pairs))}",
     )
-    print(f"  curl -s{auth} '{url}/users/123/top-sellers?k=5'")
-    print(f"  open {url}/#user=123&seller=456   (the live page)\n", flush=True)
+    print(f"  curl -s{auth} {shlex.quote(f'{url}/users/{user}/top-sellers?k=5')}")
+    page = f"{url}/#user={user}&seller={seller}"
+    print(f"\nOpen this in a browser: {shlex.quote(page)}\n", flush=True)
 
 
 async def produce(
@@ -266,7 +278,10 @@ async def produce(
         await asyncio.gather(
             *[await producer.send(t, encode(v), key=v["id"].encode()) for t, v in profiles]
         )
-        say(f"sent {len(catalogue.users)} users and {len(catalogue.sellers)} sellers")
+        say(
+            f"sent {len(catalogue.users)} users and {len(catalogue.sellers)} sellers, all with "
+            f"ids of the demo's own ({ID_PREFIX}u1.., {ID_PREFIX}s1..)"
+        )
         print_try_this(base_url(settings), settings)
 
         traffic = Traffic(catalogue, random.Random(seed + 1))

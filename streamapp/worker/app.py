@@ -20,7 +20,7 @@ from streamapp.core.config import ConfigError, Settings, load_settings
 from streamapp.core.score import Scoring
 from streamapp.kafka import baked_settings, local_state
 from streamapp.kafka.outbox import Producer
-from streamapp.kafka.startup import broker_unreachable, ensure_topics
+from streamapp.kafka.startup import broker_unreachable, ensure_topics, unreachable_broker_line
 from streamapp.kafka.topic_catalog import TopicCatalog
 from streamapp.worker import faust_fixes, lifecycle, rebalances
 from streamapp.worker.credentials import broker_credentials
@@ -57,11 +57,7 @@ class StreamApp(faust.App):
         lifecycle.ShutdownWatchdog(settings.shutdown_timeout_s).install()
         problem = await broker_unreachable(settings.broker_addresses, settings.broker_wait_s)
         if problem:
-            line = (
-                f"streamapp: cannot reach the Kafka broker {settings.broker} (KAFKA_BROKER): "
-                f"{problem}. Start one with `scripts/kafka-local.sh start` or set KAFKA_BROKER.\n"
-            )
-            fail(line)
+            fail(unreachable_broker_line("streamapp", settings, problem) + "\n")
         changelogs = {
             table.changelog_topic.get_topic_name(): {"cleanup.policy": "compact"}
             for table in self.tables.values()

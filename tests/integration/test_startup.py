@@ -32,15 +32,29 @@ def run_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_unreachable_broker(tmp_path: Path) -> None:
-    out = run_worker(tmp_path, KAFKA_BROKER="kafka://127.0.0.1:1", STREAMAPP_BROKER_WAIT="1s")
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"KAFKA_BROKER": "kafka://127.0.0.1:1"},
+            "streamapp: cannot reach the Kafka broker kafka://127.0.0.1:1 (KAFKA_BROKER): "
+            "127.0.0.1:1: Connect call failed ('127.0.0.1', 1). Start that broker or correct "
+            "KAFKA_BROKER.",
+        ),
+        (
+            # `make run` without KAFKA_BROKER: the address comes from the local broker's port.
+            {"KAFKA_LOCAL_PORT": "1"},
+            "streamapp: cannot reach the Kafka broker kafka://127.0.0.1:1 (from "
+            "KAFKA_LOCAL_PORT=1): 127.0.0.1:1: Connect call failed ('127.0.0.1', 1). Start it "
+            "with `KAFKA_LOCAL_PORT=1 scripts/kafka-local.sh start` or set KAFKA_BROKER.",
+        ),
+    ],
+)
+def test_unreachable_broker(tmp_path: Path, env: dict[str, str], line: str) -> None:
+    out = run_worker(tmp_path, STREAMAPP_BROKER_WAIT="1s", **env)
     assert out.returncode == 2
-    lines = [line for line in out.stderr.splitlines() if line.startswith("streamapp:")]
-    assert lines == [
-        "streamapp: cannot reach the Kafka broker kafka://127.0.0.1:1 (KAFKA_BROKER): "
-        "127.0.0.1:1: Connect call failed ('127.0.0.1', 1). Start one with "
-        "`scripts/kafka-local.sh start` or set KAFKA_BROKER."
-    ]
+    said = [text for text in out.stderr.splitlines() if text.startswith("streamapp:")]
+    assert said == [line]
     assert "Traceback" not in out.stderr + out.stdout
 
 

@@ -122,3 +122,36 @@ def test_a_half_life_other_than_the_states_is_one_line_that_says_how_out(tmp_pat
     assert baked_settings.read_local(tmp_path) == {}
     baked_settings.write_local(tmp_path, {"half_life_s": 604800.0})
     assert baked_settings.read_local(tmp_path) == {"half_life_s": 604800.0}
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"KAFKA_BROKER": "kafka://127.0.0.1:1"},
+            "streamapp: cannot reach the Kafka broker kafka://127.0.0.1:1 (KAFKA_BROKER): "
+            "127.0.0.1:1: refused. Start that broker or correct KAFKA_BROKER.",
+        ),
+        (
+            # What `make run` uses when KAFKA_BROKER is not set: the address came from the port.
+            {"KAFKA_LOCAL_PORT": "47092"},
+            "streamapp: cannot reach the Kafka broker kafka://127.0.0.1:47092 "
+            "(from KAFKA_LOCAL_PORT=47092): 127.0.0.1:47092: refused. Start it with "
+            "`KAFKA_LOCAL_PORT=47092 scripts/kafka-local.sh start` or set KAFKA_BROKER.",
+        ),
+        (
+            {},
+            "streamapp: cannot reach the Kafka broker kafka://127.0.0.1:9092 (the default: "
+            "neither KAFKA_BROKER nor KAFKA_LOCAL_PORT is set): 127.0.0.1:9092: refused. "
+            "Start it with `scripts/kafka-local.sh start` or set KAFKA_BROKER.",
+        ),
+    ],
+)
+def test_an_unreachable_broker_names_the_setting_it_came_from(
+    env: dict[str, str], line: str
+) -> None:
+    from streamapp.kafka.startup import unreachable_broker_line
+
+    settings = load_settings(env)
+    host, port = settings.broker_addresses[0]
+    assert unreachable_broker_line("streamapp", settings, f"{host}:{port}: refused") == line
