@@ -135,17 +135,6 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
-def broker_origin(env: Mapping[str, str] | None = None) -> str:
-    """Which setting `load_settings` takes the broker from: "KAFKA_BROKER", "KAFKA_LOCAL_PORT"
-    or "default" (so a command can say where the address it connects to came from)."""
-    env = os.environ if env is None else env
-    if _get(env, "KAFKA_BROKER") is not None:
-        return "KAFKA_BROKER"
-    if _get(env, "KAFKA_LOCAL_PORT") is not None:
-        return "KAFKA_LOCAL_PORT"
-    return "default"
-
-
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env

@@ -40,11 +40,11 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
-from streamapp.core.config import ConfigError, Settings, broker_origin, load_settings
+from streamapp.core.config import ConfigError, Settings, load_settings
 from streamapp.core.models import InteractionMessage, Seller, User
 from streamapp.core.parsing import describe
 from streamapp.kafka.connection import client_options
-from streamapp.kafka.startup import broker_unreachable
+from streamapp.kafka.startup import broker_unreachable, unreachable_broker_line
 from streamapp.kafka.topic_catalog import TopicCatalog
 
 PROG = "streamapp-load"
@@ -257,12 +257,8 @@ def where_from(origin: str) -> str:
     return "the default" if origin == "default" else f"from {origin}"
 
 
-def unreachable_line(settings: Settings, origin: str, problem: str) -> str:
-    return (
-        f"{PROG}: cannot reach the Kafka broker {settings.broker} ({where_from(origin)}): "
-        f"{problem}; nothing was sent. Start one with `scripts/kafka-local.sh start` "
-        "or set KAFKA_BROKER."
-    )
+def unreachable_line(settings: Settings, problem: str) -> str:
+    return unreachable_broker_line(PROG, settings, f"{problem}; nothing was sent")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -299,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
         return Exit.USAGE
-    origin = broker_origin()
+    origin = settings.broker_origin
     # Said before the wait, so a missing broker is not silence: which broker gets the data
     # (another one may answer on the default port) and how long the loader waits for it.
     prefix = f", topic prefix {settings.topic_prefix!r}" if settings.topic_prefix else ""
@@ -311,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     problem = asyncio.run(broker_unreachable(settings.broker_addresses, settings.broker_wait_s))
     if problem:
-        print(unreachable_line(settings, origin, problem), file=sys.stderr)
+        print(unreachable_line(settings, problem), file=sys.stderr)
         return Exit.BROKER
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # errors are reported below, once
     summary = Summary()
@@ -320,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(load(settings, files, rejects, not args.no_progress, summary))
     except (OSError, KafkaError) as exc:
         if not summary.connected:
-            print(unreachable_line(settings, origin, _error_text(exc)), file=sys.stderr)
+            print(unreachable_line(settings, _error_text(exc)), file=sys.stderr)
         else:
             print(
                 f"{PROG}: the broker {settings.broker} failed during the load "

@@ -111,9 +111,12 @@ def read_in_code(package: str) -> tuple[frozenset[str], frozenset[str]]:
 
 
 def read_by_shell() -> set[str]:
-    """Variables the local-broker script and the Makefile expand (`$NAME`, `${NAME...}`)."""
-    text = (ROOT / "Makefile").read_text() + "".join(
-        p.read_text() for p in (ROOT / "scripts").glob("*.sh")
+    """Variables the local-broker script, the Makefile and docker-compose.yml expand
+    (`$NAME`, `${NAME...}`)."""
+    text = (
+        (ROOT / "Makefile").read_text()
+        + (ROOT / "docker-compose.yml").read_text()
+        + "".join(p.read_text() for p in (ROOT / "scripts").glob("*.sh"))
     )
     return set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", text))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from streamapp.core.config import broker_origin
+from streamapp.core.config import load_settings
 from streamapp.core.models import InteractionMessage, User
 from streamapp.tools import loader
 from streamapp.tools.loader import Exit, Summary, exit_status, outcome, parse_line
@@ -159,7 +159,7 @@ def test_the_outcome_line_says_what_was_sent(
     ],
 )
 def test_broker_origin(env: dict[str, str], origin: str) -> None:
-    assert broker_origin(env) == origin
+    assert load_settings(env).broker_origin == origin
 
 
 @pytest.fixture
@@ -188,9 +188,10 @@ def test_the_broker_is_named_before_the_wait_for_it(
         "streamapp-load: connecting to kafka://127.0.0.1:9092 (the default), waiting up to 3s\n"
     ]
     assert capsys.readouterr().err == (
-        "streamapp-load: cannot reach the Kafka broker kafka://127.0.0.1:9092 (the default): "
-        "127.0.0.1:9092: Connection refused; nothing was sent. Start one with "
-        "`scripts/kafka-local.sh start` or set KAFKA_BROKER.\n"
+        "streamapp-load: cannot reach the Kafka broker kafka://127.0.0.1:9092 (the default: "
+        "neither KAFKA_BROKER nor KAFKA_LOCAL_PORT is set): 127.0.0.1:9092: Connection "
+        "refused; nothing was sent. Start it with `scripts/kafka-local.sh start` or set "
+        "KAFKA_BROKER.\n"
     )
 
 
@@ -231,9 +232,9 @@ def test_a_producer_that_cannot_start_is_an_unreachable_broker(
     monkeypatch.setattr(loader, "load", failing_load)
     assert loader.main([f"--users={users_file}", "--no-progress"]) == Exit.BROKER
     assert capsys.readouterr().err.splitlines()[1] == (
-        "streamapp-load: cannot reach the Kafka broker kafka://127.0.0.1:5 (from KAFKA_BROKER): "
-        "KafkaConnectionError: Unable to bootstrap; nothing was sent. Start one with "
-        "`scripts/kafka-local.sh start` or set KAFKA_BROKER."
+        "streamapp-load: cannot reach the Kafka broker kafka://127.0.0.1:5 (KAFKA_BROKER): "
+        "KafkaConnectionError: Unable to bootstrap; nothing was sent. Start that broker or "
+        "correct KAFKA_BROKER."
     )
 
 
