@@ -141,12 +141,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     defaults = Settings()
     values: dict[str, object] = {}
 
-    def text(name: str, attr: str, pattern: str | None = None, hint: str = "") -> None:
+    def text(
+        name: str, attr: str, pattern: str | None = None, hint: str = "", secret: bool = False
+    ) -> None:
         raw = _get(env, name)
         if raw is None:
             return
         if pattern and not re.fullmatch(pattern, raw):
-            raise ConfigError(f"{name}={raw!r} is invalid: {hint}")
+            shown = " (its value not shown)" if secret else f"={raw!r}"
+            raise ConfigError(f"{name}{shown} is invalid: {hint}")
         values[attr] = raw
 
     def number(name: str, attr: str, kind: type, low: float, high: float) -> None:
@@ -201,7 +204,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     text("WEB_HOST", "web_host", r"[A-Za-z0-9.:_-]{1,255}", "a host name or IP address")
     text("STREAMAPP_CANONICAL_URL", "canonical_url", r"https?://\S+", "use http://HOST:PORT")
-    text("STREAMAPP_API_TOKEN", "api_token", r"\S{8,}", "at least 8 characters, no spaces")
+    text("STREAMAPP_API_TOKEN", "api_token", r"\S{8,}", "at least 8 characters, no spaces", True)
     text(
         "STREAMAPP_INTERNAL_SECRET",
         "internal_secret",

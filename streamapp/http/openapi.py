@@ -121,8 +121,21 @@ def build(settings: Settings) -> dict[str, Any]:
                     ),
                     "503": {
                         **_json(
-                            {"type": "object", "properties": {"status": {"const": "recovering"}}},
-                            "recovering",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "status": {"const": "recovering"},
+                                    "rebuild": {
+                                        "type": "object",
+                                        "description": "a rebuild from the changelogs under way",
+                                        "properties": {
+                                            "records_done": {"type": "integer", "minimum": 0},
+                                            "records_total": {"type": "integer", "minimum": 0},
+                                        },
+                                    },
+                                },
+                            },
+                            "recovering (with the rebuild's progress while one runs)",
                         ),
                         "headers": _HEADERS[503],
                     },

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -27,6 +28,22 @@ log = logging.getLogger("streamapp")
 Apply = Callable[[TopicPartition, list[tuple[bytes, bytes | None]], int], None]
 FETCH_RECORDS = 20_000
 PROGRESS_EVERY_S = 5.0
+
+
+@dataclass
+class Progress:
+    """The rebuild under way, for /health: records read of those to read (None: none)."""
+
+    done: int = 0
+    total: int | None = None
+
+    def as_dict(self) -> dict[str, int] | None:
+        if self.total is None:
+            return None
+        return {"records_done": self.done, "records_total": self.total}
+
+
+progress = Progress()
 
 
 async def restore(
@@ -62,6 +79,7 @@ async def restore(
         total = sum(ends[tp] - max(starts[tp], first.get(tp, 0)) for tp in pending)
         if not pending:
             return done
+        progress.done, progress.total = 0, total
         began = last_report = time.monotonic()
         read = 0
         log.info("rebuild: reading %d records of %d changelog partitions", total, len(pending))
@@ -72,6 +90,7 @@ async def restore(
                     apply(tp, [(r.key, r.value) for r in records], records[-1].offset)
                     done[tp] = records[-1].offset
                     read += len(records)
+                    progress.done = read
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:  # also past trailing markers
                     pending.discard(tp)
@@ -92,4 +111,5 @@ async def restore(
         log.info("rebuild: %d changelog records in %.1f s (%.0f/s)", read, took, rate)
         return done
     finally:
+        progress.total = None
         await consumer.stop()

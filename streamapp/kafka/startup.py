@@ -53,11 +53,12 @@ def unreachable_broker_line(prog: str, settings: Settings, problem: str) -> str:
 
 
 def python_command() -> str:
-    """How the user runs this Python: `.venv/bin/python` in a checkout, else `python`."""
+    """How the user runs this Python: `.venv/bin/python` in a checkout, else its full path
+    (a bare `python` may be another interpreter, without streamapp's packages)."""
     exe = Path(sys.executable)
     with contextlib.suppress(ValueError):
         return str(exe.relative_to(Path.cwd()))
-    return "python"
+    return str(exe)
 
 
 def partition_problem(

@@ -277,7 +277,9 @@ def parser() -> argparse.ArgumentParser:
         help="accept a partial load: exit 0 instead of 1 when some lines were rejected "
         "(they are still reported and not sent; a load that sent nothing still exits 3)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (none off a terminal)"
+    )
     return parser
 
 
@@ -313,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = Summary()
     rejects = args.rejects.open("w") if args.rejects else None
     try:
-        asyncio.run(load(settings, files, rejects, not args.no_progress, summary))
+        bars = not args.no_progress and sys.stderr.isatty()  # no carriage returns in a file
+        asyncio.run(load(settings, files, rejects, bars, summary))
     except (OSError, KafkaError) as exc:
         if not summary.connected:
             print(unreachable_line(settings, _error_text(exc)), file=sys.stderr)

@@ -130,4 +130,4 @@ lifecycle.install_cursor_restore()
 @app.on_partitions_assigned.connect
 async def _coordinator_found(sender: faust.App, assigned: set[Any], **kwargs: Any) -> None:
     # An assignment means the group coordinator answered: its errors matter from now on.
-    lifecycle.coordinator_filter.active = False
+    lifecycle.start_up_filter.active = False

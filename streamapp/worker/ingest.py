@@ -87,12 +87,17 @@ async def dead_letter_to(box: Outbox, source: str, record: Record, reason: str) 
 _updates = {"partitions": 0}
 
 
+_waiting_said: set[str] = set()
+
+
 async def ready_to_publish() -> None:
     # Features read the profile catalogs: nothing is counted and published before they have
     # caught up with the users and sellers topics (a fresh worker starts with empty ones).
     for catalog in tables.catalogs:
         if not catalog.caught_up.is_set():
-            log.info("waiting for the %s catalog before counting", catalog.source)
+            if catalog.source not in _waiting_said:  # every stream waits: one line
+                _waiting_said.add(catalog.source)
+                log.info("waiting for the %s catalog before counting", catalog.source)
             await catalog.caught_up.wait()
     if not _updates["partitions"]:
         _updates["partitions"] = await producer.partitions_of(topics.affinity_updates_name)

@@ -4,7 +4,7 @@
   with its broker gone it retries forever. A watchdog ends the process after a bound.
 - The terminal cursor: faust's start-up spinner hides it, and an exit during start-up never
   shows it again.
-- A harmless error line on a fresh broker (see CoordinatorNotReady) kept out of the log.
+- Harmless error lines on a fresh broker or topic (see StartUpNoise) kept out of the log.
 """
 
 from __future__ import annotations
@@ -91,33 +91,41 @@ class ShutdownWatchdog:
         self._exit(1)
 
 
-class CoordinatorNotReady(logging.Filter):
-    """aiokafka logs `[ERROR] Group Coordinator Request failed: [Error 15]
-    GroupCoordinatorNotAvailableError` while a fresh broker creates its offsets topic; it
-    retries and succeeds. Until the first partition assignment such records are replaced
-    by one INFO line that says so; afterwards they pass (then they may mean trouble)."""
+class StartUpNoise(logging.Filter):
+    """Errors aiokafka logs while a fresh broker or a topic just created gets ready, and
+    retries until it is: `GroupCoordinatorNotAvailableError` while the broker creates its
+    offsets topic, `NotLeaderForPartitionError` while a new topic's partitions get their
+    leader. Until the first partition assignment each kind is replaced by one INFO line
+    that says so; afterwards they pass (then they may mean trouble)."""
 
-    NAME = "GroupCoordinatorNotAvailableError"
+    KINDS = {
+        "GroupCoordinatorNotAvailableError": "waiting for the broker's group coordinator "
+        "(GroupCoordinatorNotAvailableError is normal while a fresh broker creates its "
+        "offsets topic; retrying)",
+        "NotLeaderForPartitionError": "waiting for the partition leaders of topics just "
+        "created (NotLeaderForPartitionError is normal right after a topic is created; "
+        "retrying)",
+    }
 
     def __init__(self) -> None:
         super().__init__()
         self.active = True
-        self.explained = False
+        self.explained: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.active or self.NAME not in record.getMessage():
+        if not self.active:
             return True
-        if not self.explained:
-            self.explained = True
-            log.info(
-                "streamapp: waiting for the broker's group coordinator (%s is normal while "
-                "a fresh broker creates its offsets topic; retrying)",
-                self.NAME,
-            )
+        message = record.getMessage()
+        kind = next((k for k in self.KINDS if k in message), None)
+        if kind is None:
+            return True
+        if kind not in self.explained:
+            self.explained.add(kind)
+            log.info("streamapp: %s", self.KINDS[kind])
         return False
 
 
-coordinator_filter = CoordinatorNotReady()
+start_up_filter = StartUpNoise()
 
 
 class OncePerKind(logging.Filter):
@@ -155,7 +163,8 @@ kafka_client_filter = OncePerKind()
 
 
 def install_log_filters() -> None:
-    logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(coordinator_filter)
+    for name in ("aiokafka.consumer.group_coordinator", "aiokafka.consumer.fetcher"):
+        logging.getLogger(name).addFilter(start_up_filter)
     # Filters on a logger do not apply to its children's records: put it on each.
     for name in (
         "aiokafka",

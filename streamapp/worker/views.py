@@ -21,6 +21,7 @@ from streamapp.http import lookup_api, openapi, page
 from streamapp.http.errors import HTTPError
 from streamapp.http.lookup_api import valid_id
 from streamapp.http.lookup_share import LookupShare
+from streamapp.kafka import changelog_restore
 from streamapp.worker import agents, faust_fixes, ownership, tables
 from streamapp.worker.app import app, scoring, settings
 from streamapp.worker.readiness import ready
@@ -117,7 +118,11 @@ class Health(View):
     async def get(self, request: Request) -> Response:
         if ready():
             return self.json({"status": "ok"})
-        return self.json({"status": "recovering"}, status=503, headers={"Retry-After": "1"})
+        body: dict[str, Any] = {"status": "recovering"}
+        rebuild = changelog_restore.progress.as_dict()
+        if rebuild is not None:  # a rebuild from the changelogs, with how far it got
+            body["rebuild"] = rebuild
+        return self.json(body, status=503, headers={"Retry-After": "1"})
 
 
 @app.page("/affinity/{user_id:[^/]+}/{seller_id:[^/]+}")

@@ -110,7 +110,7 @@ def test_refused_start_creates_no_topic_and_says_how_out(bootstrap: str, tmp_pat
     out = run_worker(tmp_path, **env)
     assert out.returncode == 2
     lines = [line for line in out.stderr.splitlines() if line.startswith("streamapp:")]
-    python = "python"  # what the message shows for an interpreter outside the checkout
+    python = sys.executable  # what the message shows for an interpreter outside the checkout
     with contextlib.suppress(ValueError):
         python = str(Path(sys.executable).relative_to(ROOT))
     delete = f"{python} -m streamapp.admin delete-topics {prefix}users"

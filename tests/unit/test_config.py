@@ -155,3 +155,11 @@ def test_an_unreachable_broker_names_the_setting_it_came_from(
     settings = load_settings(env)
     host, port = settings.broker_addresses[0]
     assert unreachable_broker_line("streamapp", settings, f"{host}:{port}: refused") == line
+
+
+def test_a_bad_token_is_refused_without_showing_it() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"STREAMAPP_API_TOKEN": "s3cret"})
+    assert str(refused.value) == (
+        "STREAMAPP_API_TOKEN (its value not shown) is invalid: at least 8 characters, no spaces"
+    )

@@ -32,3 +32,24 @@ def test_one_line_per_kind_every_few_seconds_with_a_count() -> None:
 def test_info_and_debug_pass_untouched() -> None:
     watch = OncePerKind(every_s=5.0, clock=lambda: 0.0)
     assert all(watch.filter(record("joined group 3", logging.INFO)) for _ in range(10))
+
+
+def test_start_up_noise_is_one_info_line_per_kind_until_the_first_assignment(caplog) -> None:
+    from streamapp.worker.lifecycle import StartUpNoise
+
+    noise = StartUpNoise()
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord(
+            "aiokafka.consumer.fetcher", logging.ERROR, "", 0, message, (), None
+        )
+
+    leader = "Failed fetch offsets from 1: [Error 6] NotLeaderForPartitionError: tp"
+    coordinator = "Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError"
+    with caplog.at_level(logging.INFO, logger="streamapp"):
+        assert [noise.filter(record(m)) for m in (leader, leader, coordinator)] == [False] * 3
+        assert noise.filter(record("Unable connect to node 1")) is True  # not start-up noise
+    said = [r.getMessage() for r in caplog.records if r.name == "streamapp"]
+    assert len(said) == 2 and "NotLeaderForPartitionError" in said[0]
+    noise.active = False  # the first assignment: from now on they may mean trouble
+    assert noise.filter(record(leader)) is True
