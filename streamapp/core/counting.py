@@ -10,10 +10,10 @@ sequence into batches gives the same states as one interaction at a time
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from streamapp.core import seller_index
+from streamapp.core import seller_index, seller_ranking
 from streamapp.core.pair_state import Interaction, Outcome, PairState
 
 PAIR_SEPARATOR = "\x1f"  # ids never contain control characters (models.EntityId)
@@ -45,6 +45,7 @@ class Touched:
     covered_ids: list[str] = field(default_factory=list)
     replayed: int = 0
     load_chunk: Load = field(default=lambda suffix: None, repr=False)
+    order_before: bytes | None = None  # its place in the user's ranking (None: a new pair)
 
 
 @dataclass(slots=True)
@@ -64,11 +65,13 @@ def count_batch(
     now_us: int,
     half_life_s: float,
     dedupe_horizon_s: float,
+    weights: Sequence[float],
     on_count: Callable[[Touched, str], None] | None = None,
 ) -> BatchResult:
     """Apply `interactions` (one partition, arrival order). `load_pair` / `load_index` read
-    the stored bytes of a key of the pair table / the seller index. `on_count` sees the
-    pair right after each interaction it counts or replays (one update per interaction)."""
+    the stored bytes of a key of the pair table / the seller index. `weights` order each
+    user's sellers for top-k (seller_ranking). `on_count` sees the pair right after each
+    interaction it counts or replays (one update per interaction)."""
     result = BatchResult()
     touched = result.touched
     new_sellers: dict[str, list[str]] = {}
@@ -79,7 +82,13 @@ def count_batch(
             stored = load_pair(key)
             state = PairState.decode(stored) if stored else PairState()
             pair = touched[key] = Touched(
-                event.user_id, event.seller_id, state, load_chunk=_chunk_loader(load_pair, key)
+                event.user_id,
+                event.seller_id,
+                state,
+                load_chunk=_chunk_loader(load_pair, key),
+                order_before=(
+                    seller_ranking.order_of(stored, weights, half_life_s) if stored else None
+                ),
             )
             if stored is None:
                 new_sellers.setdefault(event.user_id, []).append(event.seller_id)
@@ -106,6 +115,47 @@ def count_batch(
         for suffix, value in pair.state.chunk_writes.items():
             result.pair_writes[key + suffix] = value
         pair.state.chunk_writes.clear()
+    by_user: dict[str, list[Touched]] = {}
+    for pair in touched.values():
+        by_user.setdefault(pair.user_id, []).append(pair)
+    fp = seller_ranking.fingerprint(weights, half_life_s)
+    for user_id, user_pairs in by_user.items():
+        result.index_writes.update(
+            _ranking_writes(user_id, user_pairs, fp, load_pair, load_index, weights, half_life_s)
+        )
+    # After the ranking: a rebuild reads the seller list as it was before this batch.
     for user_id, sellers in new_sellers.items():
         result.index_writes.update(seller_index.add(user_id.encode(), sellers, load_index))
     return result
+
+
+def _ranking_writes(
+    user_id: str,
+    user_pairs: list[Touched],
+    fp: bytes,
+    load_pair: Load,
+    load_index: Load,
+    weights: Sequence[float],
+    half_life_s: float,
+) -> Writes:
+    user_key = user_id.encode()
+    after = {
+        p.seller_id: seller_ranking.order(
+            p.state.total, p.state.ref_us, p.state.acc, weights, half_life_s
+        )
+        for p in user_pairs
+    }
+    if load_index(seller_ranking.mark(user_key, fp)) is not None:
+        return seller_ranking.moves(
+            user_key,
+            fp,
+            ((p.seller_id, p.order_before, after[p.seller_id], p.replayed > 0) for p in user_pairs),
+        )
+    # No complete index under these weights yet: write every seller's entry once.
+    orders = dict(after)
+    for seller_id in seller_index.sellers(user_key, load_index):
+        if seller_id not in orders:
+            raw = load_pair(pair_key(user_id, seller_id))
+            if raw:
+                orders[seller_id] = seller_ranking.order_of(raw, weights, half_life_s)
+    return seller_ranking.rebuild(user_key, fp, orders.items())

@@ -8,11 +8,12 @@ here, so the two answer with the same code and the same numbers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import heapq
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from streamapp.core import seller_index
+from streamapp.core import seller_index, seller_ranking
 from streamapp.core.counting import pair_key
 from streamapp.core.features import feature_vector
 from streamapp.core.pair_state import PairState, summary
@@ -30,6 +31,7 @@ class PartitionReader(Protocol):
 
     def read(self, partition: int, key: bytes) -> bytes | None: ...
     def read_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]: ...
+    def scan(self, partition: int, prefix: bytes) -> Iterator[bytes]: ...
 
 
 class CategoryReader(Protocol):
@@ -90,33 +92,25 @@ async def vectors(
     return [done[pair] for pair in pairs]
 
 
+# Index entries a top-k walk reads in one go, without yielding to the event loop (so ingest
+# cannot move an entry past it mid-walk). A walk that needs more (the favorites bonus or
+# ties outweigh the spread of decayed scores) ranks every seller instead, as without index.
+WALK_BUDGET = 2048
+
+
 async def top_sellers(src: Sources, user_id: str, k: int, as_of_us: int) -> dict[str, Any]:
-    """Rank the user's sellers from the pairs' stored headers alone (no full decode)."""
+    """The user's k best sellers: a walk of the user's ranking from the best
+    (seller_ranking), or, where that has no complete index, every seller ranked."""
     partition = src.home_partition(user_id)
-
-    def load(key: bytes) -> bytes | None:
-        return src.user_sellers.read(partition, key)
-
-    candidates = seller_index.sellers(user_id.encode(), load)
-    favorites = src.users.categories(user_id)
-    categories = src.sellers.categories
+    user_key = user_id.encode()
     scoring = src.scoring
-    bonus = scoring.favorites_bonus
-    ranked: list[Ranked] = []
-    step = 16 * SLICE  # a header costs far less than a vector
-    for start in range(0, len(candidates), step):
-        if start:
-            await asyncio.sleep(0)  # a user may have 100,000 sellers
-        part = candidates[start : start + step]
-        keys = [pair_key(user_id, s) for s in part]
-        for seller_id, raw in zip(part, src.pairs.read_many(partition, keys), strict=True):
-            if not raw:
-                continue
-            total, ref_us, acc = summary(raw)  # the header alone: no full decode
-            score = decayed(acc, ref_us, as_of_us, scoring) if total else 0.0
-            if favorites and not favorites.isdisjoint(categories(seller_id)):
-                score += bonus
-            ranked.append((-score, -total, seller_id))
+    fp = seller_ranking.fingerprint(scoring.weights, scoring.half_life_s)
+    score = _scorer(src, user_id, as_of_us)
+    best = None
+    if src.user_sellers.read(partition, seller_ranking.mark(user_key, fp)) is not None:
+        best = _walk(src, partition, user_id, fp, k, as_of_us, score)
+    if best is None:
+        best = top_k(await _rank_all(src, partition, user_id, score), k)
     return {
         "user_id": user_id,
         "as_of": iso_micros(as_of_us),
@@ -126,6 +120,125 @@ async def top_sellers(src: Sources, user_id: str, k: int, as_of_us: int) -> dict
                 "user_seller_score": -neg_score,
                 "number_of_interactions": -neg_total,
             }
-            for neg_score, neg_total, seller_id in top_k(ranked, k)
+            for neg_score, neg_total, seller_id in best
         ],
     }
+
+
+Scorer = Callable[[str, bytes], Ranked]
+
+
+def _scorer(src: Sources, user_id: str, as_of_us: int) -> Scorer:
+    """Scores a seller from its pair's stored header alone (no full decode)."""
+    favorites = src.users.categories(user_id)
+    categories = src.sellers.categories
+    scoring = src.scoring
+    bonus = scoring.favorites_bonus
+
+    def score(seller_id: str, raw: bytes) -> Ranked:
+        total, ref_us, acc = summary(raw)
+        value = decayed(acc, ref_us, as_of_us, scoring) if total else 0.0
+        if favorites and not favorites.isdisjoint(categories(seller_id)):
+            value += bonus
+        return (-value, -total, seller_id)
+
+    return score
+
+
+async def _rank_all(src: Sources, partition: int, user_id: str, score: Scorer) -> list[Ranked]:
+    """Every seller of the user, ranked: reads each pair header once."""
+
+    def load(key: bytes) -> bytes | None:
+        return src.user_sellers.read(partition, key)
+
+    candidates = seller_index.sellers(user_id.encode(), load)
+    ranked: list[Ranked] = []
+    step = 16 * SLICE  # a header costs far less than a vector
+    for start in range(0, len(candidates), step):
+        if start:
+            await asyncio.sleep(0)  # a user may have 100,000 sellers
+        part = candidates[start : start + step]
+        keys = [pair_key(user_id, s) for s in part]
+        for seller_id, raw in zip(part, src.pairs.read_many(partition, keys), strict=True):
+            if raw:
+                ranked.append(score(seller_id, raw))
+    return ranked
+
+
+class _Worst:
+    """A seller id that sorts backwards: in a min-heap of (score, total, _Worst(id)) the
+    top is the worst of the kept, as Ranked orders them (higher id = worse)."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, seller_id: str) -> None:
+        self.id = seller_id
+
+    def __lt__(self, other: _Worst) -> bool:
+        return self.id > other.id
+
+
+def _walk(
+    src: Sources,
+    partition: int,
+    user_id: str,
+    fp: bytes,
+    k: int,
+    as_of_us: int,
+    score: Scorer,
+) -> list[Ranked] | None:
+    """The k best by walking the user's ranking from the best, stopping where no seller
+    left can enter: the entry's bound (its K at `as_of`) plus the favorites bonus, if the
+    bonus is positive, is below the k-th score. Sellers whose own bound (the bonus only
+    where their categories match) cannot enter are passed over without reading their pair.
+    None when the walk would take more than WALK_BUDGET entries."""
+    prefix = seller_ranking.mark(user_id.encode(), fp)
+    n = len(prefix)
+    scoring = src.scoring
+    half_life_s, bonus = scoring.half_life_s, scoring.favorites_bonus
+    favorites = src.users.categories(user_id)
+    categories = src.sellers.categories
+    lift = max(bonus, 0.0) if favorites else 0.0
+    kept: list[tuple[float, int, _Worst]] = []  # min-heap of the k best so far
+    seen: set[str] = set()
+    pending: list[str] = []
+
+    def read(sellers: list[str]) -> None:
+        keys = [pair_key(user_id, s) for s in sellers]
+        for seller_id, raw in zip(sellers, src.pairs.read_many(partition, keys), strict=True):
+            if not raw:
+                continue
+            neg_value, neg_total, _ = score(seller_id, raw)
+            item = (-neg_value, -neg_total, _Worst(seller_id))
+            if len(kept) < k:
+                heapq.heappush(kept, item)
+            elif kept[0] < item:
+                heapq.heapreplace(kept, item)
+
+    walked = 0
+    for key in src.user_sellers.scan(partition, prefix):
+        if len(key) == n:
+            continue  # the mark itself
+        walked += 1
+        if walked > WALK_BUDGET:
+            return None
+        order, seller_id = seller_ranking.parse_entry(n, key)
+        if seller_id in seen:
+            continue  # an entry a crash left behind: the pair is read once
+        seen.add(seller_id)
+        if len(kept) < k:
+            pending.append(seller_id)
+            if len(pending) + len(kept) >= k:
+                read(pending)
+                pending = []
+            continue
+        threshold = kept[0][0]
+        ceiling = seller_ranking.bound(order, as_of_us, half_life_s)
+        if ceiling + lift < threshold:
+            break  # nobody further down can enter
+        matches = bool(favorites) and not favorites.isdisjoint(categories(seller_id))
+        if ceiling + (bonus if matches else 0.0) < threshold:
+            continue
+        read([seller_id])
+    read(pending)
+    return sorted((-value, -total, w.id) for value, total, w in kept)

@@ -41,6 +41,7 @@ _entity_id: TypeAdapter[str] = TypeAdapter(EntityId)
 class Node(Protocol):
     settings: Settings
     forwarder: Forwarder
+    in_flight: int  # lookup requests admitted and not finished (_accounted keeps it)
 
     def remote_owner(self, request: Any, user_id: str) -> URL | None:
         """Where to send a request for `user_id`, or None to answer here."""
@@ -49,7 +50,8 @@ class Node(Protocol):
         """HTTPError(503) unless this node can answer from its state now."""
 
     def admit(self) -> None:
-        """HTTPError(503) when lookups must give way to ingest (lookup_share.py)."""
+        """HTTPError(503) when lookups must give way to ingest (lookup_share.py); a
+        lookup that would not queue behind another (`in_flight` is 0) is always admitted."""
 
     def spent(self, seconds: float) -> None:
         """A lookup request took this long, all of its handling included."""
@@ -222,10 +224,15 @@ async def _accounted(node: Node, work: Awaitable[web.Response]) -> web.Response:
     """Admission first (a refusal costs next to nothing), then the whole handling counted:
     parsing, owners, computing, serialising."""
     started = time.perf_counter()
+    admitted = False
     try:
         node.admit()
+        admitted = True
+        node.in_flight += 1
         return await work
     finally:
+        if admitted:
+            node.in_flight -= 1
         node.spent(time.perf_counter() - started)
         if inspect.iscoroutine(work):
             work.close()  # never started when refused: no "never awaited" warning

@@ -7,8 +7,9 @@ brings parsing and serialisation on top of its computation. So the worker also c
 seconds its lookup requests take (worker/views.py adds a fixed 0.4 ms per request for
 the web server's work outside the handler), as a sum that decays over about a second, and
 while ingest has records read and waiting and that sum is above STREAMAPP_LOOKUP_SHARE of
-the window, a lookup is refused at once with 503 and Retry-After instead of joining a
-queue that would only grow.
+the window, a lookup that would queue behind another (one is in flight) is refused at once
+with 503 and Retry-After instead of joining a queue that would only grow. A lone client, one
+request at a time, is always answered (issue 20).
 A serving process (streamapp/serving/) has no ingest to protect and never refuses.
 """
 
@@ -45,3 +46,9 @@ class LookupShare:
             return False
         self._decay()
         return self.used > self.share * self.window_s
+
+    def admits(self, queued: bool, ingest_waiting: bool) -> bool:
+        """Whether a lookup may go ahead: it would `queued` behind another lookup (one in
+        flight), ingest has records waiting. Only a lookup that would queue, over the share,
+        while ingest waits, is refused: a lone client is always answered."""
+        return not (queued and ingest_waiting and self.exhausted())

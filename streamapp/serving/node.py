@@ -154,6 +154,8 @@ class ServeNode:
             )
         return URL(owner)
 
+    in_flight = 0
+
     def admit(self) -> None:
         pass  # no ingest here to give way to
 

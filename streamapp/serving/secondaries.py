@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict
 
 from streamapp.kafka.profile_catalog import ProfileCatalog
+from streamapp.kafka.rocksdb import keys_with_prefix
 
 log = logging.getLogger("streamapp.serve")
 
@@ -78,6 +80,10 @@ class Secondaries:
     def read_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
         db = self.dbs.get(partition)
         return [None] * len(keys) if db is None else db.get(keys)
+
+    def scan(self, partition: int, prefix: bytes) -> Iterator[bytes]:
+        db = self.dbs.get(partition)
+        return iter(()) if db is None else keys_with_prefix(db, prefix)
 
     def follow(self, paths: dict[int, str]) -> None:
         """Open what the worker now owns, close what it no longer does."""

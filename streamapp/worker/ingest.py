@@ -182,6 +182,7 @@ async def count_into_state(
     if not by_partition:
         return
     each = settings.updates == "each"
+    weights = settings.weights.as_tuple()
     touched: dict[tuple[int, bytes], Touched] = {}
     pairs, index = tables.pairs, tables.user_sellers
     async with state_lock:
@@ -205,6 +206,7 @@ async def count_into_state(
                     now_us(),
                     settings.half_life_s,
                     settings.dedupe_horizon_s,
+                    weights,
                     on_count if each else None,
                 )
                 pairs.write(partition, result.pair_writes)

@@ -12,11 +12,13 @@ way faust's own changelog callback does, so recovery and standbys work unchanged
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from faust.types import TP
 from rocksdict import WriteBatch
 
+from streamapp.kafka.rocksdb import keys_with_prefix
 from streamapp.worker import faust_fixes
 
 Writes = dict[bytes, bytes | None]
@@ -50,6 +52,11 @@ class StateStore:
         if db is None:
             return [None] * len(keys)
         return db.get(keys)
+
+    def scan(self, partition: int, prefix: bytes) -> Iterator[bytes]:
+        """The keys that start with `prefix`, in order (none when the partition is not here)."""
+        db = faust_fixes.open_partition_db(self._store, partition)
+        return iter(()) if db is None else keys_with_prefix(db, prefix)
 
     def path(self, partition: int) -> str:
         """Where `partition`'s database is (serving processes open it as a secondary)."""

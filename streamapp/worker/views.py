@@ -62,6 +62,7 @@ class WorkerNode:
 
     settings = settings
     forwarder = ownership.forwarder
+    in_flight = 0
 
     sources = lookup.Sources(
         pairs=tables.pairs,
@@ -88,15 +89,21 @@ class WorkerNode:
         """One lookup computes at a time; one that waited for its turn while the share ran
         out is refused then (a 503 at once beats a place in a queue that only grows)."""
         try:
+            waited = lookup_turn.locked()
             async with lookup_turn:
-                self.admit()
+                self.refuse_unless(waited)
                 return await work
         finally:
             work.close()  # never started when refused: no "never awaited" warning
 
+    def admit(self) -> None:
+        # Only lookups that would queue give way: a lone client, one request at a time,
+        # is answered (slower while ingest is busy: they take turns).
+        self.refuse_unless(self.in_flight > 0)
+
     @staticmethod
-    def admit() -> None:
-        if share.exhausted() and agents.ingest_waiting():
+    def refuse_unless(queued: bool) -> None:
+        if not share.admits(queued, agents.ingest_waiting()):
             metrics.lookups_refused.inc()
             raise HTTPError(
                 503,

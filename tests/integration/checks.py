@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from tests.dataset import DataSet
 from tests.harness import Worker, committed_and_end, wait_until
@@ -112,3 +113,18 @@ def assert_ranking(got: list[dict], want: list[tuple[str, float, int]]) -> None:
         tied = [w for w in want if math.isclose(w[1], score, rel_tol=1e-9) and w[2] == n]
         assert g["seller_id"] in {w[0] for w in tied}, (got, want)
     assert sorted(g["seller_id"] for g in got) == sorted(w[0] for w in want)
+
+
+def assert_top_sellers_match_truth(
+    worker: Worker, ds: DataSet, users: int = 15, ks: tuple[int, ...] = (1, 5, 1000)
+) -> None:
+    """top-k of the users with the most sellers (and of an unknown one) equals the ranking
+    of the ground truth at the answer's as_of."""
+    busiest = Counter(u for (u, _s) in ds.truth.pairs).most_common(users)
+    for user, _ in [*busiest, ("nobody", 0)]:
+        for k in ks:
+            status, body = worker.get(f"/users/{user}/top-sellers?k={k}")
+            assert status == 200, body
+            assert body["user_id"] == user
+            want = truth_ranking(ds, user, parse_time(body["as_of"]))[:k]
+            assert_ranking(body["sellers"], want)

@@ -17,7 +17,12 @@ import pytest
 
 from tests.dataset import DataSet
 from tests.harness import ROOT, Namespace, Out, consume_all, free_port, produce, wait_until
-from tests.integration.checks import assert_matches_truth, wait_for_commits_at_end, wait_for_total
+from tests.integration.checks import (
+    assert_matches_truth,
+    assert_top_sellers_match_truth,
+    wait_for_commits_at_end,
+    wait_for_total,
+)
 from tests.integration.conftest import new_worker
 
 pytestmark = pytest.mark.integration
@@ -100,6 +105,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     assert not stream.is_alive() and stream.error is None
     wait_for_total(worker, ds, timeout=180 + size / 500)
     assert_matches_truth(worker, ds)
+    assert_top_sellers_match_truth(worker, ds, users=10, ks=(5,))  # the ranking index too
     wait_for_commits_at_end(worker)
     print(f"\nsurvived {kills} SIGKILLs while {len(records)} interactions streamed")
 

@@ -13,3 +13,7 @@ class MemoryTable(dict[bytes, bytes]):
                 self.pop(key, None)
             else:
                 self[key] = value
+
+    def scan(self, prefix: bytes) -> list[bytes]:
+        """The keys that start with `prefix`, in order (as RocksDB iterates them)."""
+        return sorted(k for k in self if k.startswith(prefix))

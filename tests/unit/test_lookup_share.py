@@ -45,3 +45,16 @@ def test_a_share_of_one_never_refuses() -> None:
     share = LookupShare(1.0)
     share.spend(1_000.0)
     assert not share.exhausted()
+
+
+def test_a_lone_client_is_admitted_and_only_queued_lookups_give_way() -> None:
+    clock = Clock()
+    share = LookupShare(0.5, window_s=1.0, clock=clock)
+    for _ in range(500):  # one client, back to back: ~100 % of the loop is lookups
+        assert share.admits(queued=False, ingest_waiting=True)
+        share.spend(0.010)
+        clock.now += 0.010
+    assert share.exhausted()
+    assert not share.admits(queued=True, ingest_waiting=True)  # a second one would queue
+    assert share.admits(queued=True, ingest_waiting=False)  # nothing waits to be ingested
+    assert share.admits(queued=False, ingest_waiting=True)
