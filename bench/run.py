@@ -65,6 +65,7 @@ from bench.common import (
     broker_stop,
     clean_env,
     data_dir_bytes,
+    free_port,
     lock_port,
     log,
     proc_cpu_s,
@@ -852,6 +853,20 @@ async def lookups_with_ingest(
         out["service_times"].append(svc)
         log(f"service times via {via} (idle, one at a time): {svc}")
     out["service_time_ms"] = out["service_times"][0]  # the worker's (older readers)
+    try:
+        out["web_floor"] = await web_floor(ctx, targets[-1][1].url)
+        floor_p99 = out["web_floor"]["p99"]
+        for svc in out["service_times"]:
+            svc["p99_to_web_floor"] = {
+                mode: round(svc[mode]["p99"] / floor_p99, 2)
+                for mode in ("single", "bulk", "top")
+                if svc.get(mode, {}).get("p99") and floor_p99
+            }
+            if svc.get("bulk", {}).get("p99") is not None and floor_p99:
+                svc["bulk_p99_over_web_floor_ms"] = round(svc["bulk"]["p99"] - floor_p99, 3)
+        log(f"web floor (one at a time): {out['web_floor']}")
+    except (OSError, RuntimeError, aiohttp.ClientError) as exc:
+        out["web_floor"] = {"error": str(exc)}
     if args.profile:
         await profile_lookups(ctx, seconds=min(args.profile_seconds, 8.0))
     procs = {via: target.pid for via, target in targets}
@@ -904,6 +919,43 @@ async def lookups_with_ingest(
             log(f"serve: after ingest, same answers as the worker: {info['agreement_after']}")
         except SERVE_ERRORS as exc:
             serve_failed(out, serve, exc)
+
+
+async def web_floor(ctx: Ctx, like: str, requests: int = 300) -> dict[str, Any]:
+    """The service time of bench/web_floor.py's handler (a pre-encoded body the size of a
+    single answer of `like`), one request at a time like service_times()."""
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+        session.get(f"{like}/affinity/{ctx.lookup_pairs[0][0]}/{ctx.lookup_pairs[0][1]}") as resp,
+    ):
+        size = len(await resp.read())
+    port = free_port()
+    proc = ctx.reaper.add(
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.web_floor", "--port", str(port), "--bytes", str(size)],
+            cwd=ROOT,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=(ctx.workdir / "web-floor.log").open("ab"),
+            start_new_session=True,
+        )
+    )
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)  # type: ignore[union-attr]
+        if not line:
+            raise RuntimeError("bench.web_floor did not start (see web-floor.log)")
+        url = f"http://127.0.0.1:{port}/floor"
+        times = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            for i in range(requests + 10):
+                t0 = time.monotonic()
+                async with session.get(url) as resp:
+                    await resp.read()
+                if i >= 10:
+                    times.append(time.monotonic() - t0)
+        return {"body_bytes": size, **summary_ms(times, (50, 99))}
+    finally:
+        stop_process(proc, group=True, timeout=10)
 
 
 async def metrics_text(url: str) -> str:

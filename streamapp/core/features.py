@@ -10,13 +10,12 @@ from collections.abc import Collection
 from typing import Any
 
 from streamapp.core.models import KIND_ORDER
-from streamapp.core.pair_state import WINDOWS_US, Loader, PairState
+from streamapp.core.pair_state import Loader, PairState
 from streamapp.core.score import Scoring, interaction_score
 from streamapp.core.times import iso_micros
 
 KIND_NAMES = tuple(kind.value for kind in KIND_ORDER)
 LIKE, VIEW, PURCHASE, OTHER = KIND_NAMES  # the stored order of the counts
-DAY_1, DAY_7, DAY_30 = WINDOWS_US["1d"], WINDOWS_US["7d"], WINDOWS_US["30d"]
 
 
 def no_chunks(suffix: bytes) -> bytes | None:
@@ -89,9 +88,7 @@ def feature_vector(
         c = state.counts
         total = c[0] + c[1] + c[2] + c[3]
         by_kind = {LIKE: c[0], VIEW: c[1], PURCHASE: c[2], OTHER: c[3]}
-        w1 = state.window_count(as_of_us, DAY_1, load)
-        w7 = state.window_count(as_of_us, DAY_7, load)
-        w30 = state.window_count(as_of_us, DAY_30, load)
+        w1, w7, w30 = state.window_counts(as_of_us, load)
         first, last = iso_micros(state.first_us), iso_micros(state.last_us)
         score += interaction_score(state, as_of_us, scoring)
     else:

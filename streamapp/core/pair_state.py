@@ -36,6 +36,7 @@ from typing import NamedTuple
 US = 1_000_000
 DAY_US = 86_400 * US
 WINDOWS_US = {"1d": DAY_US, "7d": 7 * DAY_US, "30d": 30 * DAY_US}
+W1, W7, W30 = WINDOWS_US.values()
 WINDOW_RETENTION_US = max(WINDOWS_US.values())
 # Rebase the decay reference before 2^((on-ref)/h) leaves float range comfortably.
 REBASE_HALF_LIVES = 256.0
@@ -285,6 +286,11 @@ class PairState:
             self.times, self.tchunks, as_of_us, window_us, lambda n: self._chunk(TIMES, n, load)
         )
 
+    def window_counts(self, as_of_us: int, load: Loader) -> tuple[int, int, int]:
+        """The 1d, 7d and 30d window counts."""
+        count = self.window_count
+        return count(as_of_us, W1, load), count(as_of_us, W7, load), count(as_of_us, W30, load)
+
     # -- counting ------------------------------------------------------------------------
     def apply(
         self,
@@ -392,6 +398,21 @@ class PairView:
     def total(self) -> int:
         c = self.counts
         return c[0] + c[1] + c[2] + c[3]
+
+    def window_counts(self, as_of_us: int, load: Loader) -> tuple[int, int, int]:
+        """The 1d, 7d and 30d window counts: one bisection for their common end."""
+        if self.tchunks:
+            count = self.window_count
+            return count(as_of_us, W1, load), count(as_of_us, W7, load), count(as_of_us, W30, load)
+        times = self.times
+        if not times:
+            return 0, 0, 0
+        end = bisect.bisect_right(times, as_of_us)
+        return (
+            end - bisect.bisect_right(times, as_of_us - W1, 0, end),
+            end - bisect.bisect_right(times, as_of_us - W7, 0, end),
+            end - bisect.bisect_right(times, as_of_us - W30, 0, end),
+        )
 
     def window_count(self, as_of_us: int, window_us: int, load: Loader) -> int:
         if not self.tchunks:

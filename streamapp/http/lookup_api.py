@@ -30,7 +30,7 @@ from streamapp.core.parsing import describe
 from streamapp.core.times import now_us
 from streamapp.http.errors import HTTPError
 from streamapp.http.forwarding import Forwarder
-from streamapp.http.request_input import check_path_utf8, parse_k
+from streamapp.http.request_input import check_path_utf8, parse_k, query_pairs
 
 log = logging.getLogger(__name__)
 
@@ -169,37 +169,40 @@ async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> w
 async def _bulk(node: Node, request: Any) -> web.Response:
     settings = node.settings
     body = await read_body(request, settings.max_body_bytes)
-    try:
-        query = AffinityQuery.model_validate_json(body)
-    except ValidationError as exc:
-        raise HTTPError(400, describe(exc).replace("invalid message", "invalid query")) from None
-    if len(query.pairs) > settings.max_bulk_pairs:
-        raise HTTPError(
-            413, f"too many pairs: {len(query.pairs)} (limit {settings.max_bulk_pairs})"
-        )
+    pairs = query_pairs(body)
+    if pairs is None:  # not plainly valid: the model says what is wrong
+        try:
+            query = AffinityQuery.model_validate_json(body)
+        except ValidationError as exc:
+            raise HTTPError(
+                400, describe(exc).replace("invalid message", "invalid query")
+            ) from None
+        pairs = [(p.user_id, p.seller_id) for p in query.pairs]
+    if len(pairs) > settings.max_bulk_pairs:
+        raise HTTPError(413, f"too many pairs: {len(pairs)} (limit {settings.max_bulk_pairs})")
     # One moment for the whole answer, so rows compare (also across workers).
     as_of = node.forwarder.as_of_from(request) or now_us()
     by_owner: dict[Any, list[int]] = {}
     owners: dict[str, Any] = {}  # the usual query is one user and many sellers
-    for i, pair in enumerate(query.pairs):
-        user_id = pair.user_id
+    for i, (user_id, _) in enumerate(pairs):
         if user_id not in owners:
             owners[user_id] = node.remote_owner(request, user_id)
         by_owner.setdefault(owners[user_id], []).append(i)
-    results: list[dict[str, Any] | None] = [None] * len(query.pairs)
+    results: list[dict[str, Any] | None] = [None] * len(pairs)
     remote = [(url, idx) for url, idx in by_owner.items() if url is not None]
     if None in by_owner:
         node.require_ready()
         local = by_owner[None]
-        found = await node.vectors(
-            [(query.pairs[i].user_id, query.pairs[i].seller_id) for i in local], as_of
-        )
+        found = await node.vectors([pairs[i] for i in local], as_of)
         for i, vector in zip(local, found, strict=True):
             results[i] = vector
     answers = await asyncio.gather(
         *(
             node.forwarder.forward_query(
-                request, url, [query.pairs[i].model_dump() for i in idx], as_of
+                request,
+                url,
+                [{"user_id": pairs[i][0], "seller_id": pairs[i][1]} for i in idx],
+                as_of,
             )
             for url, idx in remote
         )

@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 import urllib.parse
 
+import orjson
+
+from streamapp.core.models import MAX_ID_LENGTH
 from streamapp.http.errors import HTTPError
 
 # ASCII digits only: str.isdigit() is also true for U+00B2 (superscript two, which int()
@@ -16,6 +19,8 @@ from streamapp.http.errors import HTTPError
 # than 4,300 digits.
 _K = re.compile(r"[0-9]{1,6}")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PAIR_KEYS = frozenset(("user_id", "seller_id"))
 
 
 def parse_k(raw: str | list[str] | None, max_k: int, default: int = 10) -> int:
@@ -56,3 +61,29 @@ def check_path_utf8(raw_path: str) -> None:
                 urllib.parse.unquote_to_bytes(segment).decode("utf-8")
             except UnicodeDecodeError:
                 raise HTTPError(400, "the path is not valid UTF-8 once percent-decoded") from None
+
+
+def _valid_id(value: object) -> bool:
+    return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and _CONTROL.search(value) is None
+
+
+def query_pairs(body: bytes) -> list[tuple[str, str]] | None:
+    """The pairs of a POST /affinity/query body when it is plainly valid, else None: then
+    models.AffinityQuery validates it and names what is wrong (the same 4xx as ever). A
+    stricter subset of what AffinityQuery accepts (tests/unit/test_request_input.py), at a
+    fraction of the cost per pair of a pydantic model."""
+    try:
+        query = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(query) is not dict or len(query) != 1 or type(query.get("pairs")) is not list:
+        return None
+    out: list[tuple[str, str]] = []
+    for pair in query["pairs"]:
+        if type(pair) is not dict or pair.keys() != _PAIR_KEYS:
+            return None
+        user_id, seller_id = pair["user_id"], pair["seller_id"]
+        if not (_valid_id(user_id) and _valid_id(seller_id)):
+            return None
+        out.append((user_id, seller_id))
+    return out

@@ -1,19 +1,21 @@
-"""Request input: `k` parsing (never a 5xx) and path encoding for forwarded requests."""
+"""Request input: `k` parsing (never a 5xx), path encoding for forwarded requests, and the
+bulk body's fast path (never accepts what the model refuses)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from yarl import URL
 
-from streamapp.core.models import EntityId
+from streamapp.core.models import AffinityQuery, EntityId
 from streamapp.http.errors import HTTPError
-from streamapp.http.request_input import encode_segment, fill_path, parse_k
+from streamapp.http.request_input import encode_segment, fill_path, parse_k, query_pairs
 
 
 @pytest.mark.parametrize(("raw", "k"), [(None, 10), ("1", 1), ("7", 7), ("1000", 1000), ("01", 1)])
@@ -139,3 +141,76 @@ def test_a_utf8_path_passes(path: str) -> None:
     from streamapp.http.request_input import check_path_utf8
 
     check_path_utf8(path)
+
+
+# -- the bulk body's fast path ---------------------------------------------------------------
+_ids = st.one_of(
+    st.text(max_size=300),
+    st.sampled_from(["", "u1", "a" * 256, "a" * 257, "x\x00y", "tab\t", "del\x7f", "é-ü", "🙂"]),
+    st.integers(),
+    st.none(),
+    st.booleans(),
+    st.lists(st.text(max_size=3), max_size=2),
+)
+_pairs = st.dictionaries(
+    st.sampled_from(["user_id", "seller_id", "extra", "USER_ID"]), _ids, max_size=4
+)
+_bodies = st.one_of(
+    st.fixed_dictionaries({"pairs": st.lists(st.one_of(_pairs, _ids), max_size=6)}),
+    st.dictionaries(st.sampled_from(["pairs", "more"]), st.lists(_pairs, max_size=3)),
+    st.lists(_pairs, max_size=2),
+    _ids,
+)
+
+
+def _by_model(body: bytes) -> list[tuple[str, str]] | None:
+    try:
+        query = AffinityQuery.model_validate_json(body)
+    except ValidationError:
+        return None
+    return [(p.user_id, p.seller_id) for p in query.pairs]
+
+
+@settings(max_examples=1_500, deadline=None)
+@given(body=_bodies, raw=st.booleans())
+def test_the_fast_path_accepts_only_what_the_model_accepts_and_reads_the_same(body, raw) -> None:
+    data = json.dumps(body, ensure_ascii=raw).encode()
+    fast = query_pairs(data)
+    if fast is not None:
+        assert fast == _by_model(data)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"pairs": [{"user_id": "u", "seller_id": "s"}]}',
+        b'{"pairs": []}',
+        '{"pairs": [{"seller_id": "\u00e9\u00e8", "user_id": "\U0001f642"}]}'.encode(),
+        b'{"pairs": [{"user_id": "a", "user_id": "b", "seller_id": "c"}]}',
+        b'{"pairs": [{"user_id": "' + b"a" * 256 + b'", "seller_id": "s"}]}',
+    ],
+)
+def test_plainly_valid_bodies_take_the_fast_path(body: bytes) -> None:
+    assert query_pairs(body) is not None
+    assert query_pairs(body) == _by_model(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b'{"pairs": [{"user_id": "u"}]}',
+        b'{"pairs": [{"user_id": "u", "seller_id": "s", "x": 1}]}',
+        b'{"pairs": [{"user_id": "", "seller_id": "s"}]}',
+        b'{"pairs": [{"user_id": "a\\u0000", "seller_id": "s"}]}',
+        b'{"pairs": [{"user_id": "\\ud800", "seller_id": "s"}]}',
+        b'{"pairs": [{"user_id": 5, "seller_id": "s"}]}',
+        b'{"pairs": [{"user_id": "' + b"a" * 257 + b'", "seller_id": "s"}]}',
+        b'{"pairs": {}}',
+        b'{"pairs": [], "more": 1}',
+        b"[]",
+    ],
+)
+def test_anything_else_goes_to_the_model(body: bytes) -> None:
+    assert query_pairs(body) is None
