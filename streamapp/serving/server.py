@@ -79,7 +79,7 @@ async def run(node: ServeNode) -> None:
     follower = asyncio.ensure_future(follow(node))
     runner = web.AppRunner(build_app(node), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, node.serve.host, node.serve.port)
+    site = web.TCPSite(runner, node.serve.host, node.serve.port, reuse_port=node.serve.reuse_port)
     await site.start()
     log.info(
         "streamapp serve: http://%s:%d, following the worker in %s",

@@ -17,6 +17,8 @@ class ServeSettings:
     # this, within at most `on_demand_share` of the process's time.
     on_demand_s: float = 0.01
     on_demand_share: float = 0.25
+    # Several serving processes on one port (SO_REUSEPORT: the kernel spreads connections).
+    reuse_port: bool = False
 
 
 def serve_settings(settings: Settings, env: dict[str, str]) -> ServeSettings:
@@ -32,6 +34,12 @@ def serve_settings(settings: Settings, env: dict[str, str]) -> ServeSettings:
             raise ConfigError(f"{name}={raw!r}: must be from {low:g} to {high:g}")
         return value
 
+    def flag(name: str) -> bool:
+        raw = env.get(name, "0").strip().lower()
+        if raw not in ("0", "1", "true", "false", "yes", "no", ""):
+            raise ConfigError(f"{name}={raw!r}: must be 1 or 0")
+        return raw in ("1", "true", "yes")
+
     # Default: the worker's port + 100 (6166), clear of the ports of workers run side by side.
     default_port = str(min(settings.web_port + 100, 65535))
     port = int(number("STREAMAPP_SERVE_PORT", default_port, 1, 65535, integer=True))
@@ -46,4 +54,5 @@ def serve_settings(settings: Settings, env: dict[str, str]) -> ServeSettings:
         catch_up_s=number("STREAMAPP_SERVE_CATCH_UP_MS", "200", 1, 10_000) / 1000,
         on_demand_s=number("STREAMAPP_SERVE_FRESH_MS", "10", 0, 10_000) / 1000,
         on_demand_share=number("STREAMAPP_SERVE_CATCH_UP_SHARE", "0.25", 0, 1),
+        reuse_port=flag("STREAMAPP_SERVE_REUSE_PORT"),
     )

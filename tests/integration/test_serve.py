@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests import dataset
-from tests.harness import Namespace, Server, produce, wait_until
-from tests.integration.checks import assert_matches_truth, assert_ranking, truth_ranking
+from tests.harness import Namespace, Server, Worker, produce, wait_until
+from tests.integration.checks import (
+    assert_matches_truth,
+    assert_ranking,
+    truth_ranking,
+    wait_for_total,
+)
 from tests.integration.test_crash import interactions
 from tests.integration.test_scale_out import two_loaded_workers, wait_exact
 from tests.truth import parse_time
@@ -94,3 +99,35 @@ def test_serving_process_answers_exactly_and_follows_its_worker(
     w1.start()
     wait_until(lambda: serve.get("/health")[0] == 200, 60, interval=0.5, what="serve ready again")
     wait_until(lambda: assert_matches_truth(serve, ds), 60, interval=1.0, what="serve exact again")
+
+
+def test_serving_processes_share_one_port(bootstrap: str, workers, tmp_path: Path) -> None:
+    """STREAMAPP_SERVE_REUSE_PORT=1: N serving processes behind one port (SO_REUSEPORT); the
+    port keeps answering exactly while one of them stops. Without it a second process on a
+    taken port exits with one clear line."""
+    ns = Namespace(bootstrap)
+    ds = dataset.build(ns, n_users=40, n_sellers=30, n_interactions=600, seed=37)
+    worker = Worker(ns, tmp_path / "w", "w")
+    workers.append(worker)
+    worker.start()
+    produce(bootstrap, ds.records)
+    wait_for_total(worker, ds)
+    a = Server(worker, "serve-a", STREAMAPP_SERVE_REUSE_PORT="1")
+    b = Server(worker, "serve-b", STREAMAPP_SERVE_REUSE_PORT="1")
+    b.port = a.port
+    workers += [a, b]
+    a.start()
+    b.start()
+    wait_until(lambda: assert_matches_truth(a, ds), 30, interval=1.0, what="serve exact")
+    # b's /health was answered by a, maybe: wait for b's own listening line.
+    wait_until(lambda: "streamapp serve: http://" in b.tail(), 60, what="serve-b listening")
+    a.stop()
+    assert b.alive()
+    assert_matches_truth(b, ds)  # the same port, answered by b alone
+
+    c = Server(worker, "serve-c")  # no reuse: the port is b's
+    c.port = b.port
+    workers.append(c)
+    c.start(wait=False)
+    wait_until(lambda: not c.alive(), 30, what="serve-c exits")
+    assert "address already in use" in c.tail().lower() or "in use" in c.tail(), c.tail()

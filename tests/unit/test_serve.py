@@ -41,7 +41,10 @@ def test_serve_settings_default_beside_the_worker_and_refuse_bad_values() -> Non
         settings, {"STREAMAPP_SERVE_PORT": "7000", "STREAMAPP_SERVE_CATCH_UP_MS": "5"}
     )
     assert (serve.port, serve.catch_up_s) == (7000, 0.005)
+    assert not serve.reuse_port
+    assert serve_settings(settings, {"STREAMAPP_SERVE_REUSE_PORT": "1"}).reuse_port
     for env, words in (
+        ({"STREAMAPP_SERVE_REUSE_PORT": "2"}, "STREAMAPP_SERVE_REUSE_PORT"),
         ({"STREAMAPP_SERVE_PORT": "6067"}, "WEB_PORT"),
         ({"STREAMAPP_SERVE_PORT": "0"}, "from 1"),
         ({"STREAMAPP_SERVE_PORT": "http"}, "not an integer"),
