@@ -362,8 +362,17 @@ class Serve(Worker):
 
     def environment(self) -> dict[str, str]:
         env = self.worker.environment()
-        env.update(STREAMAPP_SERVE_PORT=str(self.port), STREAMAPP_SERVE_HOST="127.0.0.1")
+        env.update(
+            STREAMAPP_SERVE_PORT=str(self.port),
+            STREAMAPP_SERVE_HOST="127.0.0.1",
+            # A second one may join it (stages.latency.serve.processes).
+            STREAMAPP_SERVE_REUSE_PORT="1",
+        )
         return env
+
+    def listening(self) -> bool:
+        """Its own web server is up (on a shared port, /health may be another's answer)."""
+        return "streamapp serve: http://" in self.tail(200)
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "streamapp.serve"]

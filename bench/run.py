@@ -695,26 +695,7 @@ async def lookup_run(
         await wait_responsive(ctx, target=target)
     with contextlib.suppress(TimeoutError):  # bounded: backlog_at_start says the rest
         await wait_caught_up(ctx, timeout=30, slack=int(background_rate))
-    cmd = [
-        "-m",
-        "bench.loadgen",
-        "--url",
-        target.url,
-        "--mode",
-        mode,
-        "--rate",
-        str(rate),
-        "--duration",
-        str(args.latency_duration),
-        "--pairs",
-        str(ctx.pairs_file),
-        "--bulk-size",
-        "100",
-        "--top-user",
-        ctx.top_user,
-        "--k",
-        "10",
-    ]
+    cmd = loadgen_cmd(ctx, target.url, mode, rate, args.latency_duration)
     cpu = CpuWindow(pid=target.pid).start()
     cpu0 = {name: proc_cpu_s(pid) for name, pid in procs.items()}
     backlog_before = await backlog(ctx)
@@ -747,6 +728,90 @@ async def lookup_run(
         f"errors {run['errors']}, ingest meanwhile {run['updates_per_s_during']}/s"
     )
     return run
+
+
+def loadgen_cmd(ctx: Ctx, url: str, mode: str, rate: float, duration: float) -> list[str]:
+    """bench.loadgen's arguments: open loop, in a process of its own."""
+    return [
+        "-m",
+        "bench.loadgen",
+        "--url",
+        url,
+        "--mode",
+        mode,
+        "--rate",
+        str(rate),
+        "--duration",
+        str(duration),
+        "--pairs",
+        str(ctx.pairs_file),
+        "--bulk-size",
+        "100",
+        "--top-user",
+        ctx.top_user,
+        "--k",
+        "10",
+    ]
+
+
+CAPACITY_P99_MS = 50.0  # issue 20: the highest rate with p99 under this and no errors
+CAPACITY_START = {"single": 100.0, "bulk": 25.0, "top": 50.0}
+
+
+async def find_capacity(ctx: Ctx, url: str, mode: str, probe_s: float = 3.0) -> dict[str, Any]:
+    """The highest open-loop rate `url` answers `mode` at with p99 < 50 ms, no errors and
+    the rate achieved (within 5 %): doubling from a start, then two bisection steps between
+    the last rate that held and the first that did not. No ingest meanwhile. A probe lasts
+    `probe_s` or long enough for 300 requests (at most 8 s), so its p99 is not its maximum;
+    one that fails is tried once more (a busy machine's one-off stall is not a limit)."""
+    probes: list[dict[str, Any]] = []
+
+    async def holds(rate: float) -> bool:
+        return await attempt(rate) or await attempt(rate)
+
+    async def attempt(rate: float) -> bool:
+        seconds = min(8.0, max(probe_s, 300 / rate))
+        run = await asyncio.to_thread(
+            run_json_process,
+            loadgen_cmd(ctx, url, mode, rate, seconds),
+            seconds + 60,
+            ctx.reaper,
+            ctx.workdir / "loadgen.log",
+        )
+        p99 = run["latency_ms"]["p99"]
+        ok = (
+            not run["errors"]
+            and p99 is not None
+            and p99 < CAPACITY_P99_MS
+            and (run["achieved_rate"] or 0) >= 0.95 * rate
+        )
+        probes.append(
+            {
+                "rate": rate,
+                "seconds": seconds,
+                "p99_ms": p99,
+                "errors": run["errors"],
+                "achieved_rate": run["achieved_rate"],
+                "client_lag_ms": run.get("client_lag_ms"),
+                "held": ok,
+            }
+        )
+        return ok
+
+    good, bad = 0.0, CAPACITY_START[mode]
+    while await holds(bad):
+        good, bad = bad, bad * 2
+        if bad > 20_000:
+            break
+    for _ in range(2):
+        middle = round((good + bad) / 2)
+        if middle in (good, bad):
+            break
+        if await holds(middle):
+            good = middle
+        else:
+            bad = middle
+    return {"rate": good, "p99_limit_ms": CAPACITY_P99_MS, "probe_s": probe_s, "probes": probes}
 
 
 async def stage_latency(ctx: Ctx) -> None:
@@ -867,6 +932,22 @@ async def lookups_with_ingest(
         log(f"web floor (one at a time): {out['web_floor']}")
     except (OSError, RuntimeError, aiohttp.ClientError) as exc:
         out["web_floor"] = {"error": str(exc)}
+    if serve is not None:
+        try:
+            info["processes"] = await serve_processes(ctx, serve)
+            log(f"serving processes on one port, bulk(100) closed loop: {info['processes']}")
+        except SERVE_ERRORS as exc:
+            info["processes"] = {"error": str(exc)}
+    modes = ["single", "bulk"] + (["top"] if args.top_user_sellers else [])
+    capacity_of: dict[tuple[str, str], float] = {}
+    if args.capacity:
+        out["capacity"] = {}
+        for mode in modes:
+            for via, target in targets:
+                found = await find_capacity(ctx, target.url, mode)
+                out["capacity"].setdefault(mode, {})[via] = found
+                capacity_of[(mode, via)] = found["rate"]
+                log(f"capacity {mode} via {via}: {found['rate']:,.0f} /s (p99 < 50 ms, no errors)")
     if args.profile:
         await profile_lookups(ctx, seconds=min(args.profile_seconds, 8.0))
     procs = {via: target.pid for via, target in targets}
@@ -890,11 +971,30 @@ async def lookups_with_ingest(
             # top-k needs u-top's sellers (--top-user-sellers 0 leaves them out).
             + [("top", r) for r in args.top_rates if args.top_user_sellers]
         )
+        # Each path at half its own capacity first (issue 20), then the fixed rates.
+        halves = [(mode, via, rate / 2) for (mode, via), rate in capacity_of.items() if rate]
+        for mode, via, rate in halves:
+            target = dict(targets).get(via)
+            if target is None:
+                continue
+            try:
+                run = await lookup_run(ctx, target, via, mode, rate, background_rate, procs)
+            except SERVE_ERRORS as exc:
+                if target is worker:
+                    raise
+                serve_failed(out, serve, exc)
+                targets = targets[:1]
+                procs.pop(via, None)
+                continue
+            run["fraction_of_capacity"] = 0.5
+            out["runs"].append(run)
         for mode, rate in plan:
             # The worker, then the serving process, at the same rate with the same ingest.
             for via, target in list(targets):
                 try:
                     run = await lookup_run(ctx, target, via, mode, rate, background_rate, procs)
+                    cap = capacity_of.get((mode, via))
+                    run["fraction_of_capacity"] = round(rate / cap, 2) if cap else None
                     if target is not worker:
                         target.check_alive()
                 except SERVE_ERRORS as exc:
@@ -956,6 +1056,62 @@ async def web_floor(ctx: Ctx, like: str, requests: int = 300) -> dict[str, Any]:
         return {"body_bytes": size, **summary_ms(times, (50, 99))}
     finally:
         stop_process(proc, group=True, timeout=10)
+
+
+async def closed_loop(ctx: Ctx, url: str, seconds: float, connections: int = 16) -> dict[str, Any]:
+    """bulk(100) queries from `connections` clients at once, each sending its next as soon
+    as its answer came: the most the target answers per second (no ingest)."""
+    done = errors = 0
+    deadline = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+    ) as session:
+
+        async def client(n: int) -> None:
+            nonlocal done, errors
+            i = n
+            while time.monotonic() < deadline:
+                body = bulk_body(ctx.lookup_pairs, i)
+                async with session.post(f"{url}/affinity/query", json=body) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        done += 1
+                    else:
+                        errors += 1
+                i += connections
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(client(n) for n in range(connections)))
+        elapsed = time.monotonic() - t0
+    return {"requests_per_s": round(done / elapsed, 1), "errors": errors}
+
+
+async def serve_processes(ctx: Ctx, serve: Serve, seconds: float = 6.0) -> dict[str, Any]:
+    """Issue 20: bulk(100) capacity of one serving process, then of two on the same port
+    (STREAMAPP_SERVE_REUSE_PORT), the second beside the first; worker idle."""
+    one = await closed_loop(ctx, serve.url, seconds)
+    second = Serve(serve.worker, ctx.workdir / "serve-2.log")
+    second.port = serve.port
+    second.start(ctx.reaper)
+    try:
+        deadline = time.monotonic() + SERVE_READY_TIMEOUT
+        while not second.listening():
+            second.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError("the second serving process did not listen in time")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # its first catch-up
+        two = await closed_loop(ctx, serve.url, seconds)
+    finally:
+        await asyncio.to_thread(second.stop, 30)
+    ratio = two["requests_per_s"] / one["requests_per_s"] if one["requests_per_s"] else None
+    return {
+        "one": one,
+        "two": two,
+        "ratio_two_to_one": round(ratio, 2) if ratio else None,
+        "connections": 16,
+    }
 
 
 async def metrics_text(url: str) -> str:
@@ -1388,6 +1544,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bulk-rates", default="200", help="bulk(100) POST req/s, comma-separated")
     p.add_argument("--top-rates", default="200", help="top-k (k=10) GET req/s, comma-separated")
     p.add_argument("--latency-duration", type=float, default=10.0, help="seconds per lookup run")
+    p.add_argument(
+        "--no-capacity",
+        dest="capacity",
+        action="store_false",
+        help="skip finding each lookup path's capacity (and the runs at half of it)",
+    )
     p.add_argument(
         "--background-rate",
         type=float,

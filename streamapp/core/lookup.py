@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from streamapp.core import seller_index, seller_ranking
 from streamapp.core.counting import pair_key
-from streamapp.core.features import feature_vector
+from streamapp.core.features import feature_vector, no_chunks
 from streamapp.core.pair_state import PairState, summary
 from streamapp.core.score import Ranked, Scoring, decayed, top_k
 from streamapp.core.times import iso_micros
@@ -64,28 +64,34 @@ async def vectors(
         for partition, whole in by_partition.items()
         for i in range(0, len(whole), SLICE)
     ]
+    read, read_many = src.pairs.read, src.pairs.read_many
+    user_categories, seller_categories = src.users.categories, src.sellers.categories
+    decode, scoring = PairState.decode_for_lookup, src.scoring
     for n, (partition, group) in enumerate(slices):
         if n:
             await asyncio.sleep(0)  # someone else's turn
         keys = [pair_key(u, s) for u, s in group]
         for (user_id, seller_id), key, raw in zip(
-            group, keys, src.pairs.read_many(partition, keys), strict=True
+            group, keys, read_many(partition, keys), strict=True
         ):
             fav = favorites.get(user_id)
             if fav is None:
-                fav = favorites[user_id] = src.users.categories(user_id)
+                fav = favorites[user_id] = user_categories(user_id)
+            state = decode(raw) if raw else None
+            load = no_chunks
+            if state is not None and state.tchunks:  # a hot pair: its window may read chunks
 
-            def load(suffix: bytes, key: bytes = key, p: int = partition) -> bytes | None:
-                return src.pairs.read(p, key + suffix)
+                def load(suffix: bytes, key: bytes = key, p: int = partition) -> bytes | None:
+                    return read(p, key + suffix)
 
             done[(user_id, seller_id)] = feature_vector(
                 user_id,
                 seller_id,
-                PairState.decode_for_lookup(raw) if raw else None,
+                state,
                 fav,
-                src.sellers.categories(seller_id),
+                seller_categories(seller_id),
                 as_of_us,
-                src.scoring,
+                scoring,
                 load,
                 as_of_text,
             )
