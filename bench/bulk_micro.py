@@ -1,0 +1,112 @@
+"""Micro-benchmark: what a bulk(100) query costs in the lookup code itself (issue 20).
+
+    python -m bench.bulk_micro            # 100,000 interactions, 2,000 users, 500 sellers
+
+Builds the state through the worker's counting code into a real RocksDB database (as
+bench/topk_micro.py does), then times, in one process and without HTTP, the three parts of
+a bulk(100) query as the serving process runs them: reading the body
+(request_input.query_pairs), the vectors (core/lookup.vectors) and encoding the answer
+(orjson). Microseconds per pair are the figure issue 20's target speaks of.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import statistics
+import tempfile
+import time
+
+import orjson
+
+from bench.topk_micro import CATEGORIES, DAY_US, WEEK_S, WEIGHTS, Db, Profiles
+from streamapp.core import lookup
+from streamapp.core.counting import count_batch
+from streamapp.core.pair_state import US, Interaction
+from streamapp.core.score import Scoring
+from streamapp.http.request_input import query_pairs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--interactions", type=int, default=100_000)
+    p.add_argument("--queries", type=int, default=300)
+    args = p.parse_args()
+    rng = random.Random(1)
+    now = int(time.time()) * US
+    folder = tempfile.mkdtemp(prefix="bulk-micro-")
+    try:
+        pairs, index = Db(f"{folder}/pairs"), Db(f"{folder}/index")
+        items = [
+            Interaction(
+                f"i{n}",
+                f"u{rng.randrange(2000)}",
+                f"s{rng.randrange(500)}",
+                rng.randrange(4),
+                now - rng.randrange(30 * DAY_US),
+                0,
+                n,
+            )
+            for n in range(args.interactions)
+        ]
+        for start in range(0, len(items), 500):
+            result = count_batch(
+                items[start : start + 500],
+                pairs.read_one,
+                index.read_one,
+                now,
+                WEEK_S,
+                WEEK_S,
+                WEIGHTS,
+            )
+            pairs.write(result.pair_writes)
+            index.write(result.index_writes)
+        known = sorted({(i.user_id, i.seller_id) for i in items})
+        cats = {f"s{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(500)}
+        favs = {f"u{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(2000)}
+        src = lookup.Sources(
+            pairs, index, Profiles(favs), Profiles(cats), lambda _: 0, Scoring(WEIGHTS, WEEK_S, 1.0)
+        )
+        bodies = [
+            orjson.dumps(
+                {"pairs": [{"user_id": u, "seller_id": s} for u, s in rng.sample(known, 100)]}
+            )
+            for _ in range(args.queries)
+        ]
+        loop = asyncio.new_event_loop()
+        parse, compute, encode = [], [], []
+        for n, body in enumerate(bodies):
+            t0 = time.perf_counter()
+            query = query_pairs(body)
+            assert query is not None
+            t1 = time.perf_counter()
+            vectors = loop.run_until_complete(lookup.vectors(src, query, now))
+            t2 = time.perf_counter()
+            orjson.dumps({"results": vectors})
+            t3 = time.perf_counter()
+            if n >= 20:  # warm-up
+                parse.append(t1 - t0)
+                compute.append(t2 - t1)
+                encode.append(t3 - t2)
+
+        def ms(values: list[float]) -> float:
+            return round(statistics.median(values) * 1000, 3)
+
+        out = {
+            "queries": len(parse),
+            "parse_ms": ms(parse),
+            "vectors_ms": ms(compute),
+            "encode_ms": ms(encode),
+        }
+        out["total_ms"] = round(out["parse_ms"] + out["vectors_ms"] + out["encode_ms"], 3)
+        out["us_per_pair"] = round(out["total_ms"] * 10, 1)
+        print(json.dumps(out))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
