@@ -61,6 +61,7 @@ def main() -> None:
                 WEEK_S,
                 WEEK_S,
                 WEIGHTS,
+                scan_pairs=lambda prefix: list(pairs.scan(0, prefix)),
             )
             pairs.write(result.pair_writes)
             index.write(result.index_writes)

@@ -92,6 +92,7 @@ def build(pairs: Db, index: Db, user: str, sellers: int, now_us: int, rng: rando
             WEEK_S,
             WEEK_S,
             WEIGHTS,
+            scan_pairs=lambda prefix: list(pairs.scan(0, prefix)),
         )
         pairs.write(result.pair_writes)
         index.write(result.index_writes)

@@ -19,6 +19,7 @@ from streamapp.core.pair_state import Interaction, Outcome, PairState
 PAIR_SEPARATOR = "\x1f"  # ids never contain control characters (models.EntityId)
 
 Load = Callable[[bytes], bytes | None]
+Scan = Callable[[bytes], Iterable[bytes]]
 Writes = dict[bytes, bytes | None]
 
 
@@ -67,10 +68,13 @@ def count_batch(
     dedupe_horizon_s: float,
     weights: Sequence[float],
     on_count: Callable[[Touched, str], None] | None = None,
+    *,
+    scan_pairs: Scan,
 ) -> BatchResult:
     """Apply `interactions` (one partition, arrival order). `load_pair` / `load_index` read
-    the stored bytes of a key of the pair table / the seller index. `weights` order each
-    user's sellers for top-k (seller_ranking). `on_count` sees the pair right after each
+    the stored bytes of a key of the pair table / the seller index; `scan_pairs` lists the
+    pair table's keys with a prefix, in order. `weights` order each user's sellers for top-k
+    (seller_ranking: kept in the pair table). `on_count` sees the pair right after each
     interaction it counts or replays (one update per interaction)."""
     result = BatchResult()
     touched = result.touched
@@ -120,8 +124,12 @@ def count_batch(
         by_user.setdefault(pair.user_id, []).append(pair)
     fp = seller_ranking.fingerprint(weights, half_life_s)
     for user_id, user_pairs in by_user.items():
-        result.index_writes.update(
-            _ranking_writes(user_id, user_pairs, fp, load_pair, load_index, weights, half_life_s)
+        # In the pair table, so that one write batch holds a pair and its place in the
+        # ranking: a serving process's catch-up never sees one without the other.
+        result.pair_writes.update(
+            _ranking_writes(
+                user_id, user_pairs, fp, load_pair, load_index, scan_pairs, weights, half_life_s
+            )
         )
     # After the ranking: a rebuild reads the seller list as it was before this batch.
     for user_id, sellers in new_sellers.items():
@@ -135,6 +143,7 @@ def _ranking_writes(
     fp: bytes,
     load_pair: Load,
     load_index: Load,
+    scan_pairs: Scan,
     weights: Sequence[float],
     half_life_s: float,
 ) -> Writes:
@@ -145,7 +154,7 @@ def _ranking_writes(
         )
         for p in user_pairs
     }
-    if load_index(seller_ranking.mark(user_key, fp)) is not None:
+    if load_pair(seller_ranking.mark(user_key, fp)) is not None:
         return seller_ranking.moves(
             user_key,
             fp,
@@ -158,4 +167,7 @@ def _ranking_writes(
             raw = load_pair(pair_key(user_id, seller_id))
             if raw:
                 orders[seller_id] = seller_ranking.order_of(raw, weights, half_life_s)
-    return seller_ranking.rebuild(user_key, fp, orders.items())
+    # Whatever the user's ranking held (other weights' entries and marks, entries a crash
+    # left behind) goes: a mark of earlier weights must not come back to life.
+    stale = scan_pairs(seller_ranking.user_prefix(user_key))
+    return seller_ranking.rebuild(user_key, fp, orders.items(), stale)

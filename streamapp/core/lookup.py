@@ -113,7 +113,7 @@ async def top_sellers(src: Sources, user_id: str, k: int, as_of_us: int) -> dict
     fp = seller_ranking.fingerprint(scoring.weights, scoring.half_life_s)
     score = _scorer(src, user_id, as_of_us)
     best = None
-    if src.user_sellers.read(partition, seller_ranking.mark(user_key, fp)) is not None:
+    if src.pairs.read(partition, seller_ranking.mark(user_key, fp)) is not None:
         best = _walk(src, partition, user_id, fp, k, as_of_us, score)
     if best is None:
         best = top_k(await _rank_all(src, partition, user_id, score), k)
@@ -222,7 +222,7 @@ def _walk(
                 heapq.heapreplace(kept, item)
 
     walked = 0
-    for key in src.user_sellers.scan(partition, prefix):
+    for key in src.pairs.scan(partition, prefix):
         if len(key) == n:
             continue  # the mark itself
         walked += 1

@@ -3,7 +3,9 @@
 The decayed part of a score factors: W * 2^(-(as_of - ref)/h) = 2^(-as_of/h) * K, with W the
 weighted accumulators of the pair and K = W * 2^(ref/h). K does not depend on as_of, so a
 user's sellers ordered by K are ordered by decayed score at every as_of. Stored, per user,
-in the seller index's table (the user's partition), one key per seller:
+in the pair table itself (the user's partition; one write batch holds a pair's value and its
+place here, so a serving process's catch-up never sees one without the other), one key per
+seller:
 
     user \\x1d fingerprint(4) order(9) seller        value: empty
 
@@ -19,7 +21,8 @@ reached the changelog) can only make a walk read a pair early, never score it wr
 the weights and half-life K is computed with: after a change of either (and for a user
 counted before this index existed) nobody has a mark, top-k ranks the user's full seller
 list (seller_index) as before, and ingest rebuilds a user's entries the first time it
-counts for them (reading each of the user's pair headers once).
+counts for them (reading each of the user's pair headers once), deleting every other key
+of the user's ranking: a mark of earlier weights never comes back to life when they do.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ _U64 = struct.Struct(">Q")
 _MASK = (1 << 64) - 1
 _SIGN = 1 << 63
 
-# Slack on log2 K when bounding a score: log2 K carries a float error of about 1e-12 (its
-# ref/h term is ~3,000 today); 1e-7 is far above that and costs a walk only the sellers
-# within 7e-8 of the k-th score, which it would read as near-ties anyway.
+# Slack on log2 K when bounding a score: log2 K carries a float error of a few steps of its
+# size (its ref/h term is ~3,000 today with a half-life of a week, 1e-12 a step); 1e-7 plus
+# eight steps is far above that and costs a walk only the sellers within ~1e-7 of the k-th
+# score, which it would read as near-ties anyway.
 TOLERANCE = 1e-7
 # The smallest bound a positive K gets: decayed() floors its exponent at -1100, so a score
 # is at least W * 2^-1100, which stays below 2^-700 for any W a pair can hold (at most
@@ -57,6 +61,11 @@ Load = Callable[[bytes], bytes | None]
 
 def fingerprint(weights: Weights, half_life_s: float) -> bytes:
     return hashlib.blake2b(struct.pack("<5d", *weights, half_life_s), digest_size=FP_LEN).digest()
+
+
+def user_prefix(user_key: bytes) -> bytes:
+    """The prefix of every key of the user's ranking, whatever the fingerprint."""
+    return user_key + SEP
 
 
 def mark(user_key: bytes, fp: bytes) -> bytes:
@@ -114,7 +123,11 @@ def bound(key_order: bytes, as_of_us: int, half_life_s: float) -> float:
     if cls != 2:
         return 0.0  # K = 0 scores 0; K < 0 scores at most 0
     log_k = _unsortable(~_U64.unpack_from(key_order, 1)[0] & _MASK)
-    exponent = log_k + TOLERANCE - as_of_us / (half_life_s * US)
+    at = as_of_us / (half_life_s * US)
+    # Both terms are about ref/h, which a short half-life makes large (1.8e9 at 1 s, where a
+    # float step is 2.4e-7): the slack grows with their size.
+    slack = TOLERANCE + 8 * math.ulp(max(abs(log_k), abs(at)))
+    exponent = log_k + slack - at
     if exponent > CAP_EXPONENT:
         return math.inf
     return 2.0 ** max(exponent, FLOOR_EXPONENT)
@@ -142,8 +155,11 @@ def rebuild(
     user_key: bytes,
     fp: bytes,
     orders: Iterable[tuple[str, bytes]],
+    stale: Iterable[bytes] = (),
 ) -> Writes:
-    """Every entry of a user (seller, order), and the mark that says they are all there."""
-    writes: Writes = {entry(user_key, fp, o, seller): b"" for seller, o in orders}
+    """Every entry of a user (seller, order), and the mark that says they are all there;
+    the `stale` keys of the user's ranking deleted (any not written again)."""
+    writes: Writes = dict.fromkeys(stale)
+    writes.update({entry(user_key, fp, o, seller): b"" for seller, o in orders})
     writes[mark(user_key, fp)] = b""
     return writes

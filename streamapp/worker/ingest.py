@@ -194,6 +194,9 @@ async def count_into_state(
             def load_index(key: bytes, p: int = partition) -> bytes | None:
                 return index.get(p, key)
 
+            def scan_pairs(prefix: bytes, p: int = partition) -> list[bytes]:
+                return pairs.keys(p, prefix)
+
             def on_count(pair: Touched, interaction_id: str, p: int = partition) -> None:
                 vector = vector_of(pair, p, now_us())
                 publish(box, pair.user_id, vector, interaction_id, 1, [interaction_id])
@@ -208,6 +211,7 @@ async def count_into_state(
                     settings.dedupe_horizon_s,
                     weights,
                     on_count if each else None,
+                    scan_pairs=scan_pairs,
                 )
                 pairs.write(partition, result.pair_writes)
                 index.write(partition, result.index_writes)

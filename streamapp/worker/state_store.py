@@ -58,6 +58,11 @@ class StateStore:
         db = faust_fixes.open_partition_db(self._store, partition)
         return iter(()) if db is None else keys_with_prefix(db, prefix)
 
+    def keys(self, partition: int, prefix: bytes) -> list[bytes]:
+        """The keys that start with `prefix`, in order, from `partition`'s database (opened
+        if needed: ingest's read, like get())."""
+        return list(keys_with_prefix(faust_fixes.partition_db(self._store, partition), prefix))
+
     def path(self, partition: int) -> str:
         """Where `partition`'s database is (serving processes open it as a secondary)."""
         return str(faust_fixes.partition_path(self._store, partition))

@@ -29,7 +29,16 @@ def run(batches: list[list[Interaction]]) -> tuple[Table, Table, int]:
     pairs, index = Table(), Table()
     counted = 0
     for batch in batches:
-        result = count_batch(batch, pairs.load, index.load, NOW_US, WEEK_S, WEEK_S, SCORING.weights)
+        result = count_batch(
+            batch,
+            pairs.load,
+            index.load,
+            NOW_US,
+            WEEK_S,
+            WEEK_S,
+            SCORING.weights,
+            scan_pairs=pairs.scan,
+        )
         pairs.apply(result.pair_writes)
         index.apply(result.index_writes)
         counted += result.counted
