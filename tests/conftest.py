@@ -42,10 +42,8 @@ def bootstrap() -> Iterator[str]:
             subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120)
 
     def on_signal(signum: int, frame: object) -> None:
-        kill_all_workers()
-        remove_all_brokers()
         stop_broker()
-        raise SystemExit(128 + signum)
+        _stop_workers_and_exit(signum, frame)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
@@ -64,6 +62,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 def _stop_workers_and_exit(signum: int, frame: object) -> None:
     kill_all_workers()
     remove_all_brokers()
-    # Not SystemExit: raised inside a test, pytest takes it for that test's failure and
-    # goes on with the next one (and its new workers). pytest.exit ends the session.
-    pytest.exit(f"stopped by signal {signum}", returncode=128 + signum)
+    # Neither SystemExit nor pytest.exit (an Exception too): raised inside a test, or inside
+    # a polling loop's `except Exception`, they are taken for one failure and the session
+    # goes on with the next test and its new workers. KeyboardInterrupt ends the session
+    # (fixture teardown still runs; pytest exits 2).
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
