@@ -228,19 +228,21 @@ async def count_into_state(
                 metrics.duplicates.inc(result.duplicates)
                 metrics.replays.inc(result.replays)
                 await slicer.tick()
-        # Changelog records leave in the order the values were written, inside the lock,
-        # so a newer value of a key is never overtaken by an older one from the other agent.
+        if not each:
+            as_of = now_us()
+            for (partition, _), pair in touched.items():
+                ids = pair.covered_ids
+                if not ids:
+                    continue  # only duplicates: nothing changed
+                vector = vector_of(pair, partition, as_of)
+                last, many = ids[-1], len(ids) <= MAX_IDS
+                publish(box, pair.user_id, vector, last, len(ids), ids if many else None)
+                await slicer.tick()
+        # Changelog records and updates leave in the order the values were written, inside
+        # the lock: a newer value or update of a pair is never overtaken by an older one
+        # from the other agent (the updates once left after the lock, and a consumer of
+        # affinity-updates could see a pair's count go 3 -> 2 as its last word).
         await box.send()
-    if each:
-        return
-    as_of = now_us()
-    for (partition, _), pair in touched.items():
-        ids = pair.covered_ids
-        if not ids:
-            continue  # only duplicates: nothing changed
-        vector = vector_of(pair, partition, as_of)
-        publish(box, pair.user_id, vector, ids[-1], len(ids), ids if len(ids) <= MAX_IDS else None)
-        await slicer.tick()
 
 
 def publish(
