@@ -22,9 +22,8 @@ import time
 
 import orjson
 
-from bench.topk_micro import CATEGORIES, DAY_US, WEEK_S, WEIGHTS, Db, Profiles
+from bench.topk_micro import CATEGORIES, DAY_US, WEEK_S, WEIGHTS, Db, Profiles, count_into
 from streamapp.core import lookup
-from streamapp.core.counting import count_batch
 from streamapp.core.pair_state import US, Interaction
 from streamapp.core.score import Scoring
 from streamapp.http.request_input import query_pairs
@@ -52,19 +51,7 @@ def main() -> None:
             )
             for n in range(args.interactions)
         ]
-        for start in range(0, len(items), 500):
-            result = count_batch(
-                items[start : start + 500],
-                pairs.read_one,
-                index.read_one,
-                now,
-                WEEK_S,
-                WEEK_S,
-                WEIGHTS,
-                scan_pairs=lambda prefix: list(pairs.scan(0, prefix)),
-            )
-            pairs.write(result.pair_writes)
-            index.write(result.index_writes)
+        count_into(pairs, index, items, now)
         known = sorted({(i.user_id, i.seller_id) for i in items})
         cats = {f"s{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(500)}
         favs = {f"u{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(2000)}

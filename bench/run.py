@@ -971,14 +971,21 @@ async def lookups_with_ingest(
             # top-k needs u-top's sellers (--top-user-sellers 0 leaves them out).
             + [("top", r) for r in args.top_rates if args.top_user_sellers]
         )
-        # Each path at half its own capacity first (issue 20), then the fixed rates.
-        halves = [(mode, via, rate / 2) for (mode, via), rate in capacity_of.items() if rate]
-        for mode, via, rate in halves:
+        # Each path at half its own capacity first (issue 20), then the fixed rates: the
+        # worker, then the serving process, at the same rate with the same ingest.
+        schedule = [(mode, via, rate / 2, 0.5) for (mode, via), rate in capacity_of.items() if rate]
+        for mode, rate in plan:
+            for via, _ in targets:
+                cap = capacity_of.get((mode, via))
+                schedule.append((mode, via, rate, round(rate / cap, 2) if cap else None))
+        for mode, via, rate, fraction in schedule:
             target = dict(targets).get(via)
             if target is None:
-                continue
+                continue  # the serving process failed in an earlier run
             try:
                 run = await lookup_run(ctx, target, via, mode, rate, background_rate, procs)
+                if target is not worker:
+                    target.check_alive()
             except SERVE_ERRORS as exc:
                 if target is worker:
                     raise
@@ -986,25 +993,8 @@ async def lookups_with_ingest(
                 targets = targets[:1]
                 procs.pop(via, None)
                 continue
-            run["fraction_of_capacity"] = 0.5
+            run["fraction_of_capacity"] = fraction
             out["runs"].append(run)
-        for mode, rate in plan:
-            # The worker, then the serving process, at the same rate with the same ingest.
-            for via, target in list(targets):
-                try:
-                    run = await lookup_run(ctx, target, via, mode, rate, background_rate, procs)
-                    cap = capacity_of.get((mode, via))
-                    run["fraction_of_capacity"] = round(rate / cap, 2) if cap else None
-                    if target is not worker:
-                        target.check_alive()
-                except SERVE_ERRORS as exc:
-                    if target is worker:
-                        raise
-                    serve_failed(out, serve, exc)
-                    targets = targets[:1]
-                    procs.pop(via, None)
-                    continue
-                out["runs"].append(run)
     finally:
         stop_process(bg, group=True, timeout=30)
         raw = bg.stdout.read() if bg.stdout else b""

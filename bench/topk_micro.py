@@ -25,13 +25,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import Options, Rdict
 
 from streamapp.core import lookup
 from streamapp.core.counting import count_batch
 from streamapp.core.pair_state import US, Interaction
 from streamapp.core.score import Scoring, top_k
-from streamapp.kafka.rocksdb import keys_with_prefix
+from streamapp.kafka.rocksdb import keys_with_prefix, write_batch
 
 WEEK_S = 7 * 86400.0
 DAY_US = 86400 * US
@@ -58,13 +58,7 @@ class Db:
         return keys_with_prefix(self.db, prefix)
 
     def write(self, writes: dict[bytes, bytes | None]) -> None:
-        batch = WriteBatch(raw_mode=True)
-        for key, value in writes.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        self.db.write(batch)
+        write_batch(self.db, writes)
 
 
 class Profiles:
@@ -83,7 +77,12 @@ def build(pairs: Db, index: Db, user: str, sellers: int, now_us: int, rng: rando
         )
         for n in range(sellers)
     ]
-    for start in range(0, sellers, 500):
+    count_into(pairs, index, items, now_us)
+
+
+def count_into(pairs: Db, index: Db, items: list[Interaction], now_us: int) -> None:
+    """Count `items` with the worker's counting code, 500 at a time."""
+    for start in range(0, len(items), 500):
         result = count_batch(
             items[start : start + 500],
             pairs.read_one,

@@ -1,10 +1,11 @@
-"""Small reads over rocksdict that the worker's tables and the serving process share."""
+"""Small reads and writes over rocksdict that the worker's tables, the serving process and
+the micro-benchmarks share."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rocksdict import Rdict
+from rocksdict import Rdict, WriteBatch
 
 
 def keys_with_prefix(db: Rdict, prefix: bytes) -> Iterator[bytes]:
@@ -13,3 +14,14 @@ def keys_with_prefix(db: Rdict, prefix: bytes) -> Iterator[bytes]:
         if not key.startswith(prefix):
             return
         yield key
+
+
+def write_batch(db: Rdict, writes: dict[bytes, bytes | None]) -> None:
+    """Puts and deletes (None) in one atomic RocksDB write batch."""
+    batch = WriteBatch(raw_mode=True)
+    for key, value in writes.items():
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    db.write(batch)

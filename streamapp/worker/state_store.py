@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from faust.types import TP
-from rocksdict import WriteBatch
 
-from streamapp.kafka.rocksdb import keys_with_prefix
+from streamapp.kafka.rocksdb import keys_with_prefix, write_batch
 from streamapp.worker import faust_fixes
 
 Writes = dict[bytes, bytes | None]
@@ -68,15 +67,8 @@ class StateStore:
         return str(faust_fixes.partition_path(self._store, partition))
 
     def write(self, partition: int, writes: Writes) -> None:
-        if not writes:
-            return
-        batch = WriteBatch(raw_mode=True)
-        for key, value in writes.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        faust_fixes.partition_db(self._store, partition).write(batch)
+        if writes:
+            write_batch(faust_fixes.partition_db(self._store, partition), writes)
 
     def persisted(self, partition: int, offset: int) -> None:
         """Record that the changelog holds everything up to `offset` (faust's own
