@@ -15,11 +15,13 @@ log = logging.getLogger("streamapp")
 
 
 def ready() -> bool:
-    """True once table recovery has finished, the profile catalogs have caught up, and no
-    rebalance is under way."""
+    """True once table recovery has finished, the profile catalogs have caught up, no
+    rebalance is under way, and the worker is not stopping (a graceful stop closes the tables
+    while the web server still answers: a read then finds nothing)."""
     recovery = app.tables.recovery
     return (
-        recovery.completed.is_set()
+        not app.should_stop
+        and recovery.completed.is_set()
         and not app.in_recovery
         and not app.rebalancing
         and all(catalog.caught_up.is_set() for catalog in tables.catalogs)

@@ -92,7 +92,11 @@ class WorkerNode:
             waited = lookup_turn.locked()
             async with lookup_turn:
                 self.refuse_unless(waited)
-                return await work
+                answer = await work
+                # A lookup gives the loop back between slices; a stop or a revocation meanwhile
+                # may have closed what it read from, and an empty read looks like no data.
+                require_ready()
+                return answer
         finally:
             work.close()  # never started when refused: no "never awaited" warning
 
