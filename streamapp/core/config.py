@@ -6,6 +6,7 @@ benchmark can read them without starting an app.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -78,7 +79,12 @@ class Settings:
     broker_wait_s: float = 15.0
     rocksdb_cache_mb: int = 16
     rocksdb_write_buffer_mb: int = 8
-    session_timeout_s: float = 10.0
+    # Long enough to cover a worker's restart: with static membership (below) a worker that
+    # comes back within it gets its partitions back without a rebalance of the group.
+    session_timeout_s: float = 30.0
+    # Static group membership (KIP-345): a stable group.instance.id per worker.
+    static_membership: bool = True
+    instance_id: str = ""  # empty: derived from host, data dir and URL (group_instance_id)
     updates: str = "batch"  # affinity-updates: one per touched pair per batch, or "each"
     # The most of a worker's event loop its lookups may use while ingest has records waiting
     # (lookup_share.py); 1 turns the limit off.
@@ -98,6 +104,11 @@ class Settings:
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
+
+    @property
+    def own_url(self) -> str:
+        """How other workers reach this one."""
+        return self.canonical_url or f"http://{self.web_host}:{self.web_port}"
 
     def topic(self, name: str) -> str:
         """The full name of one of the contract's topics."""
@@ -128,6 +139,28 @@ def broker_addresses(url: str) -> list[tuple[str, int]]:
     if not out:
         raise ValueError("no broker address")
     return out
+
+
+def group_instance_id(settings: Settings, host: str) -> str | None:
+    """The worker's static membership id (Kafka's group.instance.id), None when static
+    membership is off.
+
+    Named by STREAMAPP_INSTANCE_ID or else the host, and made unique by a digest of what makes
+    a worker the same one after a restart: the URL others reach it at and, without an explicit
+    name, its host and data dir. The URL is always part of it: a member that rejoins without a
+    rebalance gets its old assignment back, which carries the URL faust's assignor handed the
+    other workers for routing (faust 0.15.3 asserts the two agree); a worker that moved must
+    join as a new member.
+    """
+    if not settings.static_membership:
+        return None
+    if settings.instance_id:
+        name, identity = settings.instance_id, settings.own_url
+    else:
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", host)[:60] or "host"
+        identity = f"{host}|{settings.data_dir.resolve()}|{settings.own_url}"
+    digest = hashlib.sha1(identity.encode()).hexdigest()[:12]
+    return f"{settings.app_id}-{name}-{digest}"
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -166,7 +199,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{name}={raw!r} is out of range: use {low:g} to {high:g}")
         values[attr] = value
 
-    def duration(name: str, attr: str, low: float) -> None:
+    def duration(name: str, attr: str, low: float, high: float = float("inf")) -> None:
         raw = _get(env, name)
         if raw is None:
             return
@@ -176,6 +209,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{name}: {exc}") from None
         if value < low:
             raise ConfigError(f"{name}={raw!r} is too short: at least {low:g} seconds")
+        if value > high:
+            raise ConfigError(f"{name}={raw!r} is too long: at most {high:g} seconds")
         values[attr] = value
 
     broker = _get(env, "KAFKA_BROKER")
@@ -228,7 +263,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     duration("STREAMAPP_DEDUPE_HORIZON", "dedupe_horizon_s", 0.0)
     duration("STREAMAPP_LOG_EVERY", "log_every_s", 1.0)
     duration("STREAMAPP_BROKER_WAIT", "broker_wait_s", 0.0)
-    duration("STREAMAPP_SESSION_TIMEOUT", "session_timeout_s", 6.0)
+    # At most faust's request timeout (90 s), which it requires to be the longer one.
+    duration("STREAMAPP_SESSION_TIMEOUT", "session_timeout_s", 6.0, 90.0)
+    text("STREAMAPP_STATIC_MEMBERSHIP", "static_membership", "0|1", "use 1 (the default) or 0")
+    if "static_membership" in values:
+        values["static_membership"] = values["static_membership"] == "1"
+    text(
+        "STREAMAPP_INSTANCE_ID",
+        "instance_id",
+        r"[A-Za-z0-9._-]{1,200}",
+        "use 1-200 of A-Z a-z 0-9 . _ - (unique among the app's workers)",
+    )
     text("STREAMAPP_UPDATES", "updates", "batch|each", "use batch (the default) or each")
     number("STREAMAPP_BATCH_MAX", "batch_max", int, 1, 100_000)
     number("STREAMAPP_LOOKUP_SHARE", "lookup_share", float, 0.05, 1.0)

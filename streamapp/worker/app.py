@@ -10,13 +10,15 @@ worker` loads, imports this one first and then them, so imports only go one way.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import sys
 from typing import Any
 
 import faust
 
-from streamapp.core.config import ConfigError, Settings, load_settings
+from streamapp.core.config import ConfigError, Settings, group_instance_id, load_settings
 from streamapp.core.score import Scoring
 from streamapp.kafka import baked_settings, local_state
 from streamapp.kafka.outbox import Producer
@@ -87,6 +89,13 @@ class StreamApp(faust.App):
         # Records already in their user's partition skip the re-keying hop, but only when
         # `interactions` has the same partition count (else its table writes would not match).
         self.direct_path = partitions.get(catalog.interactions) == settings.partitions
+        member = self.conf.consumer_group_instance_id
+        logging.getLogger("streamapp").info(
+            "streamapp: group member %s, session timeout %gs (%s)",
+            member or "dynamic",
+            settings.session_timeout_s,
+            "a restart within it moves no partition" if member else "every restart rebalances",
+        )
         self.partitions_of = partitions
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
         await super().on_first_start()
@@ -112,11 +121,14 @@ app = StreamApp(
     web_port=settings.web_port,
     web_host=settings.web_host,
     web_bind=settings.web_host,
-    canonical_url=settings.canonical_url or f"http://{settings.web_host}:{settings.web_port}",
+    canonical_url=settings.own_url,
     broker_credentials=broker_credentials(settings),
     # A crashed worker's partitions move after this long (faust's default is 60 s).
     broker_session_timeout=settings.session_timeout_s,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 4),
+    # Static membership: a restart within the session timeout rebalances no one (README,
+    # "Rolling restarts").
+    consumer_group_instance_id=group_instance_id(settings, socket.gethostname()),
     # Store, partitions, consumer/stream/producer tuning, monitor: shared with the benchmark's
     # faust floor (bench/floor_app.py), so the two are measured under the same settings.
     **speed_options(settings),

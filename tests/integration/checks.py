@@ -67,6 +67,30 @@ def wait_for_commits_at_end(worker: Worker, timeout: float = 60.0) -> None:
         raise AssertionError(f"committed offsets short of the end: {behind}") from None
 
 
+def metrics_text(worker: Worker) -> str:
+    status, text = worker.get("/metrics")
+    assert status == 200 and isinstance(text, str), text
+    return text
+
+
+def metric_total(worker: Worker, name: str) -> float:
+    """The sum of every sample of `name` in the worker's /metrics (metric_sum)."""
+    return metric_sum(metrics_text(worker), name)
+
+
+def metric_sum(text: str, name: str) -> float:
+    """The sum of every sample of `name` (all label sets) in Prometheus text; 0.0 when a
+    labelled counter has no sample yet."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        if series.split("{", 1)[0] == name:
+            total += float(value)
+    return total
+
+
 def assert_matches_truth(
     worker: Worker, ds: DataSet, extra_pairs: list[tuple[str, str]] = ()
 ) -> int:

@@ -33,7 +33,13 @@ from tests.harness import (
     send_all,
     wait_until,
 )
-from tests.integration.checks import assert_matches_truth, wait_for_commits_at_end, wait_for_total
+from tests.integration.checks import (
+    assert_matches_truth,
+    metric_sum,
+    metrics_text,
+    wait_for_commits_at_end,
+    wait_for_total,
+)
 from tests.integration.conftest import new_worker
 
 pytestmark = pytest.mark.integration
@@ -138,26 +144,6 @@ async def one_transaction(
 
 def run(coro: Any, timeout: float = 120) -> Any:
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def metric(text: str, name: str) -> float:
-    """The sum of every sample of `name` (all label sets) in Prometheus text; 0.0 when a
-    labelled counter has no sample yet."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        series, _, value = line.rpartition(" ")
-        if series.split("{", 1)[0] == name:
-            total += float(value)
-    return total
-
-
-def metrics_text(worker: Worker) -> str:
-    status, text = worker.get("/metrics")
-    assert status == 200, text
-    assert isinstance(text, str)
-    return text
 
 
 def pair_count(worker: Worker, user: str, seller: str) -> int:
@@ -415,21 +401,21 @@ def test_a_transaction_marker_at_a_partitions_end_does_not_repeat_work(
     samples = []
     for _ in range(5):  # watch the idle worker for 15 s
         time.sleep(3)
-        samples.append(metric(metrics_text(worker), "streamapp_partition_rereads_total"))
+        samples.append(metric_sum(metrics_text(worker), "streamapp_partition_rereads_total"))
     after = consume_all(bootstrap, topic, ns.partitions, expect=len(settled), settle=2)
     final_metrics = metrics_text(worker)
 
     updates = [AffinityUpdate.model_validate_json(m.value) for m in after]
     rereads = [
-        metric(before_plain, "streamapp_partition_rereads_total"),
-        metric(settled_metrics, "streamapp_partition_rereads_total"),
+        metric_sum(before_plain, "streamapp_partition_rereads_total"),
+        metric_sum(settled_metrics, "streamapp_partition_rereads_total"),
         *samples,
     ]
     report = (
         f"updates settled {len(settled)} then {len(after)} "
         f"({[(u.interaction_id, u.interactions_covered) for u in updates]}); "
         f"rereads before the plain record, settled, then every 3 s: {rereads}; "
-        f"replayed {metric(final_metrics, 'streamapp_interactions_replayed_total')}"
+        f"replayed {metric_sum(final_metrics, 'streamapp_interactions_replayed_total')}"
     )
     assert len(after) == len(settled), report  # no repeats while idle
     assert len(settled) == 2, report  # one per single-record batch that changed a pair

@@ -2,7 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from streamapp.core.config import ConfigError, broker_addresses, load_settings, parse_duration
+from streamapp.core.config import (
+    ConfigError,
+    broker_addresses,
+    group_instance_id,
+    load_settings,
+    parse_duration,
+)
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -49,6 +55,9 @@ def test_overrides() -> None:
         ({"STREAMAPP_HALF_LIFE": "soon"}, "STREAMAPP_HALF_LIFE"),
         ({"STREAMAPP_ID": "bad id!"}, "STREAMAPP_ID"),
         ({"KAFKA_BROKER": "kafka://"}, "KAFKA_BROKER"),
+        ({"STREAMAPP_SESSION_TIMEOUT": "2m"}, "STREAMAPP_SESSION_TIMEOUT='2m' is too long"),
+        ({"STREAMAPP_STATIC_MEMBERSHIP": "yes"}, "STREAMAPP_STATIC_MEMBERSHIP='yes' is invalid"),
+        ({"STREAMAPP_INSTANCE_ID": "a b"}, "STREAMAPP_INSTANCE_ID='a b' is invalid"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> None:
@@ -163,3 +172,32 @@ def test_a_bad_token_is_refused_without_showing_it() -> None:
     assert str(refused.value) == (
         "STREAMAPP_API_TOKEN (its value not shown) is invalid: at least 8 characters, no spaces"
     )
+
+
+def test_the_group_member_id_stays_across_restarts_and_changes_with_the_url() -> None:
+    """Static membership: the same worker (host, data dir, URL) rejoins as the same member;
+    another data dir, host or URL is another member (a moved URL must not inherit the old
+    assignment, whose URL the other workers route to)."""
+    base = {"STREAMAPP_ID": "app", "STREAMAPP_DATA_DIR": "/srv/w1", "WEB_PORT": "7001"}
+    one = group_instance_id(load_settings(base), "host-a")
+    assert one == group_instance_id(load_settings(dict(base)), "host-a")
+    assert one is not None and one.startswith("app-host-a-")
+    others = {
+        group_instance_id(load_settings({**base, "STREAMAPP_DATA_DIR": "/srv/w2"}), "host-a"),
+        group_instance_id(load_settings({**base, "WEB_PORT": "7002"}), "host-a"),
+        group_instance_id(load_settings(base), "host-b"),
+        group_instance_id(
+            load_settings({**base, "STREAMAPP_CANONICAL_URL": "http://10.0.0.5:7001"}), "host-a"
+        ),
+    }
+    assert one not in others and len(others) == 4
+    named = load_settings({**base, "STREAMAPP_INSTANCE_ID": "pod-3"})
+    assert group_instance_id(named, "host-a") == group_instance_id(named, "host-b")
+    assert str(group_instance_id(named, "x")).startswith("app-pod-3-")
+    moved = load_settings({**base, "STREAMAPP_INSTANCE_ID": "pod-3", "WEB_PORT": "7002"})
+    assert group_instance_id(moved, "x") != group_instance_id(named, "x")
+    assert (
+        group_instance_id(load_settings({**base, "STREAMAPP_STATIC_MEMBERSHIP": "0"}), "h") is None
+    )
+    assert group_instance_id(load_settings(base), "we!rd host") is not None
+    assert load_settings({}).session_timeout_s == 30.0
