@@ -25,6 +25,7 @@ from streamapp.http.errors import HTTPError
 from streamapp.http.forwarding import Forwarder
 from streamapp.http.lookup_share import LookupShare
 from streamapp.kafka.profile_catalog import profile_catalogs
+from streamapp.serving import metrics as serve_metrics
 from streamapp.serving import serving_map
 from streamapp.serving.secondaries import CatalogReader, Secondaries
 from streamapp.serving.settings import ServeSettings
@@ -86,6 +87,7 @@ class ServeNode:
             for partition in list(table.dbs):
                 if table.catch_up_one(partition):
                     self.caught_up_at[(table.name, partition)] = time.monotonic()
+                    serve_metrics.catch_ups.labels("background").inc()
                     await asyncio.sleep(0)
         self.users.catch_up()
         self.sellers.catch_up()
@@ -101,8 +103,12 @@ class ServeNode:
             self.users.close()
             self.sellers.close()
         self.map = new
-        self.pairs.follow(new.stores.get("pairs", {}) if new.ready else {})
-        self.user_sellers.follow(new.stores.get("user_sellers", {}) if new.ready else {})
+        opened_at = time.monotonic()  # opening a secondary reads all there is: a catch-up
+        for table, name in ((self.pairs, "pairs"), (self.user_sellers, "user_sellers")):
+            before = set(table.dbs)
+            table.follow(new.stores.get(name, {}) if new.ready else {})
+            for partition in set(table.dbs) - before:
+                self.caught_up_at[(table.name, partition)] = opened_at
         self.users.follow(new.catalogs.get("users"))
         self.sellers.follow(new.catalogs.get("sellers"))
         log.info(
@@ -192,8 +198,21 @@ class ServeNode:
                     return
                 self.caught_up_at[key] = now
                 began = time.perf_counter()
-                table.catch_up_one(partition)
+                if table.catch_up_one(partition):
+                    serve_metrics.catch_ups.labels("on_demand").inc()
                 self.catch_up_budget.spend(time.perf_counter() - began)
+
+    def refresh_gauges(self) -> None:
+        """The serving process's own /metrics gauges, as of now."""
+        now = time.monotonic()
+        serve_metrics.ready.set(1 if self.is_ready() else 0)
+        serve_metrics.followed.set(len(self.local_partitions()))
+        for table in (self.pairs, self.user_sellers):
+            behind = [
+                now - self.caught_up_at.get((table.name, partition), now)
+                for partition in table.pending()
+            ]
+            serve_metrics.catch_up_lag.labels(table.name).set(max(behind, default=0.0))
 
     def close(self) -> None:
         for table in (self.pairs, self.user_sellers):

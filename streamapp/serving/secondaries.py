@@ -29,6 +29,22 @@ class WriteWatch:
         self.seen: dict[str, tuple[int, str, int]] = {}
 
     def changed(self, path: str) -> bool:
+        """True when written since the last call (which then counts as seen)."""
+        now = self._look(path)
+        if now is None:
+            self.seen.pop(path, None)
+            return True  # let the catch-up find out what happened
+        if now == self.seen.get(path):
+            return False
+        self.seen[path] = now
+        return True
+
+    def pending(self, path: str) -> bool:
+        """True when written since the last `changed` (which still sees it)."""
+        now = self._look(path)
+        return now is None or now != self.seen.get(path)
+
+    def _look(self, path: str) -> tuple[int, str, int] | None:
         try:
             folder = os.stat(path).st_mtime_ns
             before = self.seen.get(path)
@@ -39,13 +55,8 @@ class WriteWatch:
                 wal = before[1]
             size = os.stat(wal).st_size if wal else 0
         except OSError:
-            self.seen.pop(path, None)
-            return True  # let the catch-up find out what happened
-        now = (folder, wal, size)
-        if now == before:
-            return False
-        self.seen[path] = now
-        return True
+            return None
+        return (folder, wal, size)
 
     def forget(self, path: str) -> None:
         self.seen.pop(path, None)
@@ -100,6 +111,10 @@ class Secondaries:
                 except Exception as exc:  # not there yet: the worker answers for it
                     log.info("%s[%d]: not opened yet (%s)", self.name, partition, exc)
 
+    def pending(self) -> list[int]:
+        """Partitions written to since their last catch-up."""
+        return [p for p in list(self.dbs) if self.watch.pending(self.paths[p])]
+
     def catch_up(self) -> None:
         for partition in list(self.dbs):
             self.catch_up_one(partition)
@@ -149,6 +164,10 @@ class CatalogReader:
             with contextlib.suppress(Exception):
                 self.catalog.db = open_secondary(path, self.scratch / self.catalog.source)
                 self.path = path
+
+    def pending(self) -> list[int]:
+        """Partitions written to since their last catch-up."""
+        return [p for p in list(self.dbs) if self.watch.pending(self.paths[p])]
 
     def catch_up(self) -> None:
         db = self.catalog.db

@@ -9,10 +9,12 @@ import logging
 import signal
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from streamapp.http import forwarding, lookup_api
 from streamapp.http.errors import HTTPError
+from streamapp.serving import metrics as serve_metrics
 from streamapp.serving.node import ServeNode
 
 log = logging.getLogger("streamapp.serve")
@@ -39,8 +41,16 @@ def build_app(node: ServeNode) -> web.Application:
     async def top(request: web.Request) -> web.Response:
         return await lookup_api.top_sellers(node, request, request.match_info["user_id"])
 
+    async def own_metrics(request: web.Request) -> web.Response:
+        """This process's own series (serving/metrics.py); the worker's are at its /metrics."""
+        node.refresh_gauges()
+        return web.Response(
+            body=generate_latest(serve_metrics.REGISTRY),
+            content_type=CONTENT_TYPE_LATEST.split(";")[0],
+        )
+
     async def to_worker(request: web.Request) -> web.StreamResponse:
-        """Everything else: the local worker answers it (profiles, metrics, the page...)."""
+        """Everything else: the local worker answers it (profiles, stats, the page...)."""
         if node.map is None:
             raise HTTPError(503, "no worker found yet, retry shortly", {"Retry-After": "1"})
         url = URL(node.map.worker_url).with_path(request.raw_path.split("?", 1)[0], encoded=True)
@@ -54,6 +64,7 @@ def build_app(node: ServeNode) -> web.Application:
         return web.Response(body=payload, status=status, headers=returned)
 
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", own_metrics)
     app.router.add_get("/affinity/{user_id:[^/]+}/{seller_id:[^/]+}", affinity)
     app.router.add_post("/affinity/query", bulk)
     app.router.add_get("/users/{user_id:[^/]+}/top-sellers", top)

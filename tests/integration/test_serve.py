@@ -8,6 +8,7 @@ partitions from w1's databases and forwards the rest to w2.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from tests.harness import Namespace, Server, Worker, produce, wait_until
 from tests.integration.checks import (
     assert_matches_truth,
     assert_ranking,
+    metric_sum,
+    metrics_text,
     truth_ranking,
     wait_for_total,
 )
@@ -37,6 +40,18 @@ def partitions_of(ns: Namespace, users: list[str]) -> dict[int, list[str]]:
     return out
 
 
+def metric_sample(text: str, name: str, endpoint: str, status: str = "200") -> float:
+    want = f'{name}{{endpoint="{endpoint}",status="{status}"}}'
+    lines = [line for line in text.splitlines() if line.startswith(want + " ")]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def partitions_owned_by(serve: Server) -> list[int]:
+    """The partitions the serving map says its worker owns now."""
+    serving = json.loads((serve.worker.data_dir / "serving.json").read_text())
+    return sorted(serving["stores"]["pairs"])
+
+
 def test_serving_process_answers_exactly_and_follows_its_worker(
     bootstrap: str, workers, tmp_path: Path
 ) -> None:
@@ -52,6 +67,7 @@ def test_serving_process_answers_exactly_and_follows_its_worker(
     # Single lookups and top-k for users of every partition, and profiles (passed to w1).
     by_partition = partitions_of(ns, ds.user_ids)
     assert len(by_partition) == ns.partitions
+    singles = 0
     sellers_of: dict[str, list[str]] = {}
     for user, seller in ds.pairs:
         sellers_of.setdefault(user, []).append(seller)
@@ -60,6 +76,7 @@ def test_serving_process_answers_exactly_and_follows_its_worker(
             seller = sellers_of[user][0]
             status, got = serve.get(f"/affinity/{user}/{seller}")
             assert status == 200, got
+            singles += 1
             want = ds.truth.vector(user, seller, parse_time(got["as_of"]))
             assert got["number_of_interactions"] == want["number_of_interactions"]
             status, body = serve.get(f"/users/{user}/top-sellers?k=5")
@@ -90,6 +107,17 @@ def test_serving_process_answers_exactly_and_follows_its_worker(
     produce(bootstrap, more)
     wait_exact([w1, w2], ds, 120)
     wait_until(lambda: assert_matches_truth(serve, ds), 30, interval=1.0, what="serve caught up")
+
+    # Its own /metrics: its requests, its catch-ups, none of the worker's ingest series.
+    text = metrics_text(serve)
+    single = "/affinity/{user_id}/{seller_id}"
+    assert metric_sample(text, "streamapp_http_request_duration_seconds_count", single) == singles
+    assert metric_sum(text, "streamapp_serve_ready") == 1
+    assert metric_sum(text, "streamapp_serve_catch_ups_total") > 0
+    assert metric_sum(text, "streamapp_serve_partitions") == len(partitions_owned_by(serve))
+    assert "streamapp_serve_catch_up_lag_seconds" in text
+    assert "streamapp_interactions_counted_total" not in text
+    assert metric_sum(metrics_text(w1), "streamapp_interactions_counted_total") > 0
 
     # Its worker killed: 503s, never a wrong number; back and exact once w1 is restarted.
     w1.kill()

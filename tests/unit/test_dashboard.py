@@ -1,5 +1,6 @@
-"""The Grafana dashboard (docs/grafana/streamapp.json) only asks for series the worker
-exports: a renamed or dropped metric breaks a panel silently, so it breaks this test."""
+"""The Grafana dashboard (docs/grafana/streamapp.json) only asks for series the worker or a
+serving process exports: a renamed or dropped metric breaks a panel silently, so it breaks
+this test."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 import streamapp.metrics  # noqa: F401  (registers every metric)
+from streamapp.serving.metrics import REGISTRY as SERVE_REGISTRY
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "streamapp.json"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
@@ -17,7 +19,7 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), 
 
 def exported() -> set[str]:
     names = set()
-    for metric in REGISTRY.collect():
+    for metric in [*REGISTRY.collect(), *SERVE_REGISTRY.collect()]:
         for suffix in SUFFIXES.get(metric.type, ("",)):
             names.add(metric.name + suffix)
     return names
@@ -43,6 +45,7 @@ def test_the_operator_metrics_have_a_panel() -> None:
         'step="record_to_confirmed"',
         "streamapp_commit_lag",
         "streamapp_http_request_duration_seconds_bucket",
+        "streamapp_serve_catch_up_lag_seconds",
     ):
         assert series in asked
 

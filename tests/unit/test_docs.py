@@ -251,9 +251,10 @@ def exposed_metrics() -> set[str]:
     from prometheus_client.metrics import MetricWrapperBase
 
     from streamapp import metrics
+    from streamapp.serving import metrics as serve_metrics
 
     exposed = set()
-    for value in vars(metrics).values():
+    for value in [*vars(metrics).values(), *vars(serve_metrics).values()]:
         if isinstance(value, MetricWrapperBase):
             family = value.describe()[0]
             exposed.add(family.name + ("_total" if family.type == "counter" else ""))
