@@ -67,6 +67,29 @@ commit_lag = Gauge(
     "Records between the group's committed offset and the partition's end (last stable offset)",
     ["topic", "partition"],
 )
+restore_remaining = Gauge(
+    "streamapp_restore_records_remaining",
+    "Changelog records still to read to restore a table partition of this worker (the bulk "
+    "rebuild, then faust's recovery); no series when nothing is being restored",
+    ["topic", "partition"],
+)
+
+
+class SeriesSet:
+    """A labelled gauge whose series are exactly the last values given: a series not given
+    again is removed (a partition that moved away is another worker's to report; a stale
+    series here would be counted twice in a sum over workers)."""
+
+    def __init__(self, gauge: Gauge) -> None:
+        self.gauge = gauge
+        self.series: set[tuple[str, ...]] = set()
+
+    def replace(self, values: dict[tuple[str, ...], float]) -> None:
+        for labels, number in values.items():
+            self.gauge.labels(*labels).set(number)
+        for labels in self.series - values.keys():
+            self.gauge.remove(*labels)
+        self.series = set(values)
 
 
 def value(metric: Counter | Gauge) -> float:

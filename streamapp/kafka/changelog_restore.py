@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -32,10 +32,12 @@ PROGRESS_EVERY_S = 5.0
 
 @dataclass
 class Progress:
-    """The rebuild under way, for /health: records read of those to read (None: none)."""
+    """The rebuild under way, for /health: records read of those to read (None: none),
+    and per changelog partition (for /metrics) the records still to read."""
 
     done: int = 0
     total: int | None = None
+    remaining: dict[TopicPartition, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int] | None:
         if self.total is None:
@@ -70,16 +72,17 @@ async def restore(
         consumer.assign(tps)
         first = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)  # the last stable offsets (read committed)
-        pending: set[TopicPartition] = set()
+        to_read: dict[TopicPartition, int] = {}
         for tp in tps:
             start = max(starts[tp], first.get(tp, 0))
             if start < ends.get(tp, 0):
                 consumer.seek(tp, start)
-                pending.add(tp)
-        total = sum(ends[tp] - max(starts[tp], first.get(tp, 0)) for tp in pending)
+                to_read[tp] = ends[tp] - start
+        pending = set(to_read)
+        total = sum(to_read.values())
         if not pending:
             return done
-        progress.done, progress.total = 0, total
+        progress.done, progress.total, progress.remaining = 0, total, to_read
         began = last_report = time.monotonic()
         read = 0
         log.info("rebuild: reading %d records of %d changelog partitions", total, len(pending))
@@ -91,9 +94,11 @@ async def restore(
                     done[tp] = records[-1].offset
                     read += len(records)
                     progress.done = read
+                    progress.remaining[tp] = max(0, ends[tp] - records[-1].offset - 1)
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:  # also past trailing markers
                     pending.discard(tp)
+                    progress.remaining[tp] = 0
             now = time.monotonic()
             if now - last_report >= PROGRESS_EVERY_S:
                 last_report = now
@@ -112,4 +117,5 @@ async def restore(
         return done
     finally:
         progress.total = None
+        progress.remaining = {}
         await consumer.stop()

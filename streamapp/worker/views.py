@@ -239,18 +239,24 @@ def lag_by_partition() -> dict[tuple[str, int], int]:
     return lags
 
 
-_lag_series: set[tuple[str, int]] = set()  # consumer_lag series this worker exports
+def restore_remaining() -> dict[tuple[str, int], int]:
+    """Changelog records still to read per table partition: the bulk rebuild's, then those
+    faust's recovery reads (its highwater minus its offset, while it recovers)."""
+    out = {(tp.topic, tp.partition): n for tp, n in changelog_restore.progress.remaining.items()}
+    recovery = app.tables.recovery
+    if app.in_recovery:
+        for tp, highwater in recovery.active_highwaters.items():
+            offset = recovery.active_offsets.get(tp, -1)
+            out.setdefault((tp.topic, tp.partition), max(0, highwater - offset))
+    return out
+
+
+consumer_lag_series = metrics.SeriesSet(metrics.consumer_lag)
+restore_series = metrics.SeriesSet(metrics.restore_remaining)
 
 
 def refresh_gauges() -> None:
     metrics.ready.set(1 if ready() else 0)
     metrics.recovering.set(1 if app.in_recovery else 0)
-    lags = lag_by_partition()
-    for (topic, partition), behind in lags.items():
-        metrics.consumer_lag.labels(topic, str(partition)).set(behind)
-    # A partition that moved to another worker is that worker's to report: a stale series
-    # here would be counted twice in a sum over workers.
-    for topic, partition in _lag_series - lags.keys():
-        metrics.consumer_lag.remove(topic, str(partition))
-    _lag_series.clear()
-    _lag_series.update(lags)
+    consumer_lag_series.replace({(t, str(p)): n for (t, p), n in lag_by_partition().items()})
+    restore_series.replace({(t, str(p)): n for (t, p), n in restore_remaining().items()})

@@ -51,12 +51,19 @@ def restore_into(
     state: dict[int, dict[bytes, bytes]],
     starts: dict[TopicPartition, int],
     budget_s: float,
+    ends: dict[TopicPartition, int] | None = None,
 ) -> dict[TopicPartition, int]:
+    """Restore into `state`; with `ends`, also check the per-partition progress /metrics
+    shows (records still to read) before every batch."""
     settings = load_settings({"KAFKA_BROKER": f"kafka://{bootstrap}"})
     last_applied: dict[TopicPartition, int] = {}
 
     def apply(tp: TopicPartition, batch: list[tuple[bytes, bytes | None]], last: int) -> None:
         assert last > last_applied.get(tp, -1)  # in offset order
+        if ends is not None:
+            read_to = last_applied.get(tp, starts[tp] - 1) + 1
+            assert changelog_restore.progress.remaining[tp] == ends[tp] - read_to
+            assert changelog_restore.progress.total == sum(ends[t] - starts[t] for t in ends)
         last_applied[tp] = last
         for key, value in batch:
             if value is None:
@@ -66,6 +73,7 @@ def restore_into(
 
     reached = asyncio.run(changelog_restore.restore(settings, starts, apply, budget_s))
     assert reached == last_applied
+    assert changelog_restore.progress.remaining == {}  # no series once done
     return reached
 
 
@@ -79,7 +87,7 @@ def test_a_changelog_read_in_bulk_gives_every_keys_final_value(bootstrap: str) -
     everything = {tp: ends[tp] - 1 for tp in tps}
 
     state: dict[int, dict[bytes, bytes]] = {p: {} for p in range(PARTITIONS)}
-    assert restore_into(bootstrap, state, dict.fromkeys(tps, 0), budget_s=60) == everything
+    assert restore_into(bootstrap, state, dict.fromkeys(tps, 0), 60, ends) == everything
     assert state == truth
 
     # Stopped after its first fetch (no time budget), then resumed from where it stopped.

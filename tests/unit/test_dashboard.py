@@ -61,3 +61,36 @@ def test_a_rebalance_is_counted_with_its_pause() -> None:
     sensor.on_rebalance_end(app=None, state=state)
     assert metrics.value(metrics.rebalances) == before + 1
     assert REGISTRY.get_sample_value("streamapp_rebalance_duration_seconds_count") == count + 1
+
+
+def test_a_series_not_given_again_is_removed() -> None:
+    from streamapp import metrics
+
+    series = metrics.SeriesSet(metrics.restore_remaining)
+    series.replace({("t-changelog", "0"): 5, ("t-changelog", "1"): 7})
+    assert (
+        REGISTRY.get_sample_value(
+            "streamapp_restore_records_remaining", {"topic": "t-changelog", "partition": "1"}
+        )
+        == 7
+    )
+    series.replace({("t-changelog", "0"): 2})
+    assert (
+        REGISTRY.get_sample_value(
+            "streamapp_restore_records_remaining", {"topic": "t-changelog", "partition": "0"}
+        )
+        == 2
+    )
+    assert (
+        REGISTRY.get_sample_value(
+            "streamapp_restore_records_remaining", {"topic": "t-changelog", "partition": "1"}
+        )
+        is None
+    )
+    series.replace({})
+    assert not [
+        s
+        for m in REGISTRY.collect()
+        if m.name == "streamapp_restore_records_remaining"
+        for s in m.samples
+    ]
