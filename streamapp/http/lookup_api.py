@@ -34,7 +34,7 @@ from streamapp.http.request_input import check_path_utf8, parse_k, query_pairs
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/health", "/"})  # the page itself holds no data
+PUBLIC_PATHS = frozenset({"/health", "/live", "/"})  # the page itself holds no data
 _entity_id: TypeAdapter[str] = TypeAdapter(EntityId)
 
 

@@ -142,6 +142,24 @@ def build(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
+        "/live": {
+            "get": {
+                "summary": "Alive whenever the process answers, also while it recovers",
+                "security": [],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": {"const": "alive"},
+                                "ready": {"type": "boolean", "description": "as /health says"},
+                            },
+                        },
+                        "alive",
+                    )
+                },
+            }
+        },
         "/affinity/{user_id}/{seller_id}": {
             "get": op(
                 "Feature vector of one user-seller pair",

@@ -31,6 +31,9 @@ def build_app(node: ServeNode) -> web.Application:
             return web.json_response({"status": "ok"})
         return web.json_response({"status": "recovering"}, status=503, headers={"Retry-After": "1"})
 
+    async def live(request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive", "ready": node.is_ready()})
+
     async def affinity(request: web.Request) -> web.Response:
         info = request.match_info
         return await lookup_api.affinity(node, request, info["user_id"], info["seller_id"])
@@ -64,6 +67,7 @@ def build_app(node: ServeNode) -> web.Application:
         return web.Response(body=payload, status=status, headers=returned)
 
     app.router.add_get("/health", health)
+    app.router.add_get("/live", live)
     app.router.add_get("/metrics", own_metrics)
     app.router.add_get("/affinity/{user_id:[^/]+}/{seller_id:[^/]+}", affinity)
     app.router.add_post("/affinity/query", bulk)

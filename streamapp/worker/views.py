@@ -136,6 +136,15 @@ class Health(View):
         return self.json(body, status=503, headers={"Retry-After": "1"})
 
 
+@app.page("/live")
+class Live(View):
+    """Liveness, apart from readiness: 200 whenever the event loop answers, also while the
+    worker restores for minutes (a liveness probe on /health would restart it then)."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"status": "alive", "ready": ready()})
+
+
 @app.page("/affinity/{user_id:[^/]+}/{seller_id:[^/]+}")
 class Affinity(View):
     async def get(self, request: Request, user_id: str, seller_id: str) -> Response:

@@ -103,6 +103,8 @@ def test_a_rolling_restart_rebalances_no_one_and_stays_exact(
 
         assert metric_total(stays, "streamapp_rebalances_total") == rebalances
         assert watch.health and set(watch.health) == {200}, watch.health
+        for w in ws:
+            assert w.get("/live") == (200, {"status": "alive", "ready": True})
         assert not watch.wrong, watch.wrong[:10]
         # Its own users' pairs were answered throughout (the bounced worker's got 503 while
         # it was down: nothing else holds their latest counts).

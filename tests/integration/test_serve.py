@@ -109,6 +109,7 @@ def test_serving_process_answers_exactly_and_follows_its_worker(
     wait_until(lambda: assert_matches_truth(serve, ds), 30, interval=1.0, what="serve caught up")
 
     # Its own /metrics: its requests, its catch-ups, none of the worker's ingest series.
+    assert serve.get("/live") == (200, {"status": "alive", "ready": True})
     text = metrics_text(serve)
     single = "/affinity/{user_id}/{seller_id}"
     assert metric_sample(text, "streamapp_http_request_duration_seconds_count", single) == singles
@@ -122,6 +123,7 @@ def test_serving_process_answers_exactly_and_follows_its_worker(
     # Its worker killed: 503s, never a wrong number; back and exact once w1 is restarted.
     w1.kill()
     wait_until(lambda: serve.get("/health")[0] == 503, 10, interval=0.2, what="serve unready")
+    assert serve.get("/live") == (200, {"status": "alive", "ready": False})  # not a restart
     status, body = serve.post("/affinity/query", {"pairs": [{"user_id": "u1", "seller_id": "s1"}]})
     assert status == 503 and body["error"], (status, body)
     w1.start()
