@@ -99,11 +99,12 @@ async def run(args: argparse.Namespace) -> dict:
                 due = start + sent / args.rate
                 u, s = pairs[sent % len(pairs)]
                 iid = f"{args.id_prefix}{sent}"
-                value = interaction(iid, u, s, kinds[sent % len(kinds)], time.time())
+                user = f"{args.user_prefix}u{u}"
+                value = interaction(iid, u, s, kinds[sent % len(kinds)], time.time(), user)
                 if consumer:
-                    pending.setdefault((f"u{u}", f"s{s}"), deque()).append(due)
+                    pending.setdefault((user, f"s{s}"), deque()).append(due)
                     outstanding += 1
-                futures.append(await producer.send(args.topic, value, key=f"u{u}".encode()))
+                futures.append(await producer.send(args.topic, value, key=user.encode()))
                 lag.append(time.monotonic() - due)
                 sent += 1
             if len(futures) > 5_000:
@@ -144,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, required=True, help="seconds")
     p.add_argument("--id-prefix", default="p-")
     p.add_argument("--users", type=int, default=10_000)
+    p.add_argument(
+        "--user-prefix", default="", help="before every user id (users apart from a preload's)"
+    )
     p.add_argument("--sellers", type=int, default=1_000)
     p.add_argument("--user-skew", type=float, default=0.8)
     p.add_argument("--seller-skew", type=float, default=1.0)

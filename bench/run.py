@@ -51,7 +51,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from bench import report
+from bench import report, rolling
 from bench.common import (
     FORBIDDEN_PORTS,
     PARTITIONS,
@@ -97,6 +97,7 @@ STAGES = (
     "freshness",
     "recovery",
     "ingest_two_workers",
+    "rolling_restart",
 )
 # The ceiling and the floor run first, while no worker competes with them for the two
 # cores; two workers run last, once the single worker has been stopped.
@@ -108,6 +109,7 @@ ORDER = (
     "freshness",
     "recovery",
     "ingest_two_workers",
+    "rolling_restart",
 )
 
 
@@ -455,7 +457,15 @@ async def stage_ingest(ctx: Ctx) -> None:
     )
 
 
-def producer_cmd(ctx: Ctx, rate: float, duration: float, id_prefix: str, seed: int) -> list[str]:
+def producer_cmd(
+    ctx: Ctx,
+    rate: float,
+    duration: float,
+    id_prefix: str,
+    seed: int,
+    topic: str = "",
+    user_prefix: str = "",
+) -> list[str]:
     a = ctx.args
     return [
         "-m",
@@ -463,7 +473,9 @@ def producer_cmd(ctx: Ctx, rate: float, duration: float, id_prefix: str, seed: i
         "--bootstrap",
         ctx.bootstrap,
         "--topic",
-        ctx.topic("interactions"),
+        topic or ctx.topic("interactions"),
+        "--user-prefix",
+        user_prefix,
         "--rate",
         str(rate),
         "--duration",
@@ -1404,6 +1416,134 @@ async def stage_ingest_two_workers(ctx: Ctx) -> None:
     )
 
 
+async def rebalances_of(worker: Worker) -> float:
+    """streamapp_rebalances_total of one worker (since its process started)."""
+    for line in (await metrics_text(worker.url)).splitlines():
+        if line.startswith("streamapp_rebalances_total "):
+            return float(line.split()[-1])
+    raise RuntimeError(f"{worker.url}/metrics has no streamapp_rebalances_total")
+
+
+async def stage_rolling_restart(ctx: Ctx) -> None:
+    """Issue 23: three workers under steady ingest and lookups, each bounced in turn (SIGTERM,
+    then started again on its data dir and port, as a deploy does).
+
+    Lookups go through a load balancer with health checks (bench/rolling.py) for preloaded
+    pairs whose truth the background interactions (users of their own) never change, so
+    every answer is checked. Reported per bounce: the rebalances the other workers went
+    through, how long the bounced worker was out (stop -> /health 200); overall: the longest
+    time the group's affinity-updates did not grow while interactions came in, the share of
+    lookups answered 200, and the preloaded sample against the truth afterwards."""
+    args = ctx.args
+    if ctx.worker is not None and ctx.worker.alive():
+        await asyncio.to_thread(ctx.worker.stop, 60)  # it would share the cores
+    prefix, app_id = f"{ctx.app_id}-rr-", f"{ctx.app_id}rr"
+    await create_topics(ctx.bootstrap, prefix)
+    sampler = Sampler(args.users, args.sellers, args.user_skew, args.seller_skew, args.seed + 1)
+    pre = await preload_data(ctx, sampler, prefix, args.rolling_interactions)
+    counter = await UpdatesCounter(ctx.bootstrap, f"{prefix}affinity-updates").start()
+    workers = [
+        Worker(
+            ctx.bootstrap,
+            app_id,
+            prefix,
+            ctx.workdir / f"data-rr-{i}",
+            ctx.workdir / f"worker-rr-{i}.log",
+            env=ctx.worker_env,
+        )
+        for i in range(3)
+    ]
+    out: dict[str, Any] = {"workers": 3, "preloaded": pre.interactions, "app_id": app_id}
+    ctx.stages["rolling_restart"] = out
+    producer: subprocess.Popen[bytes] | None = None
+    stop = asyncio.Event()
+    watchers: list[asyncio.Future[None]] = []
+    try:
+        for w in workers:
+            w.start(ctx.reaper)
+        for w in workers:
+            await asyncio.to_thread(w.wait_ready, 300)
+        deadline = time.monotonic() + args.ingest_timeout
+        while counter.covered < pre.interactions and time.monotonic() < deadline:
+            counter.check()
+            await asyncio.sleep(0.2)
+        rate, gap = args.rolling_rate, args.rolling_gap
+        duration = gap * (len(workers) + 1) + 15 * len(workers)  # bounces take ~5-15 s each
+        topic = f"{prefix}interactions"
+        cmd = producer_cmd(ctx, rate, duration, "rr-", args.seed + 2, topic, "bg-")
+        log_file = (ctx.workdir / "rolling-producer.log").open("ab")
+        producer = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=log_file, start_new_session=True)  # fmt: skip
+        ctx.reaper.add(producer)
+        balancer = rolling.Balancer(workers, pre.truth, args.rolling_lookup_rate)
+        pauses = rolling.PauseWatch(lambda: counter.covered)
+        watchers = [asyncio.ensure_future(w.run(stop)) for w in (balancer, pauses)]
+        bounces = []
+        for i, w in enumerate(workers):
+            await asyncio.sleep(gap)
+            others = [x for x in workers if x is not w]
+            before = [await rebalances_of(x) for x in others]
+            began = time.monotonic()
+            stop_s = await asyncio.to_thread(w.stop, 60)
+            w.start(ctx.reaper)
+            await asyncio.to_thread(w.wait_ready, 300)
+            down_s = time.monotonic() - began
+            await asyncio.sleep(3.0)  # a rebalance its return set off would have begun by now
+            after = [await rebalances_of(x) for x in others]
+            bounces.append(
+                {
+                    "worker": i,
+                    "stop_s": round(stop_s, 2),
+                    "down_s": round(down_s, 2),
+                    "rebalances_of_others": [b - a for a, b in zip(before, after, strict=True)],
+                }
+            )
+            log(f"rolling restart: worker {i} out for {down_s:.1f} s; others {bounces[-1]}")
+        stdout, _ = await asyncio.to_thread(producer.communicate, timeout=duration + 120)
+        sent = orjson.loads(stdout.splitlines()[-1])["sent"]
+        stop.set()
+        await asyncio.gather(*watchers)
+        want = pre.interactions + sent
+        deadline = time.monotonic() + 120
+        while counter.covered < want and time.monotonic() < deadline:
+            counter.check()
+            await asyncio.sleep(0.2)
+        out.update(
+            {
+                "background_rate": rate,
+                "background_sent": sent,
+                "covered_after": counter.covered,
+                "covered_want": want,
+                "bounces": bounces,
+                "max_rebalances_per_bounce": max(max(b["rebalances_of_others"]) for b in bounces),
+                "longest_ingest_pause_s": round(pauses.longest_s, 2),
+                "longest_pause_at_s": round(pauses.longest_at, 1),
+                "lookups": balancer.summary(),
+            }
+        )
+        ctx.truth, truth_one = pre.truth, ctx.truth
+        try:
+            out["truth_matched"], out["truth_checked"] = await check_truth(ctx, workers[0].url)
+        finally:
+            ctx.truth = truth_one
+    finally:
+        stop.set()
+        for task in watchers:
+            task.cancel()
+        if producer is not None and producer.poll() is None:
+            stop_process(producer, group=True, timeout=10)
+        await counter.stop()
+        for w in workers:
+            await asyncio.to_thread(w.stop, 60)
+    look = out["lookups"]
+    log(
+        f"rolling restart: {out['max_rebalances_per_bounce']:g} rebalances per bounce at most, "
+        f"longest ingest pause {out['longest_ingest_pause_s']} s, lookups answered "
+        f"{look['answered_share']} ({look['statuses']}), wrong {look['wrong']}; truth "
+        f"{out['truth_matched']}/{out['truth_checked']}"
+    )
+
+
 async def preload_data(
     ctx: Ctx, sampler: Sampler, prefix: str, interactions: int | None = None
 ) -> Preloaded:
@@ -1568,6 +1708,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--two-workers-interactions",
         type=int,
         help="N of the two-worker stage (full: --interactions; quick: at most 50,000)",
+    )
+    p.add_argument(
+        "--rolling-interactions",
+        type=int,
+        default=20_000,
+        help="preloaded before the rolling-restart stage (its lookups' truth)",
+    )
+    p.add_argument(
+        "--rolling-rate", type=float, default=300.0, help="interactions/s while bouncing"
+    )
+    p.add_argument("--rolling-lookup-rate", type=float, default=100.0, help="lookups/s then")
+    p.add_argument(
+        "--rolling-gap", type=float, default=8.0, help="seconds of steady state between bounces"
     )
     p.add_argument(
         "--worker-env",

@@ -54,6 +54,15 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    second); before it starts, the active changelog partitions are read with a consumer of
    their own and written a fetch at a time, and faust starts after them.
 
+10. A static member's assignment of an older topic layout (`PartitionAssignor.on_assignment`).
+   A static member (group.instance.id, README "Rolling restarts") that rejoins a stable group
+   gets its previous assignment back without a rebalance (KIP-345), also when the topics
+   were deleted and created again with another partition count meanwhile: it then held
+   partitions that no longer exist and nobody held the new ones, and its recovery waited
+   for ever. An assignment that does not cover each topic's partitions exactly asks for a
+   rebalance: a JoinGroup from a member the broker knows that leads the group or whose
+   metadata changed starts one (faust's metadata carries the member's assignment).
+
 The check `faust.__version__ == FAUST_VERSION` refuses any other faust at start-up: each
 correction was written against that version's code.
 """
@@ -72,6 +81,8 @@ import faust
 from aiokafka import TopicPartition
 from aiokafka.consumer.fetcher import FetchResult
 from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
+from faust.assignor.client_assignment import ClientAssignment
+from faust.assignor.partition_assignor import PartitionAssignor
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -509,6 +520,67 @@ def _create_worker_consumer(self: Any, transport: Any) -> Any:
     return consumer
 
 
+# -- 10. an assignment of an older topic layout ---------------------------------------------
+_original_on_assignment = PartitionAssignor.on_assignment
+# Rebalances asked for in a row (reset by an assignment that fits): a mismatch that a
+# rebalance does not cure (metadata slow to show a new topic) must not loop.
+MAX_LAYOUT_REBALANCES = 3
+_layout_rebalances = {"in_a_row": 0}
+
+
+def layout_problem(held: Mapping[str, set[int]], partitions_of: Any, limit: int = 5) -> str | None:
+    """What is wrong with a group's assignment (`held`: topic -> the partitions some member
+    is active for) against the topics as they are (`partitions_of(topic)`: their partition
+    numbers, None when not known yet), or None when it covers each exactly."""
+    problems = []
+    for topic, assigned in sorted(held.items()):
+        exist = partitions_of(topic)
+        if exist is None:
+            continue  # not in this client's metadata yet: nothing to compare
+        if assigned != exist:
+            gone, unheld = sorted(assigned - exist), sorted(exist - assigned)
+            problems.append(
+                f"{topic}: assigned {gone[:limit]} that do not exist"
+                if gone
+                else f"{topic}: nobody holds {unheld[:limit]}"
+            )
+    return "; ".join(problems[:limit]) or None
+
+
+def _on_assignment(self: Any, assignment: Any) -> None:
+    _original_on_assignment(self, assignment)
+    consumer = _aiokafka_consumer(self.app.consumer)
+    if consumer is None:
+        return
+    held: dict[str, set[int]] = {}
+    for by_topic in [
+        *self.external_topic_distribution.values(),
+        *self.changelog_distribution.values(),
+    ]:
+        for topic, partitions in by_topic.items():
+            held.setdefault(topic, set()).update(partitions)
+    problem = layout_problem(held, consumer._client.cluster.partitions_for_topic)
+    if problem is None:
+        _layout_rebalances["in_a_row"] = 0
+        return
+    if _layout_rebalances["in_a_row"] >= MAX_LAYOUT_REBALANCES:
+        log.warning("streamapp: the assignment still does not fit the topics (%s)", problem)
+        return
+    _layout_rebalances["in_a_row"] += 1
+    log.info(
+        "streamapp: the group's assignment does not fit the topics (%s), as a static member's "
+        "assignment of an older topic layout does not: asking for a rebalance",
+        problem,
+    )
+    # The stale assignment must not reach the leader as this member's previous one (faust's
+    # sticky assignment starts from it): rejoin as a member that holds nothing.
+    self._assignment = ClientAssignment(actives={}, standbys={})
+    self._active_tps, self._standby_tps = set(), set()
+    self.changelog_distribution, self.external_topic_distribution = {}, {}
+    # In the consumer's own thread and loop (aiokafka calls on_assignment there).
+    consumer._coordinator.request_rejoin()
+
+
 # -- 9. a rebuild reads the changelogs in bulk -----------------------------------------------
 _original_build_offsets = Recovery._build_offsets
 # faust waits broker_request_timeout (90 s by default) for this step: what the bulk read
@@ -675,6 +747,7 @@ def apply() -> None:
     Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
     FetchResult.getall = _getall  # type: ignore[method-assign]
     Recovery._build_offsets = _build_offsets  # type: ignore[method-assign]
+    PartitionAssignor.on_assignment = _on_assignment  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
 
 

@@ -146,3 +146,20 @@ def test_no_commit_passes_a_skipped_record_before_it_is_read_again() -> None:
     c._acked_index["tp"].update(range(104, 110))
     assert new_offset(c) == 112
     assert "tp" not in faust_fixes.ledger(c).holds
+
+
+def test_an_assignment_of_another_topic_layout_is_found() -> None:
+    """A static member's cached assignment after its topics were made again with another
+    partition count: partitions that do not exist, or partitions nobody holds."""
+    from streamapp.worker.faust_fixes import layout_problem
+
+    now = {"a": {0, 1, 2, 3}, "b": {0}}
+    assert layout_problem({"a": {0, 1, 2, 3}, "b": {0}}, now.get) is None
+    assert layout_problem({"a": {0, 1, 2, 3}, "unknown": {5}}, now.get) is None  # no metadata
+    assert (
+        layout_problem({"a": set(range(8))}, now.get)
+        == "a: assigned [4, 5, 6, 7] that do not exist"
+    )
+    assert layout_problem({"a": {0, 1}, "b": {0}}, now.get) == "a: nobody holds [2, 3]"
+    both = layout_problem({"a": {0, 1}, "b": {0, 1}}, now.get)
+    assert both == "a: nobody holds [2, 3]; b: assigned [1] that do not exist"
