@@ -190,6 +190,45 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
         )
 
+    roll = st.get("rolling_restart", {})
+    if "bounces" in roll:
+        look = roll["lookups"]
+        most = roll["max_rebalances_per_bounce"]
+        out.append(
+            (
+                "Rolling restart of 3 workers: rebalances per bounce",
+                f"{most:g} at most",
+                "≤ 1 (0 within the session timeout)",
+                _verdict(most <= 1),
+                "each worker SIGTERMed and started again in turn; out for "
+                + ", ".join(f"{b['down_s']} s" for b in roll["bounces"])
+                + f"; {roll['background_rate']:g} interactions/s meanwhile",
+            )
+        )
+        out.append(
+            (
+                "Rolling restart: longest ingest pause",
+                f"{roll['longest_ingest_pause_s']} s",
+                "≤ 5 s",
+                _verdict(roll["longest_ingest_pause_s"] <= 5),
+                "longest time the group's affinity-updates did not grow while interactions came in",
+            )
+        )
+        share = look["answered_share"]
+        out.append(
+            (
+                "Rolling restart: lookups answered 200",
+                f"{share * 100:.2f} %" if share is not None else "—",
+                "≥ 99 %",
+                _verdict(share >= 0.99 if share is not None else None),
+                f"{look['sent']:,} single lookups at {look['rate']:g}/s through a health-checking "
+                f"balancer that retries once on another worker; {look['answered_by_replica']:,} "
+                f"from a standby; {look['wrong']} wrong; statuses {look['statuses']}; sample "
+                f"{roll.get('truth_matched')}/{roll.get('truth_checked')} exact afterwards, "
+                f"updates covered {roll.get('covered_after'):,} of {roll.get('covered_want'):,}",
+            )
+        )
+
     lat = st.get("latency", {})
     if "idle_cpu" in lat:
         out.append(

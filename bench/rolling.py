@@ -29,9 +29,11 @@ class Backend(Protocol):
 class Balancer:
     """What a load balancer with health checks does in front of the workers: it asks each
     worker's GET /health every `check_s` and sends each lookup to the next healthy worker in
-    turn; a request whose connection fails is retried once on another (nginx's
-    `proxy_next_upstream error`). Lookups are sent open loop at `rate`, for pairs whose truth
-    does not change during the run, and every 200 is compared with it."""
+    turn; a request whose connection fails or that is answered 503 is retried once on another
+    (nginx's `proxy_next_upstream error http_503`, Envoy's retry on 503): a worker that holds
+    no standby of a restarting owner's users says 503, the one that does answers. Lookups
+    are sent open loop at `rate`, for pairs whose truth does not change during the run, and
+    every 200 is compared with it."""
 
     def __init__(
         self,
@@ -50,6 +52,8 @@ class Balancer:
         self.statuses: Counter[str] = Counter()
         self.wrong: list[str] = []
         self.latencies: list[float] = []
+        self.retried = 0
+        self.by_replica = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
@@ -99,15 +103,21 @@ class Balancer:
                 async with session.get(url) as response:
                     body = await response.json(content_type=None)
                     status = response.status
+                    replica = response.headers.get("X-Streamapp-Answered-By") == "replica"
             except (aiohttp.ClientConnectionError, OSError):
                 if attempt == 0 and len(pool) > 1:
+                    self.retried += 1
                     continue  # connection refused or reset: the next upstream
                 self.statuses["connection error"] += 1
                 return
             except TimeoutError:
                 self.statuses["timeout"] += 1
                 return
+            if status == 503 and attempt == 0 and len(pool) > 1:
+                self.retried += 1
+                continue
             self.statuses[str(status)] += 1
+            self.by_replica += replica
             if status == 200:
                 self.latencies.append(time.monotonic() - began)
                 if body.get("number_of_interactions") != want:
@@ -121,6 +131,8 @@ class Balancer:
             "sent": sent,
             "statuses": dict(self.statuses),
             "answered_share": round(self.statuses["200"] / sent, 4) if sent else None,
+            "answered_by_replica": self.by_replica,
+            "retried_on_another": self.retried,
             "wrong": len(self.wrong),
             "wrong_examples": self.wrong[:5],
             "latency_ms": summary_ms(sorted(self.latencies)),

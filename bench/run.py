@@ -1871,6 +1871,9 @@ def main(argv: list[str] | None = None) -> int:
                 "floor.log",
                 "worker-2w-0.log",
                 "worker-2w-1.log",
+                "worker-rr-0.log",
+                "worker-rr-1.log",
+                "worker-rr-2.log",
             ):
                 src = ctx.workdir / name
                 if src.exists():

@@ -226,6 +226,15 @@ class Worker:
     def get(self, path: str, **kw: Any) -> tuple[int, Any]:
         return self.request("GET", path, **kw)
 
+    def get_with_headers(self, path: str, timeout: float = 10.0) -> tuple[int, Any, Any]:
+        """One GET, no retry: status, decoded body and the response's headers."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+                body = _decode(resp.read(), resp.headers.get_content_type())
+                return resp.status, body, resp.headers
+        except urllib.error.HTTPError as err:
+            return err.code, _decode(err.read(), err.headers.get_content_type()), err.headers
+
     def post(self, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
         return self.request("POST", path, body=body, **kw)
 

@@ -14,7 +14,7 @@ from aiohttp import web as aiohttp_web
 from yarl import URL
 
 from streamapp.http import internal_auth
-from streamapp.http.errors import HTTPError
+from streamapp.http.errors import NOT_READY_HEADER, HTTPError, not_ready
 from streamapp.http.request_input import fill_path
 
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
@@ -42,18 +42,24 @@ async def call(
     who: str,
 ) -> tuple[int, bytes, str, dict[str, str]]:
     """One request to another of our processes; a 503 with Retry-After when it cannot be
-    reached (it is restarting, or partitions are moving)."""
+    reached (it is restarting, or partitions are moving), and when this process is stopping
+    (its client closes under requests still being forwarded)."""
+    if client.closed:
+        raise not_ready("stopping, retry shortly")
     try:
         async with client.request(
             method, url, data=body, headers=headers, timeout=FORWARD_TIMEOUT
         ) as resp:
             return resp.status, await resp.read(), resp.content_type, dict(resp.headers)
     except (TimeoutError, aiohttp.ClientError) as exc:
-        raise HTTPError(
-            503,
-            f"{who} {url.host}:{url.port} unreachable ({type(exc).__name__}), retry shortly",
-            {"Retry-After": "1"},
+        raise not_ready(
+            f"{who} {url.host}:{url.port} unreachable ({type(exc).__name__}), retry shortly"
         ) from None
+    except RuntimeError:
+        if not client.closed:
+            raise
+        # aiohttp 3.x: "Session is closed", raised when the stop closed it meanwhile.
+        raise not_ready("stopping, retry shortly") from None
 
 
 class Forwarder:
@@ -91,7 +97,8 @@ class Forwarder:
         status, payload, content_type, got = await call(
             self.client(), method, url, headers, body, "owner"
         )
-        return status, payload, content_type, {k: v for k, v in got.items() if k == "Retry-After"}
+        kept = {k: v for k, v in got.items() if k in ("Retry-After", NOT_READY_HEADER)}
+        return status, payload, content_type, kept
 
     async def forward(self, request: Any, base: URL) -> aiohttp_web.Response:
         """The same request, answered by the worker at `base`."""

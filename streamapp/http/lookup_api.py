@@ -15,7 +15,7 @@ import hmac
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -28,7 +28,7 @@ from streamapp.core.config import Settings
 from streamapp.core.models import AffinityQuery, EntityId
 from streamapp.core.parsing import describe
 from streamapp.core.times import now_us
-from streamapp.http.errors import HTTPError
+from streamapp.http.errors import NOT_READY_HEADER, HTTPError
 from streamapp.http.forwarding import Forwarder
 from streamapp.http.request_input import check_path_utf8, parse_k, query_pairs
 
@@ -61,6 +61,10 @@ class Node(Protocol):
     ) -> list[dict[str, Any]]: ...
 
     async def top_sellers(self, user_id: str, k: int, as_of_us: int) -> dict[str, Any]: ...
+
+    def holds_replica(self, user_ids: Iterable[str]) -> bool:
+        """Whether this node holds a copy of these users' state that has every write their
+        owner made (a worker's caught-up standby), to answer while the owner cannot."""
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -156,14 +160,51 @@ SERVER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
 BODY_READ_S = 10.0  # a client holding a partial body must not hold a connection for ever
 
 
+# Says that the answer came from a replica of the owner's state (a standby): it counts every
+# interaction the owner had written when it stopped answering, not those since.
+ANSWERED_BY_REPLICA = {"X-Streamapp-Answered-By": "replica"}
+
+
+def _owner_cannot(status: int, headers: Any) -> bool:
+    return status == 503 and NOT_READY_HEADER in headers
+
+
+async def answer_or_replica(
+    node: Node,
+    request: Any,
+    owner: URL,
+    user_ids: list[str],
+    here: Callable[[], Awaitable[web.Response]],
+) -> web.Response:
+    """The owner's answer; while the owner cannot answer from its state (restarting,
+    stopping, unreachable), this node's answer from its replica of that state, if it holds
+    one with every write the owner made."""
+    try:
+        response = await node.forwarder.forward(request, owner)
+    except HTTPError as exc:
+        if not (_owner_cannot(exc.status, exc.headers) and node.holds_replica(user_ids)):
+            raise
+    else:
+        if not (_owner_cannot(response.status, response.headers) and node.holds_replica(user_ids)):
+            return response
+    node.require_ready()
+    response = await here()
+    response.headers.update(ANSWERED_BY_REPLICA)
+    return response
+
+
 async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> web.Response:
     check_path_utf8(request.raw_path)
     user_id = valid_id("user_id", user_id)
     seller_id = valid_id("seller_id", seller_id)
+
+    async def here() -> web.Response:
+        return json_response((await node.vectors([(user_id, seller_id)], now_us()))[0])
+
     if (owner := node.remote_owner(request, user_id)) is not None:
-        return await node.forwarder.forward(request, owner)
+        return await answer_or_replica(node, request, owner, [user_id], here)
     node.require_ready()
-    return json_response((await node.vectors([(user_id, seller_id)], now_us()))[0])
+    return await here()
 
 
 async def _bulk(node: Node, request: Any) -> web.Response:
@@ -196,31 +237,47 @@ async def _bulk(node: Node, request: Any) -> web.Response:
         found = await node.vectors([pairs[i] for i in local], as_of)
         for i, vector in zip(local, found, strict=True):
             results[i] = vector
-    answers = await asyncio.gather(
-        *(
-            node.forwarder.forward_query(
+    from_replica = False
+
+    async def part_of(url: Any, idx: list[int]) -> list[dict[str, Any]]:
+        nonlocal from_replica
+        try:
+            return await node.forwarder.forward_query(
                 request,
                 url,
                 [{"user_id": pairs[i][0], "seller_id": pairs[i][1]} for i in idx],
                 as_of,
             )
-            for url, idx in remote
-        )
-    )
+        except HTTPError as exc:
+            users = [pairs[i][0] for i in idx]
+            if not (_owner_cannot(exc.status, exc.headers) and node.holds_replica(users)):
+                raise
+        node.require_ready()
+        from_replica = True
+        return await node.vectors([pairs[i] for i in idx], as_of)
+
+    answers = await asyncio.gather(*(part_of(url, idx) for url, idx in remote))
     for (_, idx), part in zip(remote, answers, strict=True):
         for i, vector in zip(idx, part, strict=True):
             results[i] = vector
-    return json_response({"results": results})
+    response = json_response({"results": results})
+    if from_replica:
+        response.headers.update(ANSWERED_BY_REPLICA)
+    return response
 
 
 async def _top_sellers(node: Node, request: Any, user_id: str) -> web.Response:
     check_path_utf8(request.raw_path)
     user_id = valid_id("user_id", user_id)
     k = parse_k(request.query.getall("k", []), node.settings.max_top_k)
+
+    async def here() -> web.Response:
+        return json_response(await node.top_sellers(user_id, k, now_us()))
+
     if (owner := node.remote_owner(request, user_id)) is not None:
-        return await node.forwarder.forward(request, owner)
+        return await answer_or_replica(node, request, owner, [user_id], here)
     node.require_ready()
-    return json_response(await node.top_sellers(user_id, k, now_us()))
+    return await here()
 
 
 async def _accounted(node: Node, work: Awaitable[web.Response]) -> web.Response:

@@ -21,7 +21,7 @@ from streamapp.core.config import Settings
 from streamapp.core.partitioning import HomePartitions
 from streamapp.core.score import Scoring
 from streamapp.http import internal_auth
-from streamapp.http.errors import HTTPError
+from streamapp.http.errors import HTTPError, not_ready
 from streamapp.http.forwarding import Forwarder
 from streamapp.http.lookup_share import LookupShare
 from streamapp.kafka.profile_catalog import profile_catalogs
@@ -144,16 +144,14 @@ class ServeNode:
     # -- lookup_api.Node ----------------------------------------------------------------
     def remote_owner(self, request: Any, user_id: str) -> URL | None:
         if not self.is_ready():
-            raise HTTPError(503, "the worker is not ready, retry shortly", {"Retry-After": "1"})
+            raise not_ready("the worker is not ready, retry shortly")
         assert self.map is not None
         partition = self.home(user_id)
         if partition in self.pairs.dbs and partition in self.user_sellers.dbs:
             return None
         owner = self.map.owners.get(partition)
         if owner is None:
-            raise HTTPError(
-                503, "partitions are being assigned, retry shortly", {"Retry-After": "1"}
-            )
+            raise not_ready("partitions are being assigned, retry shortly")
         if self.forwarder.internal(request) is not None:
             raise HTTPError(
                 503, "partition ownership is moving, retry shortly", {"Retry-After": "1"}
@@ -161,6 +159,9 @@ class ServeNode:
         return URL(owner)
 
     in_flight = 0
+
+    def holds_replica(self, user_ids: Any) -> bool:
+        return False  # it follows its worker's active partitions only
 
     def admit(self) -> None:
         pass  # no ingest here to give way to
@@ -170,7 +171,7 @@ class ServeNode:
 
     def require_ready(self) -> None:
         if not self.is_ready():
-            raise HTTPError(503, "the worker is not ready, retry shortly", {"Retry-After": "1"})
+            raise not_ready("the worker is not ready, retry shortly")
 
     async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
         self.fresh({self.home(user) for user, _ in pairs})

@@ -8,12 +8,14 @@ hashes the JSON-encoded key instead (faust issue #514), so we route on the topic
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from faust.types import TP
 from yarl import URL
 
 from streamapp.http import internal_auth
-from streamapp.http.errors import HTTPError
+from streamapp.http.errors import HTTPError, not_ready
 from streamapp.http.forwarding import Forwarder
 from streamapp.worker import tables, topics
 from streamapp.worker.app import app, settings
@@ -61,14 +63,39 @@ def owner(user_id: str) -> URL | None:
     urls = partition_owners.now()
     partition = tables.home_partition(user_id)
     if partition not in urls:
-        raise HTTPError(503, "partitions are being assigned, retry shortly", {"Retry-After": "1"})
+        raise not_ready("partitions are being assigned, retry shortly")
     return urls[partition]
 
 
 def remote_owner(request: Any, user_id: str) -> URL | None:
     """Where to forward `request` for `user_id`, or None to serve it here."""
+    if app.should_stop:  # a forward would race the stop closing the HTTP client
+        raise not_ready("this worker is stopping, retry shortly")
     url = owner(user_id)
     if url is not None and forwarder.internal(request) is not None:
         # The sender thought we own it: assignments are moving. Never ping-pong.
         raise HTTPError(503, "partition ownership is moving, retry shortly", {"Retry-After": "1"})
     return url
+
+
+def holds_replica(user_ids: Iterable[str]) -> bool:
+    """Whether this worker's standbys of these users' partitions hold every write their
+    owner made: both tables' changelog partitions are standbys here, read to their end. The
+    owner is down or restarting, so the end does not move. faust applies standby records a
+    buffer of 1,000 at a time; the rest is applied now, before the answer reads them."""
+    standbys = app.assignor.assigned_standbys()
+    recovery = app.tables.recovery
+    for partition in {tables.home_partition(user) for user in user_ids}:
+        for table in (tables.pairs, tables.user_sellers):
+            tp = TP(table.changelog, partition)
+            if tp not in standbys:
+                return False
+            try:
+                end = app.consumer.highwater(tp)
+            except Exception:  # not assigned to the consumer (any more)
+                return False
+            last = recovery.standby_offsets.get(tp)
+            if end is None or (end > 0 and (last is None or last < end - 1)):
+                return False
+    recovery.flush_buffers()
+    return True

@@ -8,7 +8,7 @@ with ingest on one event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from faust.web import Request, Response, View
@@ -18,7 +18,7 @@ from yarl import URL
 from streamapp import metrics
 from streamapp.core import lookup
 from streamapp.http import lookup_api, openapi, page
-from streamapp.http.errors import HTTPError
+from streamapp.http.errors import HTTPError, not_ready
 from streamapp.http.lookup_api import valid_id
 from streamapp.http.lookup_share import LookupShare
 from streamapp.kafka import changelog_restore
@@ -32,9 +32,7 @@ faust_fixes.set_web_server_limits(app.web.web_app, lookup_api.SERVER_LIMITS)
 
 def require_ready() -> None:
     if not ready():
-        raise HTTPError(
-            503, "recovering: state is being restored, retry shortly", {"Retry-After": "1"}
-        )
+        raise not_ready("recovering: state is being restored, retry shortly")
 
 
 # Id segments are "[^/]+" rather than aiohttp's default "[^{}/]+", which refused ids with
@@ -78,6 +76,9 @@ class WorkerNode:
 
     def require_ready(self) -> None:
         require_ready()
+
+    def holds_replica(self, user_ids: Iterable[str]) -> bool:
+        return ready() and ownership.holds_replica(user_ids)
 
     async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
         return await self._in_turn(lookup.vectors(self.sources, pairs, as_of_us))

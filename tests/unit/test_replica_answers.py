@@ -1,0 +1,83 @@
+"""When a user's owner cannot answer from its state (restarting, stopping, unreachable), a
+worker holding a caught-up replica of that state answers, marked as such; a busy owner's
+503 and any other answer pass through unchanged (lookup_api.answer_or_replica)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from streamapp.http import lookup_api
+from streamapp.http.errors import NOT_READY_HEADER, HTTPError, not_ready
+
+OWNER = URL("http://127.0.0.1:1")
+
+
+class Forwarder:
+    def __init__(self, outcome: web.Response | HTTPError) -> None:
+        self.outcome = outcome
+
+    async def forward(self, request: Any, base: URL) -> web.Response:
+        if isinstance(self.outcome, HTTPError):
+            raise self.outcome
+        return self.outcome
+
+
+class Node:
+    def __init__(self, outcome: web.Response | HTTPError, replica: bool) -> None:
+        self.forwarder = Forwarder(outcome)
+        self.replica = replica
+        self.asked: list[list[str]] = []
+
+    def holds_replica(self, user_ids: list[str]) -> bool:
+        self.asked.append(list(user_ids))
+        return self.replica
+
+    def require_ready(self) -> None:
+        pass
+
+
+def run(node: Node) -> web.Response:
+    async def here() -> web.Response:
+        return lookup_api.json_response({"from": "here"})
+
+    return asyncio.run(lookup_api.answer_or_replica(node, None, OWNER, ["u1"], here))  # type: ignore[arg-type]
+
+
+def owner_says(status: int, not_ready_header: bool) -> web.Response:
+    headers = {"Retry-After": "1", **({NOT_READY_HEADER: "1"} if not_ready_header else {})}
+    return web.json_response({"error": "x"}, status=status, headers=headers)
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [owner_says(503, True), not_ready("owner 127.0.0.1:1 unreachable (ClientError), retry")],
+    ids=["owner restoring or stopping", "owner unreachable"],
+)
+def test_an_owner_that_cannot_answer_is_replaced_by_a_caught_up_replica(outcome: Any) -> None:
+    node = Node(outcome, replica=True)
+    answer = run(node)
+    assert answer.status == 200 and answer.body == b'{"from":"here"}'
+    assert answer.headers["X-Streamapp-Answered-By"] == "replica"
+    assert node.asked == [["u1"]]
+
+
+def test_without_a_caught_up_replica_the_owners_answer_stands() -> None:
+    assert run(Node(owner_says(503, True), replica=False)).status == 503
+    with pytest.raises(HTTPError) as info:
+        run(Node(not_ready("unreachable"), replica=False))
+    assert info.value.status == 503
+
+
+def test_a_busy_owner_and_other_answers_pass_through_without_asking_for_a_replica() -> None:
+    for outcome in (owner_says(503, False), web.json_response({"ok": 1}), owner_says(404, True)):
+        node = Node(outcome, replica=True)
+        assert run(node) is outcome
+        assert node.asked == []
+    busy = HTTPError(503, "lookups have used their share", {"Retry-After": "1"})
+    with pytest.raises(HTTPError):
+        run(Node(busy, replica=True))
