@@ -46,7 +46,11 @@ CHUNK_MAX = 2048  # entries per spilled chunk (16 KiB)
 CHUNK_SEP = b"\x1e"  # ids never contain control characters (models.EntityId)
 TIMES, SEEN = b"t", b"s"
 
+# The format of every stored value of the pair table (pair values, chunks, ranking entries):
+# raised on any change of their encoding. The app records the format its state is written
+# in (kafka/baked_settings.py); a worker that cannot read it refuses to start.
 FORMAT = 2
+READABLE_FORMATS = frozenset({FORMAT})  # an upgrade's release reads the previous one too
 # version, counts x4, first, last, ref, acc x4, next chunk, n offsets, n times, n seen,
 # n time chunks, n seen chunks
 HEADER_FORMAT = "<B4Iqqq4dIIIIII"

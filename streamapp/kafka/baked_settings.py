@@ -9,6 +9,12 @@ app's epoch topic (keyed records after the epoch; the first record of a key wins
 epoch's own first record does), and a worker started with another one refuses to start with
 one line that says how to go on. Recreated topics (a reset broker) start a new record.
 
+The same record names the format the stored values are written in (`state_format`, the
+pair table's encoding, pair_state.FORMAT). Unlike a baked setting its last record wins: an
+upgraded worker that writes a newer format records it before it writes, so a worker of an
+older version (a rollback, a host not upgraded yet) refuses to start with one line instead
+of stopping on the first value it cannot read, again after every restart.
+
 The worker also writes what it checked into its data dir (`state-settings.json`), so a
 serving process beside it can refuse the same mismatch without a broker connection.
 """
@@ -22,6 +28,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streamapp.core import pair_state
 from streamapp.core.config import Settings
 from streamapp.kafka.connection import client_options
 from streamapp.kafka.topic_catalog import TopicCatalog
@@ -35,11 +42,17 @@ BAKED: dict[str, tuple[str, Callable[[Settings], float]]] = {
 }
 
 
-async def _read_all(consumer: AIOKafkaConsumer, tp: TopicPartition) -> dict[str, str]:
-    """The first value of every keyed record in the partition."""
+FORMAT_KEY = "state_format"  # its last record wins
+
+
+async def _read_all(
+    consumer: AIOKafkaConsumer, tp: TopicPartition
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The first and the last value of every keyed record in the partition."""
     await consumer.seek_to_beginning(tp)
     end = (await consumer.end_offsets([tp]))[tp]
     first: dict[str, str] = {}
+    last: dict[str, str] = {}
     while await consumer.position(tp) < end:
         batch = await consumer.getmany(tp, timeout_ms=int(KAFKA_WAIT_S * 1000))
         if not batch:
@@ -47,32 +60,69 @@ async def _read_all(consumer: AIOKafkaConsumer, tp: TopicPartition) -> dict[str,
         for message in batch.get(tp, []):
             if message.key is not None and message.value is not None:
                 first.setdefault(message.key.decode(), message.value.decode())
-    return first
+                last[message.key.decode()] = message.value.decode()
+    return first, last
 
 
 async def recorded(settings: Settings) -> dict[str, float]:
-    """The baked settings of the app's state, recording the current ones where none is."""
+    """The baked settings and the state format of the app's state, recording the current
+    ones where none is (and this version's format over an older one it reads: an upgrade)."""
     tp = TopicPartition(TopicCatalog.of(settings).epoch, 0)
     consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_options(settings))
     await consumer.start()
     try:
         consumer.assign([tp])
-        found = await _read_all(consumer, tp)
-        missing = [name for name in BAKED if name not in found]
-        if missing:
+        first, last = await _read_all(consumer, tp)
+        writes = {name: repr(BAKED[name][1](settings)) for name in BAKED if name not in first}
+        if _format_to_record(last.get(FORMAT_KEY)):
+            writes[FORMAT_KEY] = str(pair_state.FORMAT)
+        if writes:
             producer = AIOKafkaProducer(acks="all", **client_options(settings))
             await producer.start()
             try:
-                for name in missing:
-                    value = repr(BAKED[name][1](settings)).encode()
-                    await producer.send_and_wait(tp.topic, value, key=name.encode(), partition=0)
+                for name, value in writes.items():
+                    await producer.send_and_wait(
+                        tp.topic, value.encode(), key=name.encode(), partition=0
+                    )
             finally:
                 await producer.stop()
             # Read back rather than trust our own: another worker may have been first.
-            found = await _read_all(consumer, tp)
-        return {name: float(found[name]) for name in BAKED if name in found}
+            first, last = await _read_all(consumer, tp)
+        out = {name: float(first[name]) for name in BAKED if name in first}
+        if FORMAT_KEY in last:
+            out[FORMAT_KEY] = float(last[FORMAT_KEY])
+        return out
     finally:
         await consumer.stop()
+
+
+def _format_to_record(recorded_format: str | None) -> bool:
+    """None recorded yet, or an older one this version also reads (it writes its own)."""
+    if recorded_format is None:
+        return True
+    found = int(float(recorded_format))
+    return found < pair_state.FORMAT and found in pair_state.READABLE_FORMATS
+
+
+def format_problem(app_id: str, baked: Mapping[str, float]) -> str | None:
+    """One line when the app's state is in a format this version cannot read, or None."""
+    if FORMAT_KEY not in baked:
+        return None
+    found = int(baked[FORMAT_KEY])
+    if found in pair_state.READABLE_FORMATS:
+        return None
+    reads = ", ".join(str(f) for f in sorted(pair_state.READABLE_FORMATS))
+    if found > pair_state.FORMAT:
+        return (
+            f"the state of app {app_id!r} is written in format {found} by a newer streamapp, "
+            f"and this version reads format {reads}: run the newer version on this worker "
+            "too (README: Upgrades)"
+        )
+    return (
+        f"the state of app {app_id!r} is in format {found}, which this version no longer "
+        f"reads (it reads format {reads}): upgrade through the release in between, which "
+        "reads both (README: Upgrades)"
+    )
 
 
 def mismatch(settings: Settings, baked: Mapping[str, float]) -> str | None:
@@ -94,7 +144,7 @@ async def check(settings: Settings) -> str | None:
     """Compare with the app's record (made now if there is none); on agreement, write the
     record into the data dir for the serving processes. Returns the refusal, if any."""
     baked = await asyncio.wait_for(recorded(settings), 3 * KAFKA_WAIT_S)
-    problem = mismatch(settings, baked)
+    problem = format_problem(settings.app_id, baked) or mismatch(settings, baked)
     if problem is None:
         write_local(settings.data_dir, baked)
     return problem

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 from streamapp.core.config import Settings
 from streamapp.core.partitioning import key_partition
 from streamapp.kafka.connection import client_options
+from streamapp.kafka.topic_catalog import TopicCatalog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +43,8 @@ class Producer:
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
         self.partitions: dict[str, int] = {}
+        # Headers of every record sent to a topic (TopicCatalog.message_formats).
+        self.headers = TopicCatalog.of(settings).message_formats()
 
     async def get(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -117,11 +120,12 @@ class Outbox:
     ) -> None:
         batch = producer.create_batch()
         start = 0
+        headers = self.producer.headers.get(topic, [])
         for i, (key, value) in enumerate(records):
-            if batch.append(key=key, value=value, timestamp=None) is None:
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 await self._submit(producer, batch, topic, partition, records[start:i])
                 batch, start = producer.create_batch(), i
-                if batch.append(key=key, value=value, timestamp=None) is None:
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     raise ValueError(
                         f"a record for {topic} does not fit in a batch ({len(value or b'')} bytes)"
                     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from streamapp.core.config import Settings
 
 DEAD_LETTER_SOURCES = ("interactions", "users", "sellers")  # each has a <source>-dlq
+FORMAT_HEADER = "streamapp-format"  # on every record of affinity-updates and the DLQs
 COMPACT = {"cleanup.policy": "compact"}
 # The epoch topic is never compacted or expired: its first record is the topics' epoch for
 # their whole life (local_state.py), its first record of each key a setting the state is
@@ -45,6 +46,14 @@ class TopicCatalog:
             epoch=settings.internal_topic("topics-epoch"),
             dead_letters={s: settings.topic(f"{s}-dlq") for s in DEAD_LETTER_SOURCES},
         )
+
+    def message_formats(self) -> dict[str, list[tuple[str, bytes]]]:
+        """The record headers that name the format of what the app publishes for others:
+        the model (schemas/) and its version, raised on any change a reader must know of."""
+        out = {self.affinity_updates: [(FORMAT_HEADER, b"AffinityUpdate/1")]}
+        for topic in self.dead_letters.values():
+            out[topic] = [(FORMAT_HEADER, b"DeadLetter/1")]
+        return out
 
     def configs(self) -> dict[str, dict[str, str]]:
         """The topics created with STREAMAPP_PARTITIONS partitions, with their configs (the

@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Scores computed with another half-life than the worker's state was built with are
     # wrong (baked_settings.py); the worker records what it checked in the data dir.
-    problem = baked_settings.mismatch(settings, baked_settings.read_local(settings.data_dir))
+    local = baked_settings.read_local(settings.data_dir)
+    problem = baked_settings.format_problem(settings.app_id, local) or baked_settings.mismatch(
+        settings, local
+    )
     if problem is not None:
         sys.stderr.write(f"streamapp serve: {problem}\n")
         return 2

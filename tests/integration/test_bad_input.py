@@ -182,6 +182,7 @@ def test_bad_records_are_contained(
         assert len(letters) == len(bad)
         parsed = [DeadLetter.model_validate_json(m.value) for m in letters]
         assert all(p.error for p in parsed)
+        assert {tuple(m.headers) for m in letters} == {(("streamapp-format", b"DeadLetter/1"),)}
         # Each letter keeps its record's exact bytes (text or base64, whichever is smaller).
         assert not any(p.value_truncated for p in parsed)
         assert sorted(original(p.value, p.value_encoding) for p in parsed) == sorted(bad)

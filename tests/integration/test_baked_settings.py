@@ -102,3 +102,53 @@ def test_another_half_life_is_refused_by_worker_and_serving_process(
     # With the half-life it was built with, the state answers as before.
     worker.start()
     assert scored(worker) == before
+
+
+def test_a_state_written_in_a_newer_format_is_refused_at_start(
+    bootstrap: str, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """A newer streamapp that writes another stored format records it in the app's epoch
+    topic before writing; this version then refuses to start with one line (exit 2), a
+    serving process too, instead of stopping on the first value it cannot read after every
+    restart. Simulated by appending the newer version's record."""
+    from streamapp.core import pair_state
+    from streamapp.core.config import load_settings
+    from streamapp.kafka.topic_catalog import TopicCatalog
+
+    ns = Namespace(bootstrap)
+    worker = Worker(ns, tmp_path / "w", "fmt")
+    workers.append(worker)
+    worker.start()
+    produce(bootstrap, interactions(ns))
+    wait_until(
+        lambda: worker.get("/affinity/u1/s1")[1].get("number_of_interactions") == 3,
+        60,
+        what="3 interactions counted",
+    )
+    worker.stop()
+    server = Server(worker)
+    workers.append(server)
+    epoch = TopicCatalog.of(load_settings(worker.env())).epoch
+    newer = pair_state.FORMAT + 1
+    produce(bootstrap, [Out(epoch, str(newer).encode(), b"state_format", partition=0)])
+
+    worker.start(wait=False)
+    assert exited(worker) == 2
+    lines = [
+        line for line in worker.log_path.read_text().splitlines() if line.startswith("streamapp:")
+    ]
+    line = (
+        f"the state of app {ns.app_id!r} is written in format {newer} by a newer streamapp, and "
+        f"this version reads format {pair_state.FORMAT}: run the newer version on this worker "
+        "too (README: Upgrades)"
+    )
+    assert lines[-1] == f"streamapp: {line}", worker.tail()
+    # The serving process reads what its worker last checked: the older format, so it
+    # starts; it refuses once the data dir says the newer one.
+    local = json.loads((worker.data_dir / "state-settings.json").read_text())
+    assert local["state_format"] == pair_state.FORMAT
+    local["state_format"] = newer
+    (worker.data_dir / "state-settings.json").write_text(json.dumps(local))
+    server.start(wait=False)
+    assert exited(server, 30) == 2
+    assert f"streamapp serve: {line}" in server.log_path.read_text()

@@ -114,6 +114,8 @@ def test_affinity_updates_cover_every_counted_interaction_once(loaded) -> None:
     )
     assert len(updates) < ds.total  # coalesced: a batch publishes each touched pair once
     assert all(r.key == u.user_id.encode() for r, u in zip(records, updates, strict=True))
+    # Each names its format, for consumers that must tell versions apart.
+    assert {tuple(r.headers) for r in records} == {(("streamapp-format", b"AffinityUpdate/1"),)}
     last: dict[tuple[str, str], AffinityUpdate] = {}
     for u in updates:  # per key, topic order is processing order
         last[(u.user_id, u.seller_id)] = u
