@@ -121,6 +121,7 @@ class Worker:
         self.log_path = ARTIFACTS / f"{ns.app_id}-{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.code = ROOT  # where `streamapp` is imported from (another version's tree)
 
     @property
     def url(self) -> str:
@@ -134,7 +135,7 @@ class Worker:
         log.flush()
         self.proc = subprocess.Popen(
             self.command(),
-            cwd=ROOT,
+            cwd=self.code,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
