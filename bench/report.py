@@ -591,7 +591,8 @@ def markdown(res: dict[str, Any]) -> str:
         f"- machine: {m['cores']} cores, {m['mem_gib']} GiB; load average at start "
         f"{m['loadavg_start']}, at end {m['loadavg_end']} (other work shares these cores)",
         f"- git {res.get('git', '?')} at start, {res.get('git_end', '?')} at end; "
-        f"python {m['python']}; total {res['elapsed_s']:.0f} s",
+        f"python {m['python']}, faust event loop {m.get('event_loop', 'aio')}; "
+        f"total {res['elapsed_s']:.0f} s",
         f"- data: {prm['interactions']:,} interactions, {prm['users']:,} users, "
         f"{prm['sellers']:,} sellers, skew users {prm['user_skew']} / sellers "
         f"{prm['seller_skew']}",

@@ -1814,6 +1814,8 @@ def main(argv: list[str] | None = None) -> int:
             "cores": os.cpu_count(),
             "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "python": platform.python_version(),
+            # faust's event loop for the floor and the worker alike (FAUST_LOOP, Makefile).
+            "event_loop": os.environ.get("FAUST_LOOP", "aio"),
             "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         },
         "params": {
