@@ -121,7 +121,11 @@ class Balancer:
             if status == 200:
                 self.latencies.append(time.monotonic() - began)
                 if body.get("number_of_interactions") != want:
-                    self.wrong.append(f"{user}/{seller}: {body.get('number_of_interactions')}")
+                    how = "replica" if replica else "owner or forward"
+                    self.wrong.append(
+                        f"{user}/{seller}: {body.get('number_of_interactions')} from "
+                        f"{backend.url} ({how}) at {time.strftime('%H:%M:%S')}"
+                    )
             return
 
     def summary(self) -> dict[str, Any]:

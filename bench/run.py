@@ -1274,8 +1274,10 @@ async def stage_recovery(ctx: Ctx) -> None:
     log(f"recovery: ready after {out['ready_intact_s']} s with the data dir intact")
     await asyncio.to_thread(worker.stop, 60)
 
-    empty = ctx.workdir / "data-empty"
-    worker.data_dir = empty
+    # A lost disk: the same path, empty. (Another path would be another static group member,
+    # which waits for the old one's session to time out before it gets any partition.)
+    empty = worker.data_dir
+    shutil.rmtree(empty)
     worker.start(ctx.reaper)
     timeout = max(300.0, ctx.args.ingest_timeout)
     out["ready_empty_s"] = round(await asyncio.to_thread(worker.wait_ready, timeout), 3)

@@ -163,10 +163,38 @@ BODY_READ_S = 10.0  # a client holding a partial body must not hold a connection
 # Says that the answer came from a replica of the owner's state (a standby): it counts every
 # interaction the owner had written when it stopped answering, not those since.
 ANSWERED_BY_REPLICA = {"X-Streamapp-Answered-By": "replica"}
+# With it: for how long (ms) the owner has not answered from its state, as the answering
+# worker saw it; about how old the answer is.
+AGE_HEADER = "X-Streamapp-Replica-Age-Ms"
 
 
 def _owner_cannot(status: int, headers: Any) -> bool:
     return status == 503 and NOT_READY_HEADER in headers
+
+
+class Outages:
+    """Since when each owner has not answered from its state, as this process saw it: the
+    age of a replica's answer (the owner counted nothing this process saw since then)."""
+
+    def __init__(self) -> None:
+        self.since: dict[str, float] = {}
+
+    def failed(self, owner: URL) -> float:
+        """Seconds since the first failure of this outage (0 for the first one)."""
+        now = time.monotonic()
+        return now - self.since.setdefault(str(owner), now)
+
+    def answered(self, owner: URL) -> None:
+        self.since.pop(str(owner), None)
+
+
+outages = Outages()
+
+
+def _from_replica(response: web.Response, age_s: float) -> web.Response:
+    response.headers.update(ANSWERED_BY_REPLICA)
+    response.headers[AGE_HEADER] = str(round(age_s * 1000))
+    return response
 
 
 async def answer_or_replica(
@@ -182,15 +210,20 @@ async def answer_or_replica(
     try:
         response = await node.forwarder.forward(request, owner)
     except HTTPError as exc:
-        if not (_owner_cannot(exc.status, exc.headers) and node.holds_replica(user_ids)):
+        if not _owner_cannot(exc.status, exc.headers):
+            raise
+        age = outages.failed(owner)
+        if not node.holds_replica(user_ids):
             raise
     else:
-        if not (_owner_cannot(response.status, response.headers) and node.holds_replica(user_ids)):
+        if not _owner_cannot(response.status, response.headers):
+            outages.answered(owner)
+            return response
+        age = outages.failed(owner)
+        if not node.holds_replica(user_ids):
             return response
     node.require_ready()
-    response = await here()
-    response.headers.update(ANSWERED_BY_REPLICA)
-    return response
+    return _from_replica(await here(), age)
 
 
 async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> web.Response:
@@ -237,23 +270,28 @@ async def _bulk(node: Node, request: Any) -> web.Response:
         found = await node.vectors([pairs[i] for i in local], as_of)
         for i, vector in zip(local, found, strict=True):
             results[i] = vector
-    from_replica = False
+    replica_age: float | None = None  # the oldest part answered from a replica
 
     async def part_of(url: Any, idx: list[int]) -> list[dict[str, Any]]:
-        nonlocal from_replica
+        nonlocal replica_age
         try:
-            return await node.forwarder.forward_query(
+            answer = await node.forwarder.forward_query(
                 request,
                 url,
                 [{"user_id": pairs[i][0], "seller_id": pairs[i][1]} for i in idx],
                 as_of,
             )
         except HTTPError as exc:
-            users = [pairs[i][0] for i in idx]
-            if not (_owner_cannot(exc.status, exc.headers) and node.holds_replica(users)):
+            if not _owner_cannot(exc.status, exc.headers):
                 raise
+            age = outages.failed(url)
+            if not node.holds_replica([pairs[i][0] for i in idx]):
+                raise
+        else:
+            outages.answered(url)
+            return answer
         node.require_ready()
-        from_replica = True
+        replica_age = max(age, replica_age or 0.0)
         return await node.vectors([pairs[i] for i in idx], as_of)
 
     answers = await asyncio.gather(*(part_of(url, idx) for url, idx in remote))
@@ -261,9 +299,7 @@ async def _bulk(node: Node, request: Any) -> web.Response:
         for i, vector in zip(idx, part, strict=True):
             results[i] = vector
     response = json_response({"results": results})
-    if from_replica:
-        response.headers.update(ANSWERED_BY_REPLICA)
-    return response
+    return response if replica_age is None else _from_replica(response, replica_age)
 
 
 async def _top_sellers(node: Node, request: Any, user_id: str) -> web.Response:

@@ -62,6 +62,12 @@ class StateStore:
         if needed: ingest's read, like get())."""
         return list(keys_with_prefix(faust_fixes.partition_db(self._store, partition), prefix))
 
+    def open(self, partition: int) -> None:
+        """Open `partition`'s database if it is not open yet. faust opens a standby's only
+        when a changelog record for it arrives: after a restart, what it holds on disk is not
+        readable until then."""
+        faust_fixes.partition_db(self._store, partition)
+
     def path(self, partition: int) -> str:
         """Where `partition`'s database is (serving processes open it as a secondary)."""
         return str(faust_fixes.partition_path(self._store, partition))

@@ -5,6 +5,7 @@ worker holding a caught-up replica of that state answers, marked as such; a busy
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -15,6 +16,11 @@ from streamapp.http import lookup_api
 from streamapp.http.errors import NOT_READY_HEADER, HTTPError, not_ready
 
 OWNER = URL("http://127.0.0.1:1")
+
+
+@pytest.fixture(autouse=True)
+def no_outage_yet() -> None:
+    lookup_api.outages.since.clear()
 
 
 class Forwarder:
@@ -63,7 +69,19 @@ def test_an_owner_that_cannot_answer_is_replaced_by_a_caught_up_replica(outcome:
     answer = run(node)
     assert answer.status == 200 and answer.body == b'{"from":"here"}'
     assert answer.headers["X-Streamapp-Answered-By"] == "replica"
+    assert answer.headers["X-Streamapp-Replica-Age-Ms"] == "0"  # the outage's first failure
     assert node.asked == [["u1"]]
+
+
+def test_a_replicas_answer_says_for_how_long_the_owner_has_not_answered() -> None:
+    lookup_api.outages.since[str(OWNER)] = time.monotonic() - 2.5  # first failed 2.5 s ago
+    answer = run(Node(owner_says(503, True), replica=True))
+    assert 2500 <= int(answer.headers["X-Streamapp-Replica-Age-Ms"]) < 3500
+    run(Node(web.json_response({"ok": 1}), replica=True))  # the owner answers again
+    assert lookup_api.outages.since == {}
+    assert (
+        run(Node(owner_says(503, True), replica=True)).headers["X-Streamapp-Replica-Age-Ms"] == "0"
+    )
 
 
 def test_without_a_caught_up_replica_the_owners_answer_stands() -> None:
