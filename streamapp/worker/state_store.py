@@ -63,9 +63,8 @@ class StateStore:
         return list(keys_with_prefix(faust_fixes.partition_db(self._store, partition), prefix))
 
     def open(self, partition: int) -> None:
-        """Open `partition`'s database if it is not open yet. faust opens a standby's only
-        when a changelog record for it arrives: after a restart, what it holds on disk is not
-        readable until then."""
+        """Open `partition`'s database if it is not open yet (a read of one that is not
+        open finds nothing)."""
         faust_fixes.partition_db(self._store, partition)
 
     def path(self, partition: int) -> str:
