@@ -25,7 +25,14 @@ async def broker_unreachable(addresses: list[tuple[str, int]], wait_s: float) ->
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
             except (OSError, TimeoutError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
+                if isinstance(exc, ConnectionRefusedError):
+                    # The same words on every event loop (asyncio says "Connect call failed
+                    # (host, port)", uvloop "Connection refused").
+                    reason = "connection refused"
+                elif isinstance(exc, OSError) and exc.strerror:
+                    reason = exc.strerror
+                else:
+                    reason = "timed out"
                 problem = f"{host}:{port}: {reason}"
                 continue
             writer.close()

@@ -38,14 +38,14 @@ def run_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         (
             {"KAFKA_BROKER": "kafka://127.0.0.1:1"},
             "streamapp: cannot reach the Kafka broker kafka://127.0.0.1:1 (KAFKA_BROKER): "
-            "127.0.0.1:1: Connect call failed ('127.0.0.1', 1). Start that broker or correct "
+            "127.0.0.1:1: connection refused. Start that broker or correct "
             "KAFKA_BROKER.",
         ),
         (
             # `make run` without KAFKA_BROKER: the address comes from the local broker's port.
             {"KAFKA_LOCAL_PORT": "1"},
             "streamapp: cannot reach the Kafka broker kafka://127.0.0.1:1 (from "
-            "KAFKA_LOCAL_PORT=1): 127.0.0.1:1: Connect call failed ('127.0.0.1', 1). Start it "
+            "KAFKA_LOCAL_PORT=1): 127.0.0.1:1: connection refused. Start it "
             "with `KAFKA_LOCAL_PORT=1 scripts/kafka-local.sh start` or set KAFKA_BROKER.",
         ),
     ],
