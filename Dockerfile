@@ -8,7 +8,9 @@ RUN pip install --no-cache-dir .
 # mounted there takes this owner).
 RUN useradd --system --create-home --uid 10001 streamapp \
     && mkdir -p /data && chown streamapp:streamapp /data
-ENV WEB_HOST=0.0.0.0 WEB_PORT=6066 STREAMAPP_DATA_DIR=/data FAUST_LOOP=uvloop
+ENV WEB_HOST=0.0.0.0 WEB_PORT=6066 STREAMAPP_DATA_DIR=/data
+# faust on uvloop, as `make run` (README: FAUST_LOOP).
+ENV FAUST_LOOP=uvloop
 VOLUME /data
 EXPOSE 6066
 USER streamapp
