@@ -1291,6 +1291,22 @@ async def stage_recovery(ctx: Ctx) -> None:
     await asyncio.to_thread(worker.stop, 60)
 
 
+def group_of_workers(ctx: Ctx, app_id: str, prefix: str, tag: str, n: int) -> list[Worker]:
+    """n workers of one app (its own id and topic prefix), each with its own data dir and
+    log `worker-<tag>-<i>.log`, with the run's worker settings."""
+    return [
+        Worker(
+            ctx.bootstrap,
+            app_id,
+            prefix,
+            ctx.workdir / f"data-{tag}-{i}",
+            ctx.workdir / f"worker-{tag}-{i}.log",
+            env=ctx.worker_env,
+        )
+        for i in range(n)
+    ]
+
+
 async def stage_ingest_two_workers(ctx: Ctx) -> None:
     """Issue #13 item 7: ingest with two workers on this machine, next to one worker.
 
@@ -1310,17 +1326,7 @@ async def stage_ingest_two_workers(ctx: Ctx) -> None:
     pre = await preload_data(ctx, sampler, prefix, args.two_workers_interactions)
     n = pre.interactions
     counter = await UpdatesCounter(ctx.bootstrap, f"{prefix}affinity-updates").start()
-    workers = [
-        Worker(
-            ctx.bootstrap,
-            app_id,
-            prefix,
-            ctx.workdir / f"data-2w-{i}",
-            ctx.workdir / f"worker-2w-{i}.log",
-            env=ctx.worker_env,
-        )
-        for i in range(2)
-    ]
+    workers = group_of_workers(ctx, app_id, prefix, "2w", 2)
     out: dict[str, Any] = {"interactions": n, "workers": 2, "app_id": app_id}
     ctx.stages["ingest_two_workers"] = out
     try:
@@ -1444,17 +1450,7 @@ async def stage_rolling_restart(ctx: Ctx) -> None:
     sampler = Sampler(args.users, args.sellers, args.user_skew, args.seller_skew, args.seed + 1)
     pre = await preload_data(ctx, sampler, prefix, args.rolling_interactions)
     counter = await UpdatesCounter(ctx.bootstrap, f"{prefix}affinity-updates").start()
-    workers = [
-        Worker(
-            ctx.bootstrap,
-            app_id,
-            prefix,
-            ctx.workdir / f"data-rr-{i}",
-            ctx.workdir / f"worker-rr-{i}.log",
-            env=ctx.worker_env,
-        )
-        for i in range(3)
-    ]
+    workers = group_of_workers(ctx, app_id, prefix, "rr", 3)
     out: dict[str, Any] = {"workers": 3, "preloaded": pre.interactions, "app_id": app_id}
     ctx.stages["rolling_restart"] = out
     producer: subprocess.Popen[bytes] | None = None

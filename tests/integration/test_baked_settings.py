@@ -55,6 +55,17 @@ def refusal(variable_value: float, built: float, app_id: str) -> str:
     )
 
 
+def start_and_count(worker: Worker, ns: Namespace) -> None:
+    """Start `worker` and wait until it counted the three interactions of u1/s1."""
+    worker.start()
+    produce(ns.bootstrap, interactions(ns))
+    wait_until(
+        lambda: worker.get("/affinity/u1/s1")[1].get("number_of_interactions") == 3,
+        60,
+        what="3 interactions counted",
+    )
+
+
 def exited(proc: Worker, timeout: float = 90.0) -> int:
     assert proc.proc is not None
     try:
@@ -69,13 +80,7 @@ def test_another_half_life_is_refused_by_worker_and_serving_process(
     ns = Namespace(bootstrap)
     worker = Worker(ns, tmp_path / "w", STREAMAPP_HALF_LIFE="1h")
     workers.append(worker)
-    worker.start()
-    produce(bootstrap, interactions(ns))
-    wait_until(
-        lambda: worker.get("/affinity/u1/s1")[1].get("number_of_interactions") == 3,
-        60,
-        what="3 interactions counted",
-    )
+    start_and_count(worker, ns)
     before = scored(worker)
     worker.stop()
 
@@ -118,13 +123,7 @@ def test_a_state_written_in_a_newer_format_is_refused_at_start(
     ns = Namespace(bootstrap)
     worker = Worker(ns, tmp_path / "w", "fmt")
     workers.append(worker)
-    worker.start()
-    produce(bootstrap, interactions(ns))
-    wait_until(
-        lambda: worker.get("/affinity/u1/s1")[1].get("number_of_interactions") == 3,
-        60,
-        what="3 interactions counted",
-    )
+    start_and_count(worker, ns)
     worker.stop()
     server = Server(worker)
     workers.append(server)
