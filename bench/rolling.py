@@ -104,6 +104,7 @@ class Balancer:
                     body = await response.json(content_type=None)
                     status = response.status
                     replica = response.headers.get("X-Streamapp-Answered-By") == "replica"
+                    marks = {k: v for k, v in response.headers.items() if k.startswith("X-Str")}
             except (aiohttp.ClientConnectionError, OSError):
                 if attempt == 0 and len(pool) > 1:
                     self.retried += 1
@@ -124,7 +125,7 @@ class Balancer:
                     how = "replica" if replica else "owner or forward"
                     self.wrong.append(
                         f"{user}/{seller}: {body.get('number_of_interactions')} from "
-                        f"{backend.url} ({how}) at {time.strftime('%H:%M:%S')}"
+                        f"{backend.url} ({how}, {marks}) at {time.time():.3f}"
                     )
             return
 
