@@ -17,6 +17,7 @@ from typing import Any
 
 from faust.types import TP
 
+from streamapp.http.errors import not_ready
 from streamapp.kafka.rocksdb import keys_with_prefix, write_batch
 from streamapp.worker import faust_fixes
 
@@ -39,23 +40,28 @@ class StateStore:
         """The value in `partition`'s database (opened if needed)."""
         return faust_fixes.partition_db(self._store, partition).get(key)
 
-    def read(self, partition: int, key: bytes) -> bytes | None:
-        """A read from a request handler: only from a database this worker has open
-        (active or standby); None when the partition is not here."""
-        db = faust_fixes.open_partition_db(self._store, partition)
-        return None if db is None else db.get(key)
-
-    def read_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
-        """One batched RocksDB read (multi-get) of several keys of a partition."""
+    def _held(self, partition: int) -> Any:
+        """A request handler's database of `partition`: only one this worker has open
+        (active, or a standby it answers from). One that is not open is not "no data": a
+        rebalance moved it away or a stop closed it, and reading it as empty answered
+        0 interactions for pairs that had some. The lookup gets a 503 a forwarder may
+        answer from a replica instead."""
         db = faust_fixes.open_partition_db(self._store, partition)
         if db is None:
-            return [None] * len(keys)
-        return db.get(keys)
+            raise not_ready(f"partition {partition} of {self.table.name} is not held here now")
+        return db
+
+    def read(self, partition: int, key: bytes) -> bytes | None:
+        """A read from a request handler (see _held)."""
+        return self._held(partition).get(key)
+
+    def read_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
+        """One batched RocksDB read (multi-get) of several keys of a partition (see _held)."""
+        return self._held(partition).get(keys)
 
     def scan(self, partition: int, prefix: bytes) -> Iterator[bytes]:
-        """The keys that start with `prefix`, in order (none when the partition is not here)."""
-        db = faust_fixes.open_partition_db(self._store, partition)
-        return iter(()) if db is None else keys_with_prefix(db, prefix)
+        """The keys that start with `prefix`, in order (see _held)."""
+        return keys_with_prefix(self._held(partition), prefix)
 
     def keys(self, partition: int, prefix: bytes) -> list[bytes]:
         """The keys that start with `prefix`, in order, from `partition`'s database (opened

@@ -8,8 +8,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import faust
+import pytest
 from faust.types import TP
 
+from streamapp.http.errors import NOT_READY_HEADER, HTTPError
 from streamapp.worker.state_store import StateStore
 
 
@@ -63,3 +65,26 @@ def test_our_writes_equal_what_recovery_writes(tmp_path: Path) -> None:
 
     ours.persisted(2, 41)
     assert table.data.persisted_offset(TP(changelog, 2)) == 41
+
+
+def test_a_lookup_of_a_partition_not_held_here_is_refused_not_read_as_empty(
+    tmp_path: Path,
+) -> None:
+    """A request handler's read of a partition whose database is not open (moved away by a
+    rebalance, closed by a stop) is a 503 a forwarder may answer from a replica, never
+    'no data': that answered 0 interactions for pairs that had some."""
+    ours = StateStore(make_table(tmp_path))
+    ours.write(2, {b"k1": b"v1"})
+    assert ours.read(2, b"k1") == b"v1" and list(ours.scan(2, b"k")) == [b"k1"]
+    for read in (
+        lambda: ours.read(1, b"k1"),
+        lambda: ours.read_many(1, [b"k1"]),
+        lambda: ours.scan(1, b"k"),
+    ):
+        with pytest.raises(HTTPError) as caught:
+            read()
+        assert caught.value.status == 503
+        assert NOT_READY_HEADER in caught.value.headers
+        assert "partition 1" in caught.value.message
+    ours.open(1)  # a standby answered from is opened first (ownership.holds_replica)
+    assert ours.read(1, b"k1") is None and ours.read_many(1, [b"k1"]) == [None]
