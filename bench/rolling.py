@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -51,6 +52,7 @@ class Balancer:
         self.healthy: list[Backend] = list(backends)
         self.statuses: Counter[str] = Counter()
         self.wrong: list[str] = []
+        self.refusals: Counter[str] = Counter()  # the 503s' error texts
         self.latencies: list[float] = []
         self.retried = 0
         self.by_replica = 0
@@ -119,6 +121,8 @@ class Balancer:
                 continue
             self.statuses[str(status)] += 1
             self.by_replica += replica
+            if status == 503 and isinstance(body, dict):  # why, without the numbers
+                self.refusals[re.sub(r"[0-9.:]+", "#", str(body.get("error")))[:80]] += 1
             if status == 200:
                 self.latencies.append(time.monotonic() - began)
                 if body.get("number_of_interactions") != want:
@@ -138,6 +142,7 @@ class Balancer:
             "answered_share": round(self.statuses["200"] / sent, 4) if sent else None,
             "answered_by_replica": self.by_replica,
             "retried_on_another": self.retried,
+            "refusals": dict(self.refusals.most_common(5)),
             "wrong": len(self.wrong),
             "wrong_examples": self.wrong[:5],
             "latency_ms": summary_ms(sorted(self.latencies)),
