@@ -37,6 +37,12 @@ lookups_refused = Counter(
     "streamapp_lookups_refused",
     "Lookups answered 503: they had used their share of the loop while ingest waited",
 )
+answers_not_live = Counter(
+    "streamapp_lookup_answers_not_live",
+    "Lookups answered from state that was not moving: a standby (replica) or the state held "
+    "when a rebalance began (rebalancing-owner)",
+    ["source"],
+)
 batch_step_seconds = Histogram(
     "streamapp_batch_step_seconds",
     "A batch's way through the worker, for its first record: record time to fetched, fetched "

@@ -228,9 +228,16 @@ class Worker:
         return self.request("GET", path, **kw)
 
     def get_with_headers(self, path: str, timeout: float = 10.0) -> tuple[int, Any, Any]:
-        """One GET, no retry: status, decoded body and the response's headers."""
+        return self.with_headers("GET", path, timeout=timeout)
+
+    def with_headers(
+        self, method: str, path: str, body: Any = None, timeout: float = 10.0
+    ) -> tuple[int, Any, Any]:
+        """One request, no retry: status, decoded body and the response's headers."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
         try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 body = _decode(resp.read(), resp.headers.get_content_type())
                 return resp.status, body, resp.headers
         except urllib.error.HTTPError as err:

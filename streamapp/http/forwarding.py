@@ -13,12 +13,14 @@ import aiohttp
 from aiohttp import web as aiohttp_web
 from yarl import URL
 
-from streamapp.http import internal_auth
+from streamapp.http import internal_auth, provenance
 from streamapp.http.errors import NOT_READY_HEADER, HTTPError, not_ready
 from streamapp.http.request_input import fill_path
 
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 _INTERNAL = "streamapp.internal"  # where authenticate() leaves its verdict on the request
+# An owner's headers that its answer keeps on the way back to the client.
+_KEPT_HEADERS = frozenset({"Retry-After", NOT_READY_HEADER, *provenance.HEADERS})
 
 
 def _raw_path(request: Any) -> str:
@@ -97,7 +99,7 @@ class Forwarder:
         status, payload, content_type, got = await call(
             self.client(), method, url, headers, body, "owner"
         )
-        kept = {k: v for k, v in got.items() if k in ("Retry-After", NOT_READY_HEADER)}
+        kept = {k: v for k, v in got.items() if k in _KEPT_HEADERS}
         return status, payload, content_type, kept
 
     async def forward(self, request: Any, base: URL) -> aiohttp_web.Response:
@@ -112,8 +114,9 @@ class Forwarder:
 
     async def forward_query(
         self, request: Any, base: URL, pairs: list[dict[str, str]], as_of_us: int
-    ) -> list[dict[str, Any]]:
-        """Part of a bulk query, answered by its owner at the same as_of."""
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """Part of a bulk query, answered by its owner at the same as_of; with the owner's
+        headers the answer keeps (provenance.py)."""
         body = json.dumps({"pairs": pairs}).encode()
         url = base.with_path("/affinity/query")
         headers = {
@@ -124,4 +127,4 @@ class Forwarder:
         answer = json.loads(payload)
         if status != 200:
             raise HTTPError(status, answer.get("error", "owner failed"), extra)
-        return answer["results"]
+        return answer["results"], extra

@@ -28,6 +28,7 @@ from streamapp.core.config import Settings
 from streamapp.core.models import AffinityQuery, EntityId
 from streamapp.core.parsing import describe
 from streamapp.core.times import now_us
+from streamapp.http import provenance
 from streamapp.http.errors import NOT_READY_HEADER, HTTPError
 from streamapp.http.forwarding import Forwarder
 from streamapp.http.request_input import check_path_utf8, parse_k, query_pairs
@@ -46,8 +47,10 @@ class Node(Protocol):
     def remote_owner(self, request: Any, user_id: str) -> URL | None:
         """Where to send a request for `user_id`, or None to answer here."""
 
-    def require_ready(self) -> None:
-        """HTTPError(503) unless this node can answer from its state now."""
+    def state_age(self, user_ids: Iterable[str]) -> float | None:
+        """How this node answers for these users now: None from live state, a number of
+        seconds from the state it held when a rebalance began that long ago
+        (provenance.HELD); HTTPError(503) when it cannot answer."""
 
     def admit(self) -> None:
         """HTTPError(503) when lookups must give way to ingest (lookup_share.py); a
@@ -160,14 +163,6 @@ SERVER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
 BODY_READ_S = 10.0  # a client holding a partial body must not hold a connection for ever
 
 
-# Says that the answer came from a replica of the owner's state (a standby): it counts every
-# interaction the owner had written when it stopped answering, not those since.
-ANSWERED_BY_REPLICA = {"X-Streamapp-Answered-By": "replica"}
-# With it: for how long (ms) the owner has not answered from its state, as the answering
-# worker saw it; about how old the answer is.
-AGE_HEADER = "X-Streamapp-Replica-Age-Ms"
-
-
 def _owner_cannot(status: int, headers: Any) -> bool:
     return status == 503 and NOT_READY_HEADER in headers
 
@@ -189,12 +184,6 @@ class Outages:
 
 
 outages = Outages()
-
-
-def _from_replica(response: web.Response, age_s: float) -> web.Response:
-    response.headers.update(ANSWERED_BY_REPLICA)
-    response.headers[AGE_HEADER] = str(round(age_s * 1000))
-    return response
 
 
 async def answer_or_replica(
@@ -222,8 +211,8 @@ async def answer_or_replica(
         age = outages.failed(owner)
         if not node.holds_replica(user_ids):
             return response
-    node.require_ready()
-    return _from_replica(await here(), age)
+    node.state_age(user_ids)  # holds_replica: ready, so live state
+    return provenance.marked(await here(), provenance.REPLICA, age)
 
 
 async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> web.Response:
@@ -236,8 +225,8 @@ async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> w
 
     if (owner := node.remote_owner(request, user_id)) is not None:
         return await answer_or_replica(node, request, owner, [user_id], here)
-    node.require_ready()
-    return await here()
+    age = node.state_age([user_id])
+    return provenance.marked(await here(), provenance.HELD, age)
 
 
 async def _bulk(node: Node, request: Any) -> web.Response:
@@ -264,18 +253,17 @@ async def _bulk(node: Node, request: Any) -> web.Response:
         by_owner.setdefault(owners[user_id], []).append(i)
     results: list[dict[str, Any] | None] = [None] * len(pairs)
     remote = [(url, idx) for url, idx in by_owner.items() if url is not None]
+    sources = provenance.Provenance()  # of the parts not answered from live state
     if None in by_owner:
-        node.require_ready()
         local = by_owner[None]
+        sources.add(provenance.HELD, node.state_age([pairs[i][0] for i in local]))
         found = await node.vectors([pairs[i] for i in local], as_of)
         for i, vector in zip(local, found, strict=True):
             results[i] = vector
-    replica_age: float | None = None  # the oldest part answered from a replica
 
     async def part_of(url: Any, idx: list[int]) -> list[dict[str, Any]]:
-        nonlocal replica_age
         try:
-            answer = await node.forwarder.forward_query(
+            answer, marks = await node.forwarder.forward_query(
                 request,
                 url,
                 [{"user_id": pairs[i][0], "seller_id": pairs[i][1]} for i in idx],
@@ -289,17 +277,17 @@ async def _bulk(node: Node, request: Any) -> web.Response:
                 raise
         else:
             outages.answered(url)
+            sources.add_headers(marks)
             return answer
-        node.require_ready()
-        replica_age = max(age, replica_age or 0.0)
+        node.state_age([pairs[i][0] for i in idx])  # holds_replica: ready, so live state
+        sources.add(provenance.REPLICA, age)
         return await node.vectors([pairs[i] for i in idx], as_of)
 
     answers = await asyncio.gather(*(part_of(url, idx) for url, idx in remote))
     for (_, idx), part in zip(remote, answers, strict=True):
         for i, vector in zip(idx, part, strict=True):
             results[i] = vector
-    response = json_response({"results": results})
-    return response if replica_age is None else _from_replica(response, replica_age)
+    return sources.mark(json_response({"results": results}))
 
 
 async def _top_sellers(node: Node, request: Any, user_id: str) -> web.Response:
@@ -312,8 +300,8 @@ async def _top_sellers(node: Node, request: Any, user_id: str) -> web.Response:
 
     if (owner := node.remote_owner(request, user_id)) is not None:
         return await answer_or_replica(node, request, owner, [user_id], here)
-    node.require_ready()
-    return await here()
+    age = node.state_age([user_id])
+    return provenance.marked(await here(), provenance.HELD, age)
 
 
 async def _accounted(node: Node, work: Awaitable[web.Response]) -> web.Response:

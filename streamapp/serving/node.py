@@ -169,7 +169,7 @@ class ServeNode:
     def spent(self, seconds: float) -> None:
         pass
 
-    def require_ready(self) -> None:
+    def state_age(self, user_ids: Any) -> None:
         if not self.is_ready():
             raise not_ready("the worker is not ready, retry shortly")
 

@@ -22,7 +22,7 @@ from streamapp.http.errors import HTTPError, not_ready
 from streamapp.http.lookup_api import valid_id
 from streamapp.http.lookup_share import LookupShare
 from streamapp.kafka import changelog_restore
-from streamapp.worker import agents, faust_fixes, ownership, tables
+from streamapp.worker import agents, faust_fixes, ownership, readiness, tables
 from streamapp.worker.app import app, scoring, settings
 from streamapp.worker.readiness import ready
 
@@ -74,19 +74,22 @@ class WorkerNode:
     def remote_owner(self, request: Any, user_id: str) -> URL | None:
         return ownership.remote_owner(request, user_id)
 
-    def require_ready(self) -> None:
-        require_ready()
+    def state_age(self, user_ids: Iterable[str]) -> float | None:
+        return readiness.state_age({tables.home_partition(user) for user in user_ids})
 
     def holds_replica(self, user_ids: Iterable[str]) -> bool:
         return ready() and ownership.holds_replica(user_ids)
 
     async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
-        return await self._in_turn(lookup.vectors(self.sources, pairs, as_of_us))
+        users = {user for user, _ in pairs}
+        return await self._in_turn(lookup.vectors(self.sources, pairs, as_of_us), users)
 
     async def top_sellers(self, user_id: str, k: int, as_of_us: int) -> dict[str, Any]:
-        return await self._in_turn(lookup.top_sellers(self.sources, user_id, k, as_of_us))
+        return await self._in_turn(
+            lookup.top_sellers(self.sources, user_id, k, as_of_us), [user_id]
+        )
 
-    async def _in_turn(self, work: Coroutine[Any, Any, T]) -> T:
+    async def _in_turn(self, work: Coroutine[Any, Any, T], user_ids: Iterable[str]) -> T:
         """One lookup computes at a time; one that waited for its turn while the share ran
         out is refused then (a 503 at once beats a place in a queue that only grows)."""
         try:
@@ -96,7 +99,7 @@ class WorkerNode:
                 answer = await work
                 # A lookup gives the loop back between slices; a stop or a revocation meanwhile
                 # may have closed what it read from, and an empty read looks like no data.
-                require_ready()
+                self.state_age(user_ids)
                 return answer
         finally:
             work.close()  # never started when refused: no "never awaited" warning

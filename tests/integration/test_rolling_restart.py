@@ -105,6 +105,7 @@ def test_a_rolling_restart_rebalances_no_one_and_stays_exact(
     for n, (bounced, sig, load) in enumerate(bounces):
         (stays,) = [w for w in ws if w is not bounced]
         rebalances = metric_total(stays, "streamapp_rebalances_total")
+        not_live = metric_total(stays, "streamapp_lookup_answers_not_live_total")
         watch = Watch(stays, want)
         watch.start()
         stream = Stream(bootstrap, interactions(ns, ds, load, seed=42 + n), rate=1000)
@@ -132,6 +133,9 @@ def test_a_rolling_restart_rebalances_no_one_and_stays_exact(
         # standby of their state while it was down (marked so), every answer exact.
         assert set(watch.answered) == set(want), set(want) - set(watch.answered)
         assert watch.by_replica > 0
+        # Each counted where it was answered (the watch asks `stays` only).
+        answered_not_live = metric_total(stays, "streamapp_lookup_answers_not_live_total")
+        assert answered_not_live - not_live == watch.by_replica
         # Their age grows with the one outage, which lasts no longer than the bounce.
         assert watch.ages_ms == sorted(watch.ages_ms), watch.ages_ms
         assert watch.ages_ms[-1] <= (took + 1) * 1000, (watch.ages_ms[-1], took)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ class Poller(threading.Thread):
         self.workers, self.pairs, self.want = workers, pairs, want
         self.stop_event = threading.Event()
         self.ok = self.unavailable = 0
+        self.marked: Counter[str] = Counter()  # answers not from live state, by source
         self.wrong: list[str] = []
 
     def run(self) -> None:
@@ -46,11 +48,14 @@ class Poller(threading.Thread):
         while not self.stop_event.is_set():
             for w in [w for w in self.workers if w.alive()]:
                 try:
-                    status, answer = w.post("/affinity/query", body, timeout=10)
+                    status, answer, headers = w.with_headers("POST", "/affinity/query", body)
                 except OSError:
                     continue  # the worker was just killed
                 if status == 200:
                     self.ok += 1
+                    if by := headers.get("X-Streamapp-Answered-By"):
+                        self.marked[by] += 1
+                        assert int(headers["X-Streamapp-Replica-Age-Ms"]) >= 0
                     for got in answer["results"]:
                         n = self.want[(got["user_id"], got["seller_id"])]
                         if got["number_of_interactions"] != n:
@@ -155,7 +160,8 @@ def test_workers_share_partitions_and_route_exactly(
         f"\ntakeover after SIGKILL: serving in {takeover:.1f}s,"
         f" exact in {exact_after_kill:.1f}s more;"
         f" join: ready in {join_ready:.1f}s, exact in {exact_after_join:.1f}s more;"
-        f" poller: {poller.ok} exact answers, {poller.unavailable} x 503, {len(poller.wrong)} wrong"
+        f" poller: {poller.ok} exact answers ({dict(poller.marked)} not from live state),"
+        f" {poller.unavailable} x 503, {len(poller.wrong)} wrong"
     )
     assert not poller.wrong, poller.wrong[:10]
     assert poller.ok > 0

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from streamapp.http import lookup_api
+from streamapp.http import lookup_api, provenance
 from streamapp.http.errors import NOT_READY_HEADER, HTTPError, not_ready
 
 OWNER = URL("http://127.0.0.1:1")
@@ -43,8 +43,8 @@ class Node:
         self.asked.append(list(user_ids))
         return self.replica
 
-    def require_ready(self) -> None:
-        pass
+    def state_age(self, user_ids: list[str]) -> float | None:
+        return None
 
 
 def run(node: Node) -> web.Response:
@@ -99,3 +99,17 @@ def test_a_busy_owner_and_other_answers_pass_through_without_asking_for_a_replic
     busy = HTTPError(503, "lookups have used their share", {"Retry-After": "1"})
     with pytest.raises(HTTPError):
         run(Node(busy, replica=True))
+
+
+def test_an_answer_of_several_parts_names_every_source_and_the_oldest_age() -> None:
+    sources = provenance.Provenance()
+    sources.add(provenance.HELD, None)  # live state: no mark
+    assert "X-Streamapp-Answered-By" not in sources.mark(web.Response()).headers
+    sources.add(provenance.HELD, 1.2)
+    sources.add_headers(
+        {"X-Streamapp-Answered-By": "replica", "X-Streamapp-Replica-Age-Ms": "3400"}
+    )
+    sources.add_headers({"Retry-After": "1"})  # an owner's live answer
+    headers = sources.mark(web.Response()).headers
+    assert headers["X-Streamapp-Answered-By"] == "rebalancing-owner, replica"
+    assert headers["X-Streamapp-Replica-Age-Ms"] == "3400"
