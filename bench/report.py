@@ -214,7 +214,9 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "longest time the group's affinity-updates did not grow while interactions came in",
             )
         )
-        share = look["answered_share"]
+        phases = look.get("phases", {})
+        bouncing = phases.get("bounces", look)
+        share = bouncing["answered_share"]
         out.append(
             (
                 "Rolling restart: lookups answered 200",
@@ -228,6 +230,18 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"updates covered {roll.get('covered_after'):,} of {roll.get('covered_want'):,}",
             )
         )
+        joined = phases.get("scale_out")
+        if joined and joined["answered_share"] is not None:
+            out.append(
+                (
+                    "Rolling restart, then a 4th worker joins: lookups answered 200",
+                    f"{joined['answered_share'] * 100:.2f} %",
+                    "",
+                    "",
+                    f"an eager rebalance of every worker, all ready in "
+                    f"{roll.get('scale_out_ready_s')} s; statuses and sources {joined['statuses']}",
+                )
+            )
 
     lat = st.get("latency", {})
     if "idle_cpu" in lat:

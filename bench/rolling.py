@@ -56,6 +56,8 @@ class Balancer:
         self.latencies: list[float] = []
         self.retried = 0
         self.by_replica = 0
+        self.phase = "bounces"  # what the stage is doing now (set by it)
+        self.phases: dict[str, Counter[str]] = {}  # statuses and marks, per phase
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
@@ -121,6 +123,10 @@ class Balancer:
                 continue
             self.statuses[str(status)] += 1
             self.by_replica += replica
+            phase = self.phases.setdefault(self.phase, Counter())
+            phase[str(status)] += 1
+            if status == 200 and (by := marks.get("X-Streamapp-Answered-By")):
+                phase[f"200 from {by}"] += 1
             if status == 503 and isinstance(body, dict):  # why, without the numbers
                 self.refusals[re.sub(r"[0-9.:]+", "#", str(body.get("error")))[:80]] += 1
             if status == 200:
@@ -143,6 +149,14 @@ class Balancer:
             "answered_by_replica": self.by_replica,
             "retried_on_another": self.retried,
             "refusals": dict(self.refusals.most_common(5)),
+            "phases": {
+                name: {
+                    "statuses": dict(counts),
+                    "answered_share": round(counts["200"] / total, 4) if total else None,
+                }
+                for name, counts in self.phases.items()
+                for total in [sum(n for k, n in counts.items() if not k.startswith("200 "))]
+            },
             "wrong": len(self.wrong),
             "wrong_examples": self.wrong[:5],
             "latency_ms": summary_ms(sorted(self.latencies)),

@@ -1466,7 +1466,8 @@ async def stage_rolling_restart(ctx: Ctx) -> None:
             counter.check()
             await asyncio.sleep(0.2)
         rate, gap = args.rolling_rate, args.rolling_gap
-        duration = gap * (len(workers) + 1) + 15 * len(workers)  # bounces take ~5-15 s each
+        # bounces take ~5-15 s each; then a fourth worker joins
+        duration = gap * (len(workers) + 2) + 15 * len(workers) + 20
         topic = f"{prefix}interactions"
         cmd = producer_cmd(ctx, rate, duration, "rr-", args.seed + 2, topic, "bg-")
         log_file = (ctx.workdir / "rolling-producer.log").open("ab")
@@ -1497,6 +1498,22 @@ async def stage_rolling_restart(ctx: Ctx) -> None:
                 }
             )
             log(f"rolling restart: worker {i} out for {down_s:.1f} s; others {bounces[-1]}")
+        # Then a fourth worker joins (scaling out): an eager rebalance of every worker. It is
+        # not behind the balancer; the three answer, from the state they held while the
+        # group agreed, or from standbys once ready.
+        await asyncio.sleep(gap)
+        balancer.phase = "scale_out"
+        (joining,) = group_of_workers(ctx, app_id, prefix, "rr", 4)[3:]
+        workers.append(joining)
+        began = time.monotonic()
+        joining.start(ctx.reaper)
+        await asyncio.to_thread(joining.wait_ready, 300)
+        for w in workers[:3]:
+            await asyncio.to_thread(w.wait_ready, 300)
+        scale_out_s = time.monotonic() - began
+        await asyncio.sleep(3.0)
+        balancer.phase = "after"
+        log(f"rolling restart: a fourth worker joined, all ready in {scale_out_s:.1f} s")
         stdout, _ = await asyncio.to_thread(producer.communicate, timeout=duration + 120)
         sent = orjson.loads(stdout.splitlines()[-1])["sent"]
         stop.set()
@@ -1513,6 +1530,7 @@ async def stage_rolling_restart(ctx: Ctx) -> None:
                 "covered_after": counter.covered,
                 "covered_want": want,
                 "bounces": bounces,
+                "scale_out_ready_s": round(scale_out_s, 2),
                 "max_rebalances_per_bounce": max(max(b["rebalances_of_others"]) for b in bounces),
                 "longest_ingest_pause_s": round(pauses.longest_s, 2),
                 "longest_pause_at_s": round(pauses.longest_at, 1),
