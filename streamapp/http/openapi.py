@@ -21,6 +21,7 @@ from streamapp.core.models import (
     TopSellers,
     User,
 )
+from streamapp.http import provenance
 
 _MODELS: list[type[BaseModel]] = [
     AffinityQuery,
@@ -59,6 +60,28 @@ _HEADERS = {
         }
     },
 }
+
+
+# A lookup answered from state that was not moving (http/provenance.py): optional.
+_NOT_LIVE_HEADERS = {
+    provenance.ANSWERED_BY: {
+        "description": "where the answer came from when not from its owner's live state: "
+        "replica (a standby, the owner being down) or rebalancing-owner (the state held when "
+        "a rebalance began); a bulk answer names each source of its parts",
+        "schema": {
+            "type": "string",
+            "pattern": "^(replica|rebalancing-owner)(, (replica|rebalancing-owner))*$",
+        },
+    },
+    provenance.AGE: {
+        "description": "milliseconds since that state stopped moving (the oldest part's)",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+}
+
+
+def _lookup_answer(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {**_json(model, description), "headers": _NOT_LIVE_HEADERS}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -163,7 +186,10 @@ def build(settings: Settings) -> dict[str, Any]:
         "/affinity/{user_id}/{seller_id}": {
             "get": op(
                 "Feature vector of one user-seller pair",
-                {"200": _json(FeatureVector, "the pair's features now"), **_errors(*lookup_errors)},
+                {
+                    "200": _lookup_answer(FeatureVector, "the pair's features now"),
+                    **_errors(*lookup_errors),
+                },
                 parameters=[_id_param("user_id"), _id_param("seller_id")],
             )
         },
@@ -171,7 +197,7 @@ def build(settings: Settings) -> dict[str, Any]:
             "post": op(
                 "Feature vectors of many pairs, one per input pair, in input order",
                 {
-                    "200": _json(AffinityQueryResult, "one result per pair"),
+                    "200": _lookup_answer(AffinityQueryResult, "one result per pair"),
                     **_errors(*lookup_errors, 408, 413),
                 },
                 requestBody={
@@ -183,7 +209,7 @@ def build(settings: Settings) -> dict[str, Any]:
         "/users/{user_id}/top-sellers": {
             "get": op(
                 "The user's sellers ranked by user_seller_score",
-                {"200": _json(TopSellers, "best first"), **_errors(*lookup_errors)},
+                {"200": _lookup_answer(TopSellers, "best first"), **_errors(*lookup_errors)},
                 parameters=[
                     _id_param("user_id"),
                     {
