@@ -80,15 +80,30 @@ class Forwarder:
     def internal(request: Any) -> internal_auth.Internal | None:
         return request.get(_INTERNAL)
 
+    def replica_only(self, request: Any) -> float | None:
+        """For a worker's request for this worker's replica answer (REPLICA_ONLY): the age
+        in seconds the requester saw; None for any other request."""
+        internal = self.internal(request)
+        if internal is None or internal.replica_age_ms is None:
+            return None
+        return internal.replica_age_ms / 1000
+
     def as_of_from(self, request: Any) -> int | None:
         """The as_of a worker chose for its split bulk query (verified and range-checked)."""
         internal = self.internal(request)
         return internal.as_of_us if internal is not None else None
 
     def _headers(
-        self, request: Any, method: str, url: URL, as_of_us: int | None = None
+        self,
+        request: Any,
+        method: str,
+        url: URL,
+        as_of_us: int | None = None,
+        replica_age_s: float | None = None,
     ) -> dict[str, str]:
         headers = internal_auth.sign(self.key, method, url.raw_path, as_of_us, time.time())
+        if replica_age_s is not None:
+            headers[internal_auth.REPLICA_ONLY] = str(round(replica_age_s * 1000))
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
         return headers
@@ -102,25 +117,33 @@ class Forwarder:
         kept = {k: v for k, v in got.items() if k in _KEPT_HEADERS}
         return status, payload, content_type, kept
 
-    async def forward(self, request: Any, base: URL) -> aiohttp_web.Response:
-        """The same request, answered by the worker at `base`."""
+    async def forward(
+        self, request: Any, base: URL, replica_age_s: float | None = None
+    ) -> aiohttp_web.Response:
+        """The same request, answered by the worker at `base` (with `replica_age_s`: from
+        its standby only, see internal_auth.REPLICA_ONLY)."""
         url = base.with_path(forward_path(request), encoded=True).with_query(request.query)
         body = await request.read() if request.can_read_body else None
-        headers = self._headers(request, request.method, url)
+        headers = self._headers(request, request.method, url, replica_age_s=replica_age_s)
         status, payload, content_type, extra = await self._call(request.method, url, headers, body)
         return aiohttp_web.Response(
             body=payload, status=status, content_type=content_type, headers=extra
         )
 
     async def forward_query(
-        self, request: Any, base: URL, pairs: list[dict[str, str]], as_of_us: int
+        self,
+        request: Any,
+        base: URL,
+        pairs: list[dict[str, str]],
+        as_of_us: int,
+        replica_age_s: float | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """Part of a bulk query, answered by its owner at the same as_of; with the owner's
         headers the answer keeps (provenance.py)."""
         body = json.dumps({"pairs": pairs}).encode()
         url = base.with_path("/affinity/query")
         headers = {
-            **self._headers(request, "POST", url, as_of_us),
+            **self._headers(request, "POST", url, as_of_us, replica_age_s),
             "Content-Type": "application/json",
         }
         status, payload, _, extra = await self._call("POST", url, headers, body)

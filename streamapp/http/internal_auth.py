@@ -21,7 +21,13 @@ from streamapp.http.errors import HTTPError
 ROUTED = "X-Streamapp-Routed"  # a forwarded request: serve locally, never forward again
 AS_OF = "X-Streamapp-As-Of"  # one as_of for every part of a split bulk query
 SIGNATURE = "X-Streamapp-Signature"
-HEADERS = (ROUTED, AS_OF, SIGNATURE)
+# "Answer from your standby only": a worker that could reach neither the owner's state nor
+# a replica of its own asks the others; the value is its outage's age in ms. Outside the
+# signature, so workers of the previous release verify these requests as before (and,
+# not knowing it, answer as owner or say 503); altered on the way, it can only turn an
+# answer into a marked replica answer or a 503.
+REPLICA_ONLY = "X-Streamapp-Replica-Only"
+HEADERS = (ROUTED, AS_OF, SIGNATURE, REPLICA_ONLY)
 # How far the sender's clock may be from ours. A captured request can be replayed within
 # this window, but it only repeats a lookup the sender was entitled to make.
 MAX_SKEW_S = 300
@@ -64,6 +70,7 @@ class Internal:
     """A verified worker-to-worker request."""
 
     as_of_us: int | None
+    replica_age_ms: int | None = None  # REPLICA_ONLY's value, when it was sent
 
 
 def verify(
@@ -90,4 +97,10 @@ def verify(
     # Signed by a worker, but still never trusted to be formattable.
     if as_of is not None and not in_event_range(int(as_of)):
         raise HTTPError(400, f"{AS_OF}: must lie in {EVENT_RANGE_TEXT}")
-    return Internal(int(as_of) if as_of is not None else None)
+    replica_age = headers.get(REPLICA_ONLY)
+    if replica_age is not None and _TIME.fullmatch(replica_age) is None:
+        raise HTTPError(400, f"{REPLICA_ONLY}: milliseconds, a whole number")
+    return Internal(
+        int(as_of) if as_of is not None else None,
+        int(replica_age) if replica_age is not None else None,
+    )

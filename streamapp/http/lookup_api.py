@@ -29,7 +29,7 @@ from streamapp.core.models import AffinityQuery, EntityId
 from streamapp.core.parsing import describe
 from streamapp.core.times import now_us
 from streamapp.http import provenance
-from streamapp.http.errors import NOT_READY_HEADER, HTTPError
+from streamapp.http.errors import NOT_READY_HEADER, HTTPError, not_ready
 from streamapp.http.forwarding import Forwarder
 from streamapp.http.request_input import check_path_utf8, parse_k, query_pairs
 
@@ -68,6 +68,10 @@ class Node(Protocol):
     def holds_replica(self, user_ids: Iterable[str]) -> bool:
         """Whether this node holds a copy of these users' state that has every write their
         owner made (a worker's caught-up standby), to answer while the owner cannot."""
+
+    def other_workers(self, owner: URL) -> list[URL]:
+        """The workers that may hold a replica of `owner`'s state (neither this node nor
+        the owner), to ask when this node holds none."""
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -194,25 +198,44 @@ async def answer_or_replica(
     here: Callable[[], Awaitable[web.Response]],
 ) -> web.Response:
     """The owner's answer; while the owner cannot answer from its state (restarting,
-    stopping, unreachable), this node's answer from its replica of that state, if it holds
-    one with every write the owner made."""
+    stopping, unreachable), an answer from a replica of that state with every write the
+    owner made: this node's, or another worker's."""
     try:
         response = await node.forwarder.forward(request, owner)
     except HTTPError as exc:
         if not _owner_cannot(exc.status, exc.headers):
             raise
-        age = outages.failed(owner)
-        if not node.holds_replica(user_ids):
-            raise
+        refusal: HTTPError | web.Response = exc
     else:
         if not _owner_cannot(response.status, response.headers):
             outages.answered(owner)
             return response
-        age = outages.failed(owner)
-        if not node.holds_replica(user_ids):
-            return response
-    node.state_age(user_ids)  # holds_replica: ready, so live state
-    return provenance.marked(await here(), provenance.REPLICA, age)
+        refusal = response
+    age = outages.failed(owner)
+    if node.holds_replica(user_ids):
+        node.state_age(user_ids)  # holds_replica: ready, so live state
+        return provenance.marked(await here(), provenance.REPLICA, age)
+    for other in node.other_workers(owner):
+        try:
+            answer = await node.forwarder.forward(request, other, replica_age_s=age)
+        except HTTPError:
+            continue
+        if answer.status == 200:
+            return answer  # marked by the worker that answered
+    if isinstance(refusal, HTTPError):
+        raise refusal
+    return refusal
+
+
+async def from_replica_only(
+    node: Node, user_ids: list[str], age_s: float, here: Callable[[], Awaitable[web.Response]]
+) -> web.Response:
+    """Another worker asks for this worker's replica answer: it could reach neither the
+    owner's state nor a replica of its own."""
+    if not node.holds_replica(user_ids):
+        raise not_ready("no caught-up replica of this state here")
+    node.state_age(user_ids)
+    return provenance.marked(await here(), provenance.REPLICA, age_s)
 
 
 async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> web.Response:
@@ -223,6 +246,8 @@ async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> w
     async def here() -> web.Response:
         return json_response((await node.vectors([(user_id, seller_id)], now_us()))[0])
 
+    if (age_s := node.forwarder.replica_only(request)) is not None:
+        return await from_replica_only(node, [user_id], age_s, here)
     if (owner := node.remote_owner(request, user_id)) is not None:
         return await answer_or_replica(node, request, owner, [user_id], here)
     age = node.state_age([user_id])
@@ -245,6 +270,13 @@ async def _bulk(node: Node, request: Any) -> web.Response:
         raise HTTPError(413, f"too many pairs: {len(pairs)} (limit {settings.max_bulk_pairs})")
     # One moment for the whole answer, so rows compare (also across workers).
     as_of = node.forwarder.as_of_from(request) or now_us()
+    if (age_s := node.forwarder.replica_only(request)) is not None:
+        users = [user for user, _ in pairs]
+
+        async def here() -> web.Response:
+            return json_response({"results": await node.vectors(pairs, as_of)})
+
+        return await from_replica_only(node, users, age_s, here)
     by_owner: dict[Any, list[int]] = {}
     owners: dict[str, Any] = {}  # the usual query is one user and many sellers
     for i, (user_id, _) in enumerate(pairs):
@@ -262,24 +294,30 @@ async def _bulk(node: Node, request: Any) -> web.Response:
             results[i] = vector
 
     async def part_of(url: Any, idx: list[int]) -> list[dict[str, Any]]:
+        part = [{"user_id": pairs[i][0], "seller_id": pairs[i][1]} for i in idx]
+        users = [pairs[i][0] for i in idx]
         try:
-            answer, marks = await node.forwarder.forward_query(
-                request,
-                url,
-                [{"user_id": pairs[i][0], "seller_id": pairs[i][1]} for i in idx],
-                as_of,
-            )
+            answer, marks = await node.forwarder.forward_query(request, url, part, as_of)
         except HTTPError as exc:
             if not _owner_cannot(exc.status, exc.headers):
                 raise
             age = outages.failed(url)
-            if not node.holds_replica([pairs[i][0] for i in idx]):
+            if not node.holds_replica(users):
+                for other in node.other_workers(url):  # a replica elsewhere
+                    try:
+                        answer, marks = await node.forwarder.forward_query(
+                            request, other, part, as_of, replica_age_s=age
+                        )
+                    except HTTPError:
+                        continue
+                    sources.add_headers(marks)
+                    return answer
                 raise
         else:
             outages.answered(url)
             sources.add_headers(marks)
             return answer
-        node.state_age([pairs[i][0] for i in idx])  # holds_replica: ready, so live state
+        node.state_age(users)  # holds_replica: ready, so live state
         sources.add(provenance.REPLICA, age)
         return await node.vectors([pairs[i] for i in idx], as_of)
 
@@ -298,6 +336,8 @@ async def _top_sellers(node: Node, request: Any, user_id: str) -> web.Response:
     async def here() -> web.Response:
         return json_response(await node.top_sellers(user_id, k, now_us()))
 
+    if (age_s := node.forwarder.replica_only(request)) is not None:
+        return await from_replica_only(node, [user_id], age_s, here)
     if (owner := node.remote_owner(request, user_id)) is not None:
         return await answer_or_replica(node, request, owner, [user_id], here)
     age = node.state_age([user_id])

@@ -163,6 +163,12 @@ class ServeNode:
     def holds_replica(self, user_ids: Any) -> bool:
         return False  # it follows its worker's active partitions only
 
+    def other_workers(self, owner: URL) -> list[URL]:
+        # Its own worker may hold a standby of the owner's state (it answers only if so).
+        if self.map is None or URL(self.map.worker_url) == owner:
+            return []
+        return [URL(self.map.worker_url)]
+
     def admit(self) -> None:
         pass  # no ingest here to give way to
 

@@ -78,6 +78,13 @@ def remote_owner(request: Any, user_id: str) -> URL | None:
     return url
 
 
+def other_workers(owner: URL) -> list[URL]:
+    """Every other worker of the group but `owner`, as the last assignment named them."""
+    skip = {_ident(app.conf.canonical_url), _ident(owner)}
+    urls = app.router.external_topics_metadata()
+    return [URL(str(url)) for url in urls if _ident(url) not in skip]
+
+
 def holds_replica(user_ids: Iterable[str]) -> bool:
     """Whether this worker's standbys of these users' partitions hold every write their
     owner made: both tables' changelog partitions are standbys here, read to their end. The

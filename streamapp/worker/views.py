@@ -80,6 +80,9 @@ class WorkerNode:
     def holds_replica(self, user_ids: Iterable[str]) -> bool:
         return ready() and ownership.holds_replica(user_ids)
 
+    def other_workers(self, owner: URL) -> list[URL]:
+        return ownership.other_workers(owner)
+
     async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
         users = {user for user, _ in pairs}
         return await self._in_turn(lookup.vectors(self.sources, pairs, as_of_us), users)

@@ -13,6 +13,7 @@ from streamapp.http.errors import HTTPError
 from streamapp.http.internal_auth import (
     AS_OF,
     MAX_SKEW_S,
+    REPLICA_ONLY,
     ROUTED,
     SIGNATURE,
     Internal,
@@ -53,12 +54,25 @@ def test_a_signed_request_verifies() -> None:
         {ROUTED: "", SIGNATURE: ""},
         {ROUTED: "\uff11", SIGNATURE: "a" * 64},
         {SIGNATURE: "zz"},
+        {REPLICA_ONLY: "0"},  # a client asking for a replica's answer
     ],
 )
 def test_unsigned_or_forged_internal_headers_are_a_400(headers: dict[str, str]) -> None:
     with pytest.raises(HTTPError) as info:
         check(headers)
     assert info.value.status == 400
+
+
+def test_a_request_for_a_replica_answer_carries_the_requesters_age() -> None:
+    """REPLICA_ONLY is outside the signature (the previous release verifies such requests
+    as before), but only honoured on a signed request and never trusted to be a number."""
+    signed = sign(KEY, "GET", PATH, None, NOW)
+    assert check({**signed, REPLICA_ONLY: "2500"}, "GET") == Internal(None, 2500)
+    assert check(signed, "GET") == Internal(None, None)
+    for bad in ("", "-1", "1.5", "x", "1" * 13):
+        with pytest.raises(HTTPError) as info:
+            check({**signed, REPLICA_ONLY: bad}, "GET")
+        assert info.value.status == 400
 
 
 def tampered() -> list[tuple[str, object]]:

@@ -23,21 +23,45 @@ def no_outage_yet() -> None:
     lookup_api.outages.since.clear()
 
 
-class Forwarder:
-    def __init__(self, outcome: web.Response | HTTPError) -> None:
-        self.outcome = outcome
+OTHERS = [URL("http://127.0.0.1:2"), URL("http://127.0.0.1:3")]
 
-    async def forward(self, request: Any, base: URL) -> web.Response:
-        if isinstance(self.outcome, HTTPError):
-            raise self.outcome
-        return self.outcome
+
+class Forwarder:
+    def __init__(
+        self, outcome: web.Response | HTTPError, others: dict[URL, web.Response | HTTPError]
+    ) -> None:
+        self.outcome = outcome
+        self.others = others
+        self.asked: list[tuple[URL, float | None]] = []  # replica-only requests sent
+
+    async def forward(
+        self, request: Any, base: URL, replica_age_s: float | None = None
+    ) -> web.Response:
+        if base == OWNER:
+            assert replica_age_s is None
+            outcome = self.outcome
+        else:
+            self.asked.append((base, replica_age_s))
+            outcome = self.others[base]
+        if isinstance(outcome, HTTPError):
+            raise outcome
+        return outcome
 
 
 class Node:
-    def __init__(self, outcome: web.Response | HTTPError, replica: bool) -> None:
-        self.forwarder = Forwarder(outcome)
+    def __init__(
+        self,
+        outcome: web.Response | HTTPError,
+        replica: bool,
+        others: dict[URL, web.Response | HTTPError] | None = None,
+    ) -> None:
+        self.forwarder = Forwarder(outcome, others or {})
         self.replica = replica
         self.asked: list[list[str]] = []
+
+    def other_workers(self, owner: URL) -> list[URL]:
+        assert owner == OWNER
+        return list(self.forwarder.others)
 
     def holds_replica(self, user_ids: list[str]) -> bool:
         self.asked.append(list(user_ids))
@@ -91,11 +115,58 @@ def test_without_a_caught_up_replica_the_owners_answer_stands() -> None:
     assert info.value.status == 503
 
 
+def marked_answer() -> web.Response:
+    return provenance.marked(web.json_response({"from": "other"}), provenance.REPLICA, 1.0)
+
+
+def test_without_a_replica_here_the_other_workers_are_asked_for_theirs() -> None:
+    """The owner cannot answer and this worker holds no standby of its state: the others
+    are asked in turn for their replica answer (REPLICA_ONLY, with the outage's age); the
+    first that holds one answers, marked by itself."""
+    lookup_api.outages.since[str(OWNER)] = time.monotonic() - 2.0
+    others = {OTHERS[0]: not_ready("no caught-up replica here"), OTHERS[1]: marked_answer()}
+    node = Node(owner_says(503, True), replica=False, others=others)
+    answer = run(node)
+    assert answer is others[OTHERS[1]]
+    assert [url for url, _ in node.forwarder.asked] == OTHERS
+    assert all(1.9 < age < 3.0 for _, age in node.forwarder.asked)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("owner", [owner_says(503, True), not_ready("unreachable")])
+def test_when_no_worker_holds_a_replica_the_owners_refusal_stands(owner: Any) -> None:
+    others = {url: not_ready("no caught-up replica here") for url in OTHERS}
+    node = Node(owner, replica=False, others=others)
+    if isinstance(owner, HTTPError):
+        with pytest.raises(HTTPError) as info:
+            run(node)
+        assert info.value is owner
+    else:
+        assert run(node) is owner
+    assert len(node.forwarder.asked) == 2
+
+
+def test_a_worker_asked_for_its_replica_answers_only_from_one() -> None:
+    async def here() -> web.Response:
+        return lookup_api.json_response({"from": "here"})
+
+    holding = Node(owner_says(503, True), replica=True)
+    answer = asyncio.run(lookup_api.from_replica_only(holding, ["u1"], 4.2, here))  # type: ignore[arg-type]
+    assert answer.headers["X-Streamapp-Answered-By"] == "replica"
+    assert answer.headers["X-Streamapp-Replica-Age-Ms"] == "4200"
+    with pytest.raises(HTTPError) as info:
+        asyncio.run(
+            lookup_api.from_replica_only(
+                Node(owner_says(503, True), replica=False), ["u1"], 4.2, here
+            )  # type: ignore[arg-type]
+        )
+    assert info.value.status == 503 and NOT_READY_HEADER in info.value.headers
+
+
 def test_a_busy_owner_and_other_answers_pass_through_without_asking_for_a_replica() -> None:
     for outcome in (owner_says(503, False), web.json_response({"ok": 1}), owner_says(404, True)):
-        node = Node(outcome, replica=True)
+        node = Node(outcome, replica=True, others={url: marked_answer() for url in OTHERS})
         assert run(node) is outcome
-        assert node.asked == []
+        assert node.asked == [] and node.forwarder.asked == []
     busy = HTTPError(503, "lookups have used their share", {"Retry-After": "1"})
     with pytest.raises(HTTPError):
         run(Node(busy, replica=True))
