@@ -6,7 +6,9 @@ worker that stays up never rebalances (`streamapp_rebalances_total` unchanged), 
 (`GET /health` 200 throughout: a restart elsewhere is no reason to leave a load balancer)
 and answers its own users' lookups exactly throughout, and the bounced worker's users from
 its standby of their state (marked `X-Streamapp-Answered-By: replica`); every count and
-top-k is exact afterwards. With dynamic membership each bounce is two rebalances of every worker.
+top-k is exact afterwards. A serving process beside the worker that stays, holding no standby
+itself, answers the bounced worker's users from that worker's standby (it asks for them).
+With dynamic membership each bounce is two rebalances of every worker.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests import dataset
-from tests.harness import Namespace, Worker, produce, wait_until
+from tests.harness import Namespace, Server, Worker, produce, wait_until
 from tests.integration.checks import assert_top_sellers_match_truth, metric_total
 from tests.integration.conftest import new_worker
 from tests.integration.test_crash import Stream, interactions
@@ -102,12 +104,18 @@ def test_a_rolling_restart_rebalances_no_one_and_stays_exact(
         (ws[1], signal.SIGTERM, 0),
         (ws[0], signal.SIGKILL, 0),
     ]
+    # A serving process beside w1 holds no standby: w2's users are answered there by
+    # asking w1 for its replica's answer (X-Streamapp-Replica-Only).
+    serve = Server(ws[0])
+    workers.append(serve)
+    serve.start()
     for n, (bounced, sig, load) in enumerate(bounces):
         (stays,) = [w for w in ws if w is not bounced]
         rebalances = metric_total(stays, "streamapp_rebalances_total")
         not_live = metric_total(stays, "streamapp_lookup_answers_not_live_total")
-        watch = Watch(stays, want)
-        watch.start()
+        watches = [Watch(stays, want)] + ([Watch(serve, want)] if stays is ws[0] else [])
+        for watch in watches:
+            watch.start()
         stream = Stream(bootstrap, interactions(ns, ds, load, seed=42 + n), rate=1000)
         stream.start()
         time.sleep(1.5)
@@ -115,30 +123,35 @@ def test_a_rolling_restart_rebalances_no_one_and_stays_exact(
         stream.join(120)
         assert stream.error is None
         time.sleep(1.0)  # a rebalance triggered by the rejoin would have started by now
-        watch.stop_event.set()
-        watch.join(30)
+        for watch in watches:
+            watch.stop_event.set()
+            watch.join(30)
         name = signal.Signals(sig).name
         print(
-            f"\nbounce of {bounced.name} ({name}): serving again in {took:.1f}s; the other "
-            f"answered {sum(watch.answered.values())} ({watch.by_replica} from its standby), "
-            f"{watch.unavailable} x 503"
+            f"\nbounce of {bounced.name} ({name}): serving again in {took:.1f}s; "
+            + "; ".join(
+                f"{watch.worker.name} answered {sum(watch.answered.values())} "
+                f"({watch.by_replica} from a standby), {watch.unavailable} x 503"
+                for watch in watches
+            )
         )
 
         assert metric_total(stays, "streamapp_rebalances_total") == rebalances
-        assert watch.health and set(watch.health) == {200}, watch.health
         for w in ws:
             assert w.get("/live") == (200, {"status": "alive", "ready": True})
-        assert not watch.wrong, watch.wrong[:10]
-        # Its own users' pairs were answered throughout, and the bounced worker's from its
-        # standby of their state while it was down (marked so), every answer exact.
-        assert set(watch.answered) == set(want), set(want) - set(watch.answered)
-        assert watch.by_replica > 0
-        # Each counted where it was answered (the watch asks `stays` only).
+        for watch in watches:
+            assert watch.health and set(watch.health) == {200}, (watch.worker.name, watch.health)
+            assert not watch.wrong, watch.wrong[:10]
+            # Its own users' pairs were answered throughout, and the bounced worker's from
+            # the standby of their state while it was down (marked so), every answer exact.
+            assert set(watch.answered) == set(want), set(want) - set(watch.answered)
+            assert watch.by_replica > 0, watch.worker.name
+            # Their age grows with the one outage, which lasts no longer than the bounce.
+            assert watch.ages_ms == sorted(watch.ages_ms), watch.ages_ms
+            assert watch.ages_ms[-1] <= (took + 1) * 1000, (watch.ages_ms[-1], took)
+        # Each counted where it was answered: `stays`, also for the serving process.
         answered_not_live = metric_total(stays, "streamapp_lookup_answers_not_live_total")
-        assert answered_not_live - not_live == watch.by_replica
-        # Their age grows with the one outage, which lasts no longer than the bounce.
-        assert watch.ages_ms == sorted(watch.ages_ms), watch.ages_ms
-        assert watch.ages_ms[-1] <= (took + 1) * 1000, (watch.ages_ms[-1], took)
+        assert answered_not_live - not_live == sum(watch.by_replica for watch in watches)
         ids = member_ids(bounced)
         assert len(ids) == bounced.starts and len(set(ids)) == 1 and ids[0] != "dynamic", ids
         wait_exact(ws, ds, 180)
