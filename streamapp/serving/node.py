@@ -31,6 +31,7 @@ from streamapp.serving.secondaries import CatalogReader, Secondaries
 from streamapp.serving.settings import ServeSettings
 
 log = logging.getLogger("streamapp.serve")
+ALIVE_CHECK_S = 0.1  # how long a live worker is believed alive (worker_alive)
 
 
 class ServeNode:
@@ -55,6 +56,8 @@ class ServeNode:
         self.sellers = CatalogReader(sellers, scratch)
         self.map: serving_map.ServingMap | None = None
         self.map_mtime = 0.0
+        self.alive_seen: tuple[int, bool] | None = None  # (worker pid, alive) last checked
+        self.alive_at = 0.0
         self.home = HomePartitions(settings.partitions)
         self.caught_up_at: dict[tuple[str, int], float] = {}
         self.catch_up_budget = LookupShare(serve.on_demand_share)
@@ -122,15 +125,25 @@ class ServeNode:
         return set(self.pairs.dbs) & set(self.user_sellers.dbs)
 
     def worker_alive(self) -> bool:
+        """Whether the worker of the serving map runs. Asked for every user of a bulk
+        query (remote_owner), where a signal-0 each time took 9 % of the serving process's
+        CPU: a live answer is believed for ALIVE_CHECK_S, so a worker's death is noticed
+        within that (its state on disk is as it left it meanwhile)."""
         if self.map is None:
             return False
-        try:
-            os.kill(self.map.worker_pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
+        pid, now = self.map.worker_pid, time.monotonic()
+        if self.alive_seen == (pid, True) and now - self.alive_at < ALIVE_CHECK_S:
             return True
-        return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        else:
+            alive = True
+        self.alive_seen, self.alive_at = (pid, alive), now
+        return alive
 
     def is_ready(self) -> bool:
         return (

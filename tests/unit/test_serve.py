@@ -118,3 +118,40 @@ def test_a_lookup_catches_up_the_databases_it_reads_within_a_share(tmp_path: Pat
     node.close()
     for db in primaries.values():
         db.close()
+
+
+def test_a_serving_process_notices_its_workers_death_within_the_alive_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked for every user of a bulk query, the worker's liveness is looked up at most once
+    per ALIVE_CHECK_S while it lives; once it is gone, within that, and every time after."""
+    import os
+    import subprocess
+    import sys
+
+    from streamapp.serving import node as node_module
+    from streamapp.serving.node import ServeNode
+
+    settings = load_settings({"STREAMAPP_DATA_DIR": str(tmp_path / "data")})
+    node = ServeNode(settings, serve_settings(settings, {}), tmp_path / "scratch")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        node.map = serving_map.ServingMap(child.pid, "http://127.0.0.1:1", True, 4)
+        looks: list[int] = []
+        real_kill = os.kill
+
+        def counting_kill(pid: int, sig: int) -> None:
+            if sig == 0:  # a look (child.kill() below signals through os.kill too)
+                looks.append(pid)
+            real_kill(pid, sig)
+
+        monkeypatch.setattr(node_module.os, "kill", counting_kill)
+        assert all(node.worker_alive() for _ in range(100)) and len(looks) == 1
+        child.kill()
+        child.wait(10)
+        node.alive_at -= node_module.ALIVE_CHECK_S  # the check's time has passed
+        assert not node.worker_alive() and not node.worker_alive()
+        assert len(looks) == 3  # "dead" is not remembered: looked up every time
+    finally:
+        child.kill()
+        child.wait(10)
