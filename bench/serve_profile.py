@@ -1,0 +1,110 @@
+"""Where a bulk(100) query via a serving process spends its time (issue 20).
+
+    python -m bench.serve_profile [--kafka-port 29892] [--interactions 50000]
+
+Starts its own broker, preloads interactions, starts one worker and one serving process
+beside it, and once the worker has counted everything: 300 bulk(100) queries and 300
+`GET /health` one at a time on each (service times, p50/p99), then py-spy on the serving
+process for 8 s of back-to-back bulk queries (bench/results/profile-serve.svg and .txt, with
+the top of the profile printed). Every process it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.common import RESULTS, Reaper, Serve, Worker, broker_start, broker_stop, summary_ms
+from bench.data import Sampler, create_topics, preload
+from bench.profile import Recorder, summarise
+from bench.run import bulk_body
+
+QUERIES = 300
+WARM_UP = 10
+
+
+async def service_times(
+    session: aiohttp.ClientSession, url: str, body: Callable[[int], Any] | None
+) -> dict[str, Any]:
+    times = []
+    for i in range(QUERIES + WARM_UP):
+        began = time.monotonic()
+        if body is None:
+            request = session.get(url + "/health")
+        else:
+            request = session.post(url + "/affinity/query", json=body(i))
+        async with request as response:
+            await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{url} answered {response.status}")
+        if i >= WARM_UP:
+            times.append(time.monotonic() - began)
+    return summary_ms(sorted(times), (50, 99))
+
+
+async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
+    bootstrap = await asyncio.to_thread(broker_start, args.kafka_port, True)
+    prefix = "sp-"
+    await create_topics(bootstrap, prefix)
+    sampler = Sampler(10_000, 1_000, 0.8, 1.0, 42)
+    pre = await preload(bootstrap, prefix, sampler, args.interactions, None)
+    worker = Worker(bootstrap, "sp", prefix, workdir / "data", workdir / "worker.log")
+    worker.start(reaper)
+    await asyncio.to_thread(worker.wait_ready, 300)
+    deadline = time.monotonic() + 600
+    while (worker.get_json("/stats", 2.0) or {}).get("interactions_counted", 0) < pre.interactions:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the worker did not count the preloaded interactions")
+        await asyncio.sleep(0.5)
+    serve = Serve(worker, workdir / "serve.log")
+    serve.start(reaper)
+    await asyncio.to_thread(serve.wait_ready, 120)
+    pairs = pre.lookup_pairs
+
+    def bulk(i: int) -> dict[str, Any]:
+        return bulk_body(pairs, i)
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for target in (serve, worker):
+            for what, body in (("bulk(100)", bulk), ("health", None)):
+                print(f"{target.name} {what}: {await service_times(session, target.url, body)}")
+        svg, raw = RESULTS / "profile-serve.svg", RESULTS / "profile-serve.txt"
+        recorder = Recorder(serve.pid, args.seconds, svg, raw, reaper)
+        if not recorder.start():
+            print("py-spy is not installed: no profile")
+            return
+        done, until = 0, time.monotonic() + args.seconds + 1
+        while time.monotonic() < until:
+            async with session.post(serve.url + "/affinity/query", json=bulk(done)) as r:
+                await r.read()
+            done += 1
+        await asyncio.to_thread(recorder.finish, 30)
+        print(f"profiled {done} bulk queries; {svg}, {raw}")
+        print(json.dumps(summarise(raw, top=15), indent=1))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kafka-port", type=int, default=29892)
+    p.add_argument("--interactions", type=int, default=50_000)
+    p.add_argument("--seconds", type=float, default=8.0, help="py-spy duration")
+    args = p.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="serve-profile-"))
+    reaper = Reaper()
+    try:
+        asyncio.run(run(args, workdir, reaper))
+    finally:
+        reaper.stop_all()
+        broker_stop(args.kafka_port)
+
+
+if __name__ == "__main__":
+    main()
