@@ -238,6 +238,19 @@ async def from_replica_only(
     return provenance.marked(await here(), provenance.REPLICA, age_s)
 
 
+async def _for_one_user(
+    node: Node, request: Any, user_id: str, here: Callable[[], Awaitable[web.Response]]
+) -> web.Response:
+    """A lookup of one user's data: a worker's request for this worker's replica answer,
+    the owner's answer (or a replica's) when that is another worker, else this node's."""
+    if (age_s := node.forwarder.replica_only(request)) is not None:
+        return await from_replica_only(node, [user_id], age_s, here)
+    if (owner := node.remote_owner(request, user_id)) is not None:
+        return await answer_or_replica(node, request, owner, [user_id], here)
+    age = node.state_age([user_id])
+    return provenance.marked(await here(), provenance.HELD, age)
+
+
 async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> web.Response:
     check_path_utf8(request.raw_path)
     user_id = valid_id("user_id", user_id)
@@ -246,12 +259,7 @@ async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> w
     async def here() -> web.Response:
         return json_response((await node.vectors([(user_id, seller_id)], now_us()))[0])
 
-    if (age_s := node.forwarder.replica_only(request)) is not None:
-        return await from_replica_only(node, [user_id], age_s, here)
-    if (owner := node.remote_owner(request, user_id)) is not None:
-        return await answer_or_replica(node, request, owner, [user_id], here)
-    age = node.state_age([user_id])
-    return provenance.marked(await here(), provenance.HELD, age)
+    return await _for_one_user(node, request, user_id, here)
 
 
 async def _bulk(node: Node, request: Any) -> web.Response:
@@ -336,12 +344,7 @@ async def _top_sellers(node: Node, request: Any, user_id: str) -> web.Response:
     async def here() -> web.Response:
         return json_response(await node.top_sellers(user_id, k, now_us()))
 
-    if (age_s := node.forwarder.replica_only(request)) is not None:
-        return await from_replica_only(node, [user_id], age_s, here)
-    if (owner := node.remote_owner(request, user_id)) is not None:
-        return await answer_or_replica(node, request, owner, [user_id], here)
-    age = node.state_age([user_id])
-    return provenance.marked(await here(), provenance.HELD, age)
+    return await _for_one_user(node, request, user_id, here)
 
 
 async def _accounted(node: Node, work: Awaitable[web.Response]) -> web.Response:
