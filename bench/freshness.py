@@ -58,6 +58,24 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
     return buckets[-1][0]
 
 
+def batch_sizes(text: str) -> dict[str, dict[str, float]]:
+    """Per source stream, from one /metrics scrape: batches processed and their mean size."""
+    sums: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        for part in ("sum", "count"):
+            head = f'streamapp_batch_events_{part}{{stream="'
+            if line.startswith(head):
+                stream = line[len(head) :].split('"', 1)[0]
+                sums.setdefault(stream, {})[part] = float(line.rsplit(" ", 1)[1])
+    return {
+        stream: {
+            "batches": int(v.get("count", 0)),
+            "mean_events": round(v.get("sum", 0) / v["count"], 1) if v.get("count") else 0.0,
+        }
+        for stream, v in sums.items()
+    }
+
+
 def step_breakdown(before: str, after: str) -> dict[str, dict[str, Any]]:
     """Per step, the batches observed between two scrapes and their p50/p99 in ms (bucket
     upper bounds: 1, 2, 5, 10, 20, 50, 100, 200, 500 ms ...)."""

@@ -85,7 +85,7 @@ from bench.data import (
     raw_consume,
 )
 from bench.floor import parse_setting, run_floor
-from bench.freshness import step_breakdown
+from bench.freshness import batch_sizes, step_breakdown
 from bench.profile import Recorder, summarise
 from streamapp.core.config import ConfigError, Settings, load_settings
 
@@ -448,12 +448,14 @@ async def stage_ingest(ctx: Ctx) -> None:
             )
         ctx.results["profile"].update(prof)
     out["truth_matched"], out["truth_checked"] = await check_truth(ctx)
+    # Every batch has a fixed cost (sends per partition, a confirmation, acks in order).
+    out["batches"] = batch_sizes(await metrics_text(worker.url))
     ctx.stages["ingest"] = out
     log(
         f"ingest: {out['events_per_s_total']:,}/s total, {out['events_per_s_steady']:,}/s steady "
         f"({out['cpu_us_per_event']} µs CPU each), "
         f"truth {out['truth_matched']}/{out['truth_checked']}, "
-        f"peak RSS {out['peak_rss_kb'] // 1024} MiB"
+        f"peak RSS {out['peak_rss_kb'] // 1024} MiB, batches {out['batches']}"
     )
 
 

@@ -51,6 +51,13 @@ batch_step_seconds = Histogram(
     ["step"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 30.0),
 )
+batch_events = Histogram(
+    "streamapp_batch_events",
+    "Records per processing batch, per source stream: a backlog comes in whole batches "
+    "(STREAMAPP_BATCH_MAX), a trickle in small ones (every batch has a fixed cost)",
+    ["stream"],
+    buckets=(1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 16384),
+)
 rereads = Counter(
     "streamapp_partition_rereads",
     "Source partitions read again: offsets faust skipped, or a hole at the committed offset",

@@ -11,8 +11,10 @@ faust_fixes.py) never passes an offset that was not acked or known to hold no re
 Batches are formed from what has already been read, as a group commit: with nothing on
 its way to the broker a batch is taken at once (a lone interaction is processed
 immediately); while the last batch is being confirmed, what arrives joins the next batch,
-which closes when that confirmation comes or a whole batch is waiting; a backlog comes in
-whole batches, up to MAX_IN_FLIGHT of them waiting for the broker while the next one is
+which closes when that confirmation comes or a whole batch is waiting. While records past
+those read are known to exist (a backlog: the partition's end from the last fetch is ahead),
+a batch stays open until the stream reached that end, a whole batch is waiting or
+GATHER_MAX_S passed; up to MAX_IN_FLIGHT batches wait for the broker while the next one is
 processed.
 
 Records faust read but never handed to the stream (seen around a start-up seek) are
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[Record]], Awaitable[Outbox]]
 MAX_IN_FLIGHT = 4  # batches processed and waiting for the broker's confirmation
+GATHER_MAX_S = 0.05  # longest a batch stays open for a backlog (_gather_backlog)
 REREAD_EVERY_S = 5.0  # a hole's re-read is asked again while records past it arrive
 
 
@@ -79,8 +82,11 @@ class Checkpoint:
     ready: Callable[[], Awaitable[None]] | None = None  # awaited before the first batch
     queue: asyncio.Queue[Any] = field(init=False)
     filled: asyncio.Event = field(init=False)
+    drained: asyncio.Event = field(init=False)
     next_due: dict[Any, int] = field(default_factory=dict)  # per partition, next offset
     rereads: dict[tuple[Any, int], float] = field(default_factory=dict)  # -> when asked
+    ends: dict[Any, int | None] = field(default_factory=dict)  # per partition, as last fetched
+    behind: set[Any] = field(default_factory=set)  # partitions with records not read yet
     in_flight: deque[asyncio.Future[None]] = field(default_factory=deque)
     sent_at: dict[asyncio.Future[None], float] = field(default_factory=dict)
     generation: int | None = None
@@ -92,6 +98,7 @@ class Checkpoint:
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=2 * self.batch_max)
         self.filled = asyncio.Event()  # a whole batch is waiting
+        self.drained = asyncio.Event()  # no partition is known to have records not read yet
 
     def waiting(self) -> bool:
         """Records are read and waiting for their batch."""
@@ -116,6 +123,8 @@ class Checkpoint:
                 batch = [await self.queue.get()]
                 if self.in_flight and self.queue.qsize() + 1 < self.batch_max:
                     await self._gather_while_confirming()
+                if self.behind and self.queue.qsize() + 1 < self.batch_max:
+                    await self._gather_backlog()
                 while len(batch) < self.batch_max and not self.queue.empty():
                     batch.append(self.queue.get_nowait())
                 await self._process(batch)
@@ -139,6 +148,44 @@ class Checkpoint:
         finally:
             filled.cancel()
 
+    def _highwater(self, tp: Any) -> int | None:
+        """The partition's end as the last fetch response gave it (None: not fetched yet)."""
+        try:
+            return self.app.consumer.highwater(tp)
+        except Exception:  # not assigned (any more): nothing to wait for
+            return None
+
+    def _note_backlog(self, tp: Any, offset: int) -> None:
+        """Whether records past `offset` of `tp` are known to exist; `drained` is set once
+        no partition of this stream has any. One look at the consumer per partition while it
+        is behind the end it last knew of, not one per record."""
+        end = self.ends.get(tp)
+        if end is None or offset + 1 >= end:
+            end = self.ends[tp] = self._highwater(tp)
+        if end is not None and offset + 1 < end:
+            self.behind.add(tp)
+        else:
+            self.behind.discard(tp)
+            if not self.behind:
+                self.drained.set()
+
+    async def _gather_backlog(self) -> None:
+        """A backlog comes in whole batches: while records past those read are known to
+        exist, the batch stays open until the stream has caught up with the ends the last
+        fetches reported, a whole batch is waiting, or GATHER_MAX_S has passed. Every batch
+        has a fixed cost (a RocksDB write and a send per topic partition, a confirmation,
+        acks in order) that a batch of a few records pays per record: batches taken as soon
+        as the last one was confirmed held 9 to 11 records while a backlog of 100,000 was
+        read, and the worker spent 262 µs of CPU per record instead of 140."""
+        self.filled.clear()
+        self.drained.clear()
+        waits = [asyncio.ensure_future(e.wait()) for e in (self.filled, self.drained)]
+        try:
+            await asyncio.wait(waits, timeout=GATHER_MAX_S, return_when=FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
     async def _process(self, batch: list[Any]) -> None:
         taken = time.time()
         events = [event for event, _ in batch]
@@ -157,6 +204,7 @@ class Checkpoint:
         done.add_done_callback(self._finished)
         self.batches += 1
         self.events += len(batch)
+        metrics.batch_events.labels(self.what).observe(len(batch))
 
     def _observe_steps(self, first: Record, arrived: float, taken: float, written: float) -> None:
         """The way of a batch's first record through the worker (freshness, issue 19)."""
@@ -197,6 +245,8 @@ class Checkpoint:
             generation = self.app.consumer_generation_id
             if generation != self.generation:
                 self.next_due.clear()  # a rebalance moved the positions
+                self.ends.clear()
+                self.behind.clear()
                 self.generation = generation
             due = self.next_due.get(tp)
             if due is None:
@@ -223,6 +273,7 @@ class Checkpoint:
             await self.queue.put((event, time.time()))
             if self.queue.qsize() + 1 >= self.batch_max:
                 self.filled.set()
+            self._note_backlog(tp, offset)
 
     def _read_again(self, tp: Any, due: int, offset: int) -> None:
         """Ask for `tp` from `due` again: once when the hole is found, then at most every

@@ -69,15 +69,21 @@ class Recorder:
         return self.boxes[-1]
 
 
-def fake_app(committed: int | None = None) -> Any:
+def fake_app(committed: int | None = None, end: int | None = None) -> Any:
+    """`end`: the partition's end as the consumer's last fetch gave it (None: unknown)."""
     consumer = SimpleNamespace(_gap={}, _committed_offset={TP: committed})
+    consumer.highwater = lambda tp: end
     return SimpleNamespace(consumer=consumer, consumer_generation_id=1)
 
 
 async def started(
-    handler: Any, stream: Stream, batch_max: int = 100, committed: int | None = None
+    handler: Any,
+    stream: Stream,
+    batch_max: int = 100,
+    committed: int | None = None,
+    end: int | None = None,
 ) -> tuple[Checkpoint, asyncio.Task[None]]:
-    app = fake_app(committed)
+    app = fake_app(committed, end)
     cp = Checkpoint(app, stream, handler, "interactions", batch_max=batch_max)
     return cp, asyncio.ensure_future(cp.run())
 
@@ -152,6 +158,42 @@ async def test_whole_batches_go_at_once_and_acks_wait_for_earlier_ones() -> None
     await settle()
     assert acks == [0, 1, 2, 3, 4, 5]
     await stopped(task)
+
+
+async def test_a_backlog_is_gathered_into_one_batch_up_to_the_end_the_fetch_reported() -> None:
+    """Records arrive one by one from faust's stream while the partition's end (10) is
+    known to be further on: they wait for each other, and go as one batch once the stream
+    reached the end, instead of a batch of one or two each (every batch has a fixed cost)."""
+    handler = Recorder()
+    stream = Stream()
+    _, task = await started(handler, stream, end=10)
+    for offset in range(9):
+        stream.queue.put_nowait(Event(offset, handler.acks))
+        await settle()
+    assert handler.batches == []  # offsets 9.. exist: the batch stays open
+    stream.queue.put_nowait(Event(9, handler.acks))
+    await settle()
+    assert handler.batches == [list(range(10))]
+    await stopped(task, handler.boxes)
+
+
+async def test_a_backlog_batch_closes_when_whole_or_after_the_longest_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(checkpoint_module, "GATHER_MAX_S", 0.05)
+    handler = Recorder()
+    stream = Stream()
+    _, task = await started(handler, stream, batch_max=4, end=1_000)
+    for offset in range(6):
+        stream.queue.put_nowait(Event(offset, handler.acks))
+        await settle()
+    assert handler.batches == [[0, 1, 2, 3]]  # whole: it goes at once
+    handler.boxes[0].confirmed.set_result(None)
+    await settle()
+    assert handler.batches == [[0, 1, 2, 3]]  # 4, 5: the rest of the backlog may come
+    await asyncio.sleep(0.2)  # ... but never arrives: the batch goes after GATHER_MAX_S
+    assert handler.batches == [[0, 1, 2, 3], [4, 5]]
+    await stopped(task, handler.boxes)
 
 
 async def test_at_most_a_few_batches_wait_for_the_broker() -> None:

@@ -1,0 +1,143 @@
+"""Micro-benchmark: what the worker's own code costs per interaction, step by step (issue 21).
+
+    python -m bench.ingest_micro              # 100,000 interactions, the quick bench's mix
+
+Runs the steps of one processing batch (streamapp/worker/ingest.py) in one process, without
+Kafka or faust: parse the source records (parsing.accept_interaction), count them into pair
+state on a real RocksDB database (counting.count_batch), write the batch (one WriteBatch),
+append the changelog records to Kafka record batches (aiokafka's BatchBuilder, as the
+Outbox does), and build and encode one update per touched pair (features.feature_vector,
+orjson). The sum is the part of the worker's CPU per event that is streamapp's and not
+faust's, aiokafka's network or asyncio's: compare it with `stages.ingest.cpu_us_per_event`
+minus `stages.faust_floor.cpu_us_per_event` of the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka.producer.message_accumulator import BatchBuilder
+
+from bench.data import Sampler, interaction
+from bench.topk_micro import CATEGORIES, WEEK_S, WEIGHTS, Db, Profiles
+from streamapp.core.counting import count_batch
+from streamapp.core.features import feature_vector
+from streamapp.core.pair_state import US
+from streamapp.core.parsing import Record, accept_interaction
+from streamapp.core.score import Scoring
+
+BATCH = 2_000  # STREAMAPP_BATCH_MAX's default; a backlog comes in whole batches
+
+
+def new_batch() -> BatchBuilder:
+    return BatchBuilder(512 * 1024, 0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--interactions", type=int, default=100_000)
+    p.add_argument("--users", type=int, default=10_000)
+    p.add_argument("--sellers", type=int, default=1_000)
+    p.add_argument("--batch", type=int, default=BATCH)
+    args = p.parse_args()
+    rng = random.Random(7)
+    sampler = Sampler(args.users, args.sellers, 0.8, 1.0, seed=7)
+    now = int(time.time()) * US
+    records = [
+        Record(
+            "interactions",
+            0,
+            n,
+            now,
+            f"u{u}".encode(),
+            interaction(f"i{n}", u, s, k, now / US - rng.random() * 30 * 86400),
+        )
+        for n, ((u, s), k) in enumerate(
+            zip(sampler.pairs(args.interactions), sampler.kinds(args.interactions), strict=True)
+        )
+    ]
+    profiles = {f"s{n}": frozenset(rng.sample(CATEGORIES, 3)) for n in range(args.sellers)}
+    favorites = {f"u{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(args.users)}
+    users, sellers = Profiles(favorites), Profiles(profiles)
+    scoring = Scoring(WEIGHTS, WEEK_S, 1.0)
+    folder = tempfile.mkdtemp(prefix="ingest-micro-")
+    spent: dict[str, float] = dict.fromkeys(("parse", "count", "write", "changelog", "update"), 0.0)
+    try:
+        pairs, index = Db(f"{folder}/pairs"), Db(f"{folder}/index")
+
+        def step(name: str, fn: Callable[[], Any]) -> Any:
+            t0 = time.perf_counter()
+            out = fn()
+            spent[name] += time.perf_counter() - t0
+            return out
+
+        for start in range(0, len(records), args.batch):
+            chunk = records[start : start + args.batch]
+            items = step("parse", lambda c=chunk: [accept_interaction(r, 1 << 20) for r in c])
+            result = step(
+                "count",
+                lambda i=items: count_batch(
+                    i,
+                    pairs.read_one,
+                    index.read_one,
+                    now,
+                    WEEK_S,
+                    WEEK_S,
+                    WEIGHTS,
+                    scan_pairs=lambda prefix: list(pairs.scan(0, prefix)),
+                ),
+            )
+            step(
+                "write", lambda r=result: (pairs.write(r.pair_writes), index.write(r.index_writes))
+            )
+
+            def changelog(r: Any = result) -> None:
+                batch = new_batch()
+                for writes in (r.pair_writes, r.index_writes):
+                    for key, value in writes.items():
+                        if batch.append(key=key, value=value, timestamp=None, headers=[]) is None:
+                            batch = new_batch()
+
+            step("changelog", changelog)
+
+            def updates(r: Any = result) -> None:
+                batch = new_batch()
+                for key, pair in r.touched.items():
+                    vector = feature_vector(
+                        pair.user_id,
+                        pair.seller_id,
+                        pair.state,
+                        users.categories(pair.user_id),
+                        sellers.categories(pair.seller_id),
+                        now,
+                        scoring,
+                        lambda suffix, k=key: pairs.read_one(k + suffix),
+                    )
+                    ids = pair.covered_ids
+                    vector["interaction_id"] = ids[-1]
+                    vector["interactions_covered"] = len(ids)
+                    vector["interaction_ids"] = ids
+                    value = orjson.dumps(vector)
+                    if batch.append(key=key, value=value, timestamp=None, headers=[]) is None:
+                        batch = new_batch()
+
+            step("update", updates)
+        n = len(records)
+        total = sum(spent.values())
+        print(f"{n:,} interactions, {len(list(pairs.db.keys()))} keys; µs per interaction:")
+        for name, seconds in spent.items():
+            print(f"  {name:<10} {seconds / n * 1e6:7.2f}")
+        print(f"  {'total':<10} {total / n * 1e6:7.2f}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
