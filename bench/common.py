@@ -419,6 +419,14 @@ def broker_start(port: int, fresh: bool = True, timeout: float = 240) -> str:
     return out.stdout.decode().strip().splitlines()[-1]
 
 
+def broker_pid(port: int) -> int | None:
+    """The PID of the broker scripts/kafka-local.sh started on `port` (its pid file)."""
+    try:
+        return int((ROOT / ".kafka" / f"kafka-{port}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def broker_stop(port: int, timeout: float = 120) -> None:
     subprocess.run(
         ["bash", str(KAFKA_SCRIPT), "stop"],

@@ -33,7 +33,7 @@ from faust.types import StreamT
 from faust.web import Request, Response, View
 
 from streamapp.core.config import ConfigError, load_settings
-from streamapp.worker.faust_settings import LeanMonitor, speed_options
+from streamapp.worker.faust_settings import LeanMonitor, speed_options, tune_gc
 
 log = logging.getLogger("bench.floor")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -122,6 +122,12 @@ class Progress:
 
 
 progress = Progress(expect)
+
+
+@app.task
+async def tune() -> None:
+    """The worker's garbage-collector settings (it calls tune_gc() as it starts)."""
+    tune_gc()
 
 
 @app.agent(interactions)

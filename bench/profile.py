@@ -151,3 +151,39 @@ def summarise(raw: Path, top: int = 10) -> dict:
         "top_inclusive": pct(deep, top),
         "by_package": pct(pkg, 12),
     }
+
+
+# What a worker's GIL samples were spent on, by the innermost frame that decides it (checked
+# in this order): standby replay of another worker's changelogs, this worker's own counting
+# and output, or the rest (faust's consumer path, which carries both, aiokafka, the loop).
+SPLIT = (
+    ("standby", ("faust/tables/recovery.py", "apply_changelog_batch", "changelog_restore")),
+    (
+        "own_partitions",
+        (
+            "streamapp/worker/ingest.py",
+            "streamapp/worker/checkpoint.py",
+            "streamapp/kafka/outbox.py",
+            "streamapp/core/",
+            "aiokafka/producer/",
+        ),
+    ),
+)
+
+
+def split(raw: Path) -> dict[str, float]:
+    """Shares (%) of a py-spy raw recording's samples per SPLIT class, plus "rest"."""
+    counts: Counter[str] = Counter()
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        kind = "rest"
+        for name, marks in SPLIT:
+            if any(mark in stack for mark in marks):
+                kind = name
+                break
+        counts[kind] += int(count)
+    total = sum(counts.values())
+    names = [name for name, _ in SPLIT] + ["rest"]
+    return {name: round(100.0 * counts[name] / total, 1) if total else 0.0 for name in names}

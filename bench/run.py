@@ -61,6 +61,7 @@ from bench.common import (
     Reaper,
     Serve,
     Worker,
+    broker_pid,
     broker_start,
     broker_stop,
     clean_env,
@@ -86,7 +87,7 @@ from bench.data import (
 )
 from bench.floor import parse_setting, run_floor
 from bench.freshness import batch_sizes, step_breakdown
-from bench.profile import Recorder, summarise
+from bench.profile import Recorder, split, summarise
 from streamapp.core.config import ConfigError, Settings, load_settings
 
 STAGES = (
@@ -1339,6 +1340,19 @@ async def stage_ingest_two_workers(ctx: Ctx) -> None:
         def cpu_now() -> float:
             return sum(proc_cpu_s(w.pid) or 0.0 for w in workers)
 
+        broker = broker_pid(args.kafka_port)
+
+        def cpu_each() -> dict[str, float]:
+            """CPU seconds so far of each worker, the broker and this process (which reads
+            affinity-updates to count them)."""
+            each = {f"worker_{i}": proc_cpu_s(w.pid) or 0.0 for i, w in enumerate(workers)}
+            each["broker"] = (proc_cpu_s(broker) or 0.0) if broker else 0.0
+            each["bench"] = proc_cpu_s(os.getpid()) or 0.0
+            return each
+
+        recorders: list[Recorder] = []
+        cpu_first: dict[str, float] = {}
+
         first: tuple[float, int, float] | None = None  # (time, covered, CPU of both)
         ready: tuple[float, int, float] | None = None
         last_total, last_progress, next_health = 0, t0, t0
@@ -1347,6 +1361,18 @@ async def stage_ingest_two_workers(ctx: Ctx) -> None:
             total, now = counter.covered, time.monotonic()
             if first is None and total > 0:
                 first = (now, total, cpu_now())
+                cpu_first = cpu_each()
+                if args.profile:  # where each worker's CPU goes: own partitions or standby
+                    for i, w in enumerate(workers):
+                        rec = Recorder(
+                            w.pid,
+                            args.profile_seconds,
+                            RESULTS / f"profile-2w-{i}.svg",
+                            RESULTS / f"profile-2w-{i}.txt",
+                            ctx.reaper,
+                        )
+                        if rec.start():
+                            recorders.append(rec)
             if ready is None and now >= next_health:
                 next_health = now + 0.2
                 codes = [await asyncio.to_thread(w.health, 0.5) for w in workers]
@@ -1368,9 +1394,21 @@ async def stage_ingest_two_workers(ctx: Ctx) -> None:
                     f"(interactions_counted per worker: {each}; logs worker-2w-0/1.log)"
                 )
             await asyncio.sleep(0.1)
-        out["stats_interactions_counted"] = await confirm_counted(workers, n)
         done = (time.monotonic(), counter.covered, cpu_now())
+        cpu_done = cpu_each()
         assert first is not None
+        # Share of one core each process used over the steady window: what 2 cores gave.
+        out["cpu_pct_of_one_core"] = {
+            k: round((cpu_done[k] - cpu_first.get(k, 0.0)) / max(done[0] - first[0], 1e-9) * 100, 1)
+            for k in cpu_done
+        }
+        for i, rec in enumerate(recorders):
+            rec.stop_early()
+            rec.finish(timeout=30)
+            raw = RESULTS / f"profile-2w-{i}.txt"
+            if raw.exists():
+                out.setdefault("cpu_split_pct", {})[f"worker_{i}"] = split(raw)
+        out["stats_interactions_counted"] = await confirm_counted(workers, n)
 
         def window(a: tuple[float, int, float]) -> dict[str, Any]:
             events = max(n - a[1], 1)
@@ -1422,7 +1460,9 @@ async def stage_ingest_two_workers(ctx: Ctx) -> None:
     log(
         f"two workers: {out['events_per_s_steady']:,}/s steady ({out['cpu_us_per_event']} µs "
         f"CPU each, both workers), {out['ratio_to_one']} x one worker; truth "
-        f"{out['truth_matched']}/{out['truth_checked']}"
+        f"{out['truth_matched']}/{out['truth_checked']}; CPU % of one core "
+        f"{out.get('cpu_pct_of_one_core')}; split of the workers' samples (%) "
+        f"{out.get('cpu_split_pct')}"
     )
 
 

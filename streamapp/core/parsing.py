@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -44,9 +44,9 @@ class Rejected:
     reason: str
 
 
-@dataclass(frozen=True)
-class Record:
-    """The parts of a Kafka record that parsing and dead letters need."""
+class Record(NamedTuple):
+    """The parts of a Kafka record that parsing and dead letters need. (A tuple: one is made
+    per source record, and a frozen dataclass's __init__ cost 4 % of ingest's CPU.)"""
 
     topic: str
     partition: int

@@ -26,7 +26,7 @@ from streamapp.kafka.startup import broker_unreachable, ensure_topics, unreachab
 from streamapp.kafka.topic_catalog import TopicCatalog
 from streamapp.worker import faust_fixes, lifecycle, rebalances
 from streamapp.worker.credentials import broker_credentials
-from streamapp.worker.faust_settings import speed_options
+from streamapp.worker.faust_settings import speed_options, tune_gc
 
 
 def _settings() -> Settings:
@@ -55,6 +55,7 @@ class StreamApp(faust.App):
     partitions_of: dict[str, int] = {}
 
     async def on_first_start(self) -> None:
+        tune_gc()  # everything imported and built by now is long-lived
         # faust's worker has installed its signal handlers by now: add the bounded shutdown.
         lifecycle.ShutdownWatchdog(settings.shutdown_timeout_s).install()
         problem = await broker_unreachable(settings.broker_addresses, settings.broker_wait_s)
