@@ -33,7 +33,8 @@ from faust.types import StreamT
 from faust.web import Request, Response, View
 
 from streamapp.core.config import ConfigError, load_settings
-from streamapp.worker.faust_settings import LeanMonitor, speed_options, tune_gc
+from streamapp.runtime import tune_gc
+from streamapp.worker.faust_settings import LeanMonitor, speed_options
 
 log = logging.getLogger("bench.floor")
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -32,6 +32,7 @@ from streamapp.core.features import feature_vector
 from streamapp.core.pair_state import US
 from streamapp.core.parsing import Record, accept_interaction
 from streamapp.core.score import Scoring
+from streamapp.runtime import tune_gc
 
 BATCH = 2_000  # STREAMAPP_BATCH_MAX's default; a backlog comes in whole batches
 
@@ -67,6 +68,7 @@ def main() -> None:
     favorites = {f"u{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(args.users)}
     users, sellers = Profiles(favorites), Profiles(profiles)
     scoring = Scoring(WEIGHTS, WEEK_S, 1.0)
+    tune_gc()  # as the worker does once it has started
     folder = tempfile.mkdtemp(prefix="ingest-micro-")
     spent: dict[str, float] = dict.fromkeys(("parse", "count", "write", "changelog", "update"), 0.0)
     try:

@@ -12,7 +12,7 @@ from typing import Any
 from streamapp.core.models import KIND_ORDER
 from streamapp.core.pair_state import Loader, PairState
 from streamapp.core.score import Scoring, interaction_score
-from streamapp.core.times import iso_micros
+from streamapp.core.times import event_iso, iso_micros
 
 KIND_NAMES = tuple(kind.value for kind in KIND_ORDER)
 LIKE, VIEW, PURCHASE, OTHER = KIND_NAMES  # the stored order of the counts
@@ -89,7 +89,7 @@ def feature_vector(
         total = c[0] + c[1] + c[2] + c[3]
         by_kind = {LIKE: c[0], VIEW: c[1], PURCHASE: c[2], OTHER: c[3]}
         w1, w7, w30 = state.window_counts(as_of_us, load)
-        first, last = iso_micros(state.first_us), iso_micros(state.last_us)
+        first, last = event_iso(state.first_us), event_iso(state.last_us)
         score += interaction_score(state, as_of_us, scoring)
     else:
         total = w1 = w7 = w30 = 0

@@ -62,6 +62,21 @@ def _body_format(n_off: int, n_t: int, n_s: int, n_tc: int, n_sc: int) -> str:
     return f"{HEADER_FORMAT}{2 * n_off + n_t}q{n_s}Q{n_s + 4 * n_tc + 3 * n_sc}q"
 
 
+_BODIES: dict[tuple[int, int, int, int, int], struct.Struct] = {}
+
+
+def _body(sizes: tuple[int, int, int, int, int]) -> struct.Struct:
+    """The compiled layout of a value with these sizes. Cached here: struct's own cache
+    holds 100 formats and is emptied when full, and the sizes of the pairs one batch touches
+    take more than that (every count of inline times and seen ids is a format)."""
+    body = _BODIES.get(sizes)
+    if body is None:
+        if len(_BODIES) >= 4096:
+            _BODIES.clear()
+        body = _BODIES[sizes] = struct.Struct(_body_format(*sizes))
+    return body
+
+
 class Interaction(NamedTuple):
     """An accepted interaction, as the counting path sees it."""
 
@@ -144,15 +159,15 @@ class PairState:
         for chunk in self.schunks:
             values += chunk
         # One pack for the whole value (struct caches the compiled formats).
-        return struct.pack(_body_format(n_off, n_t, n_s, n_tc, n_sc), *values)
+        return _body((n_off, n_t, n_s, n_tc, n_sc)).pack(*values)
 
     @classmethod
     def decode(cls, raw: bytes) -> PairState:
         head = HEADER.unpack_from(raw)
         if head[0] != FORMAT:
             raise ValueError(f"unknown pair state format {head[0]}")
-        n_off, n_t, n_s, n_tc, n_sc = head[13:18]
-        v = struct.unpack(_body_format(n_off, n_t, n_s, n_tc, n_sc), raw)
+        n_off, n_t, n_s, n_tc, n_sc = sizes = head[13:18]
+        v = _body(sizes).unpack(raw)
         i = HEADER_FIELDS
         offsets = v[i : i + 2 * n_off]
         i += 2 * n_off

@@ -43,6 +43,10 @@ def from_micros(micros: int) -> datetime:
 
 _DAYS: dict[int, str] = {}  # days since the epoch -> "YYYY-MM-DD" (a few thousand at most)
 _SECONDS: dict[int, str] = {}  # seconds since the epoch -> "YYYY-MM-DDTHH:MM:SS"
+# Whole texts of the first and last event times of the pairs asked for lately: a ranking
+# service asks for the same pairs again and again, and these never change for a pair
+# until it is counted again.
+_TEXTS: dict[int, str] = {}
 
 
 def iso_micros(micros: int) -> str:
@@ -69,6 +73,17 @@ def iso_micros(micros: int) -> str:
     if us:
         return f"{text}.{us:06d}+00:00"
     return text + "+00:00"
+
+
+def event_iso(micros: int) -> str:
+    """iso_micros of a pair's first or last event time, remembered by value (an as_of,
+    new on every call, goes through iso_micros alone)."""
+    text = _TEXTS.get(micros)
+    if text is None:
+        if len(_TEXTS) > 200_000:
+            _TEXTS.clear()
+        text = _TEXTS[micros] = iso_micros(micros)
+    return text
 
 
 def now_us() -> int:

@@ -14,6 +14,7 @@ from yarl import URL
 
 from streamapp.http import forwarding, lookup_api
 from streamapp.http.errors import HTTPError
+from streamapp.runtime import tune_gc
 from streamapp.serving import metrics as serve_metrics
 from streamapp.serving.node import ServeNode
 
@@ -94,6 +95,7 @@ async def run(node: ServeNode) -> None:
     follower = asyncio.ensure_future(follow(node))
     runner = web.AppRunner(build_app(node), access_log=None)
     await runner.setup()
+    tune_gc()  # the app and the node are built: long-lived from here on
     site = web.TCPSite(runner, node.serve.host, node.serve.port, reuse_port=node.serve.reuse_port)
     await site.start()
     log.info(

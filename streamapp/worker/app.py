@@ -24,9 +24,10 @@ from streamapp.kafka import baked_settings, local_state
 from streamapp.kafka.outbox import Producer
 from streamapp.kafka.startup import broker_unreachable, ensure_topics, unreachable_broker_line
 from streamapp.kafka.topic_catalog import TopicCatalog
+from streamapp.runtime import tune_gc
 from streamapp.worker import faust_fixes, lifecycle, rebalances
 from streamapp.worker.credentials import broker_credentials
-from streamapp.worker.faust_settings import speed_options, tune_gc
+from streamapp.worker.faust_settings import speed_options
 
 
 def _settings() -> Settings:

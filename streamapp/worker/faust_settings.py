@@ -10,7 +10,6 @@ settings"). No import of streamapp.app here: the benchmark must not start the wo
 
 from __future__ import annotations
 
-import gc
 from time import monotonic
 from typing import Any
 
@@ -94,24 +93,3 @@ def speed_options(settings: Settings) -> dict[str, Any]:
         # floor (sweeps of 2 and 3 rounds); nothing in streamapp reads the Monitor's stats.
         "monitor": LeanMonitor(),
     }
-
-
-# Allocations between two young-generation collections (CPython's default is 700): a
-# batch of 1,000 records allocates a few hundred thousand short-lived objects, and every
-# 10th young collection scans the middle generation, every 100th the whole heap.
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """Garbage collection for a process that allocates many short-lived objects per record
-    and keeps a large, long-lived heap (faust, aiokafka, the app): collect the young
-    generation less often, and move what exists once the process has started (modules,
-    the app, its services) out of the collector's sight with gc.freeze(), so a full
-    collection does not walk it again and again. Values are mostly acyclic (bytes, tuples,
-    small lists), so a reference cycle waits a little longer to be freed, nothing more.
-    Measured on one in-process run of streamapp's ingest code (bench.ingest_micro): 28 ->
-    20 µs per record in counting. The faust floor (bench/floor_app.py) calls it too, so the
-    ratio to the floor stays honest."""
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)

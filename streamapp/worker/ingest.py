@@ -188,12 +188,6 @@ async def count_into_state(
     async with state_lock:
         for partition, items in by_partition.items():
 
-            def load_pair(key: bytes, p: int = partition) -> bytes | None:
-                return pairs.get(p, key)
-
-            def load_index(key: bytes, p: int = partition) -> bytes | None:
-                return index.get(p, key)
-
             def scan_pairs(prefix: bytes, p: int = partition) -> list[bytes]:
                 return pairs.keys(p, prefix)
 
@@ -202,10 +196,11 @@ async def count_into_state(
                 publish(box, pair.user_id, vector, interaction_id, 1, [interaction_id])
 
             for start in range(0, len(items), SLICE_EVENTS):
+                # The databases' own get, looked up once per slice (no await inside one).
                 result = count_batch(
                     items[start : start + SLICE_EVENTS],
-                    load_pair,
-                    load_index,
+                    pairs.db(partition).get,
+                    index.db(partition).get,
                     now_us(),
                     settings.half_life_s,
                     settings.dedupe_horizon_s,

@@ -36,6 +36,12 @@ class StateStore:
     def _store(self) -> Any:
         return self.table.data
 
+    def db(self, partition: int) -> Any:
+        """`partition`'s database (opened if needed), for many reads in a row: its `get`
+        takes a key (or a list of keys). Valid until the next await (a rebalance may close
+        it); a batch asks again for every slice."""
+        return faust_fixes.partition_db(self._store, partition)
+
     def get(self, partition: int, key: bytes) -> bytes | None:
         """The value in `partition`'s database (opened if needed)."""
         return faust_fixes.partition_db(self._store, partition).get(key)

@@ -47,6 +47,9 @@ def test_our_writes_equal_what_recovery_writes(tmp_path: Path) -> None:
     ours.write(2, {b"gone": None})
     assert ours.get(2, b"k1") == b"v1" and ours.get(2, b"gone") is None
     assert ours.get(1, b"k1") is None  # another partition's database
+    # Counting reads through the database's own get (StateStore.db), one look-up per slice.
+    assert ours.db(2).get(b"k1") == b"v1" and ours.db(2).get(b"gone") is None
+    assert ours.db(1).get(b"k1") is None
     assert ours.read_many(2, [b"k1", b"k2", b"nope"]) == [b"v1", b"\x00\xff", None]
 
     # faust's recovery applies changelog records as raw bytes to the partition's database:
