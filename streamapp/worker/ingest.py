@@ -38,7 +38,7 @@ from streamapp.core.parsing import (
     parse_seller,
     parse_user,
 )
-from streamapp.core.partitioning import key_partition
+from streamapp.core.partitioning import HomePartitions
 from streamapp.core.times import now_us
 from streamapp.kafka.outbox import Outbox
 from streamapp.worker import tables, topics
@@ -84,7 +84,9 @@ async def dead_letter_to(box: Outbox, source: str, record: Record, reason: str) 
     log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
 
 
-_updates = {"partitions": 0}
+# affinity-updates is keyed by user id; its partition count is read once (ready_to_publish).
+# Each user's partition is remembered: murmur2 in Python costs microseconds per update.
+_updates: dict[str, HomePartitions] = {}
 
 
 _waiting_said: set[str] = set()
@@ -99,8 +101,9 @@ async def ready_to_publish() -> None:
                 _waiting_said.add(catalog.source)
                 log.info("waiting for the %s catalog before counting", catalog.source)
             await catalog.caught_up.wait()
-    if not _updates["partitions"]:
-        _updates["partitions"] = await producer.partitions_of(topics.affinity_updates_name)
+    if "partition_of" not in _updates:
+        count = await producer.partitions_of(topics.affinity_updates_name)
+        _updates["partition_of"] = HomePartitions(count)
 
 
 # -- interactions ------------------------------------------------------------------------
@@ -251,9 +254,8 @@ def publish(
     vector["interaction_id"] = last_id
     vector["interactions_covered"] = covered
     vector["interaction_ids"] = ids
-    key = user_id.encode()
-    partition = key_partition(key, _updates["partitions"])
-    box.add(topics.affinity_updates_name, partition, key, orjson.dumps(vector))
+    partition = _updates["partition_of"](user_id)
+    box.add(topics.affinity_updates_name, partition, user_id.encode(), orjson.dumps(vector))
     metrics.updates.inc()
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.partitioner import murmur2
 
 from streamapp.core.models import AffinityUpdate, DeadLetter
 from tests import dataset
@@ -114,6 +115,10 @@ def test_affinity_updates_cover_every_counted_interaction_once(loaded) -> None:
     )
     assert len(updates) < ds.total  # coalesced: a batch publishes each touched pair once
     assert all(r.key == u.user_id.encode() for r, u in zip(records, updates, strict=True))
+    # In the partition Kafka's default partitioner gives the user id, as any producer keying
+    # by user would: a consumer sees each user's updates in order, in one partition.
+    aiokafka_partition = {r.key: (murmur2(r.key) & 0x7FFFFFFF) % ns.partitions for r in records}
+    assert all(r.partition == aiokafka_partition[r.key] for r in records)
     # Each names its format, for consumers that must tell versions apart.
     assert {tuple(r.headers) for r in records} == {(("streamapp-format", b"AffinityUpdate/1"),)}
     last: dict[tuple[str, str], AffinityUpdate] = {}

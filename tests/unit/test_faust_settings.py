@@ -54,3 +54,43 @@ def test_parse_setting() -> None:
     assert parse_setting("monitor=lean") == ("monitor", "lean")
     with pytest.raises(ValueError):
         parse_setting("no-value")
+
+
+def test_tune_gc_freezes_what_exists_and_collects_the_young_generation_less_often() -> None:
+    import gc
+
+    from streamapp.runtime import GC_YOUNG_THRESHOLD, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, before[1], before[2])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_the_benchmark_reads_batch_sizes_and_splits_worker_samples(tmp_path) -> None:
+    from bench.freshness import batch_sizes
+    from bench.profile import split
+
+    text = (
+        "# TYPE streamapp_batch_events histogram\n"
+        'streamapp_batch_events_bucket{le="1.0",stream="interactions"} 0.0\n'
+        'streamapp_batch_events_count{stream="interactions"} 4.0\n'
+        'streamapp_batch_events_sum{stream="interactions"} 3000.0\n'
+        'streamapp_batch_events_count{stream="users"} 2.0\n'
+        'streamapp_batch_events_sum{stream="users"} 3.0\n'
+    )
+    assert batch_sizes(text) == {
+        "interactions": {"batches": 4, "mean_events": 750.0},
+        "users": {"batches": 2, "mean_events": 1.5},
+    }
+    raw = tmp_path / "profile.txt"
+    raw.write_text(
+        "main (m.py:1);Recovery._slurp_changelogs (faust/tables/recovery.py:800) 3\n"
+        "main (m.py:1);count_batch (streamapp/core/counting.py:70) 5\n"
+        "main (m.py:1);Consumer._drain_messages (faust/transport/consumer.py:1) 2\n"
+    )
+    assert split(raw) == {"standby": 30.0, "own_partitions": 50.0, "rest": 20.0}
