@@ -1409,6 +1409,10 @@ async def stage_ingest_two_workers(ctx: Ctx) -> None:
             if raw.exists():
                 out.setdefault("cpu_split_pct", {})[f"worker_{i}"] = split(raw)
         out["stats_interactions_counted"] = await confirm_counted(workers, n)
+        out["batches"] = {
+            f"worker_{i}": batch_sizes(await metrics_text(w.url)).get("interactions")
+            for i, w in enumerate(workers)
+        }
 
         def window(a: tuple[float, int, float]) -> dict[str, Any]:
             events = max(n - a[1], 1)
@@ -1460,7 +1464,8 @@ async def stage_ingest_two_workers(ctx: Ctx) -> None:
     log(
         f"two workers: {out['events_per_s_steady']:,}/s steady ({out['cpu_us_per_event']} µs "
         f"CPU each, both workers), {out['ratio_to_one']} x one worker; truth "
-        f"{out['truth_matched']}/{out['truth_checked']}; CPU % of one core "
+        f"{out['truth_matched']}/{out['truth_checked']}; batches {out.get('batches')}; "
+        f"CPU % of one core "
         f"{out.get('cpu_pct_of_one_core')}; split of the workers' samples (%) "
         f"{out.get('cpu_split_pct')}"
     )
