@@ -2,7 +2,7 @@
 local broker.
 
     python -m bench.run             # full: 1,000,000 interactions, 100,000 users, 10,000 sellers
-    python -m bench.run --quick     # about 5 minutes: 100,000 / 10,000 / 1,000
+    python -m bench.run --quick     # about 14 minutes: 100,000 / 10,000 / 1,000
     python -m bench.run --stages ingest,ceiling,faust_floor --interactions 300000
 
 Stages (each a function below, sized by the options):
@@ -1717,7 +1717,7 @@ def git_describe() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes, about 5 minutes")
+    p.add_argument("--quick", action="store_true", help="small sizes, about 14 minutes")
     p.add_argument("--interactions", type=int, help="N (full 1,000,000; quick 100,000)")
     p.add_argument("--users", type=int, help="full 100,000; quick 10,000")
     p.add_argument("--sellers", type=int, help="full 10,000; quick 1,000")
