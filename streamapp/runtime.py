@@ -22,6 +22,7 @@ def tune_gc() -> None:
     20 µs per record in counting. The faust floor (bench/floor_app.py) calls it too, so the
     ratio to the floor stays honest; serving processes call it before they listen (a full
     collection of their heap is a pause in some request's service time)."""
+    gc.collect()  # what is garbage now must not be frozen with the rest
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)

@@ -45,7 +45,6 @@ class Touched:
     # those replayed after a crash (their first update may never have left: at least once).
     covered_ids: list[str] = field(default_factory=list)
     replayed: int = 0
-    load_chunk: Load = field(default=lambda suffix: None, repr=False)
     order_before: bytes | None = None  # its place in the user's ranking (None: a new pair)
 
 
@@ -79,6 +78,9 @@ def count_batch(
     result = BatchResult()
     touched = result.touched
     new_sellers: dict[str, list[str]] = {}
+    # Each touched pair's chunk reader, for this call only: `load_pair` may be a database
+    # handle the caller must not see kept past its next await (ingest's StateStore.db).
+    chunk_loaders: dict[bytes, Load] = {}
     for event in interactions:
         key = pair_key(event.user_id, event.seller_id)
         pair = touched.get(key)
@@ -89,15 +91,15 @@ def count_batch(
                 event.user_id,
                 event.seller_id,
                 state,
-                load_chunk=_chunk_loader(load_pair, key),
                 order_before=(
                     seller_ranking.order_of(stored, weights, half_life_s) if stored else None
                 ),
             )
+            chunk_loaders[key] = _chunk_loader(load_pair, key)
             if stored is None:
                 new_sellers.setdefault(event.user_id, []).append(event.seller_id)
 
-        outcome = pair.state.apply(event, now_us, half_life_s, dedupe_horizon_s, pair.load_chunk)
+        outcome = pair.state.apply(event, now_us, half_life_s, dedupe_horizon_s, chunk_loaders[key])
         if outcome is Outcome.DUPLICATE:
             result.duplicates += 1
             continue

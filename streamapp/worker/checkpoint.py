@@ -241,7 +241,8 @@ class Checkpoint:
             if generation != self.generation:
                 self.next_due.clear()  # a rebalance moved the positions
                 self.ends.clear()
-                self.behind.clear()
+                self.behind.clear()  # what was fetched before may never come: no waiting
+                self.drained.set()
                 self.generation = generation
             due = self.next_due.get(tp)
             if due is None:
@@ -262,6 +263,7 @@ class Checkpoint:
                 # taken for a replay, pair_state.py), so nothing is processed out of order.
                 self.next_due[tp] = due
                 self._read_again(tp, due, offset)
+                self._note_backlog(tp, offset)  # set aside, but handed over: not awaited
                 continue
             if due is None or offset >= due:
                 self.next_due[tp] = offset + 1
