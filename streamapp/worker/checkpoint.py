@@ -11,10 +11,11 @@ faust_fixes.py) never passes an offset that was not acked or known to hold no re
 Batches are formed from what has already been read, as a group commit: with nothing on
 its way to the broker a batch is taken at once (a lone interaction is processed
 immediately); while the last batch is being confirmed, what arrives joins the next batch,
-which closes when that confirmation comes or a whole batch is waiting. While faust has
-fetched records the stream has not handed over yet (a backlog arrives in large fetches),
-a batch stays open until they are here, a whole batch is waiting or GATHER_MAX_S passed;
-up to MAX_IN_FLIGHT batches wait for the broker while the next one is processed.
+which closes when that confirmation comes or a whole batch is waiting. While records past
+those read are known to exist (a backlog: the partition's end from the last fetch is ahead),
+a batch stays open until the stream reached that end, a whole batch is waiting or
+GATHER_MAX_S passed; up to MAX_IN_FLIGHT batches wait for the broker while the next one is
+processed.
 
 Records faust read but never handed to the stream (seen around a start-up seek) are
 noticed here as a jump in a partition's offsets and read again, and the records after
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[Record]], Awaitable[Outbox]]
 MAX_IN_FLIGHT = 4  # batches processed and waiting for the broker's confirmation
-GATHER_MAX_S = 0.02  # longest a batch stays open for a backlog (_gather_backlog)
+GATHER_MAX_S = 0.05  # longest a batch stays open for a backlog (_gather_backlog)
 REREAD_EVERY_S = 5.0  # a hole's re-read is asked again while records past it arrive
 
 
@@ -84,8 +85,8 @@ class Checkpoint:
     drained: asyncio.Event = field(init=False)
     next_due: dict[Any, int] = field(default_factory=dict)  # per partition, next offset
     rereads: dict[tuple[Any, int], float] = field(default_factory=dict)  # -> when asked
-    ends: dict[Any, int | None] = field(default_factory=dict)  # per partition, fetched up to
-    behind: set[Any] = field(default_factory=set)  # partitions with fetched records to come
+    ends: dict[Any, int | None] = field(default_factory=dict)  # per partition, as last fetched
+    behind: set[Any] = field(default_factory=set)  # partitions with records not read yet
     in_flight: deque[asyncio.Future[None]] = field(default_factory=deque)
     sent_at: dict[asyncio.Future[None], float] = field(default_factory=dict)
     generation: int | None = None
@@ -97,7 +98,7 @@ class Checkpoint:
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=2 * self.batch_max)
         self.filled = asyncio.Event()  # a whole batch is waiting
-        self.drained = asyncio.Event()  # the stream handed over all that faust fetched
+        self.drained = asyncio.Event()  # no partition is known to have records not read yet
 
     def waiting(self) -> bool:
         """Records are read and waiting for their batch."""
@@ -147,14 +148,22 @@ class Checkpoint:
         finally:
             filled.cancel()
 
+    def _highwater(self, tp: Any) -> int | None:
+        """The partition's end as the consumer's last fetch response gave it (faust's public
+        Consumer.highwater; None: not fetched yet)."""
+        try:
+            return self.app.consumer.highwater(tp)
+        except Exception:  # not assigned (any more): nothing to wait for
+            return None
+
     def _note_backlog(self, tp: Any, offset: int) -> None:
-        """Whether faust has fetched records of `tp` past `offset` that the stream has not
-        handed over yet; `drained` is set once no partition of this stream has any. One look
-        at the fetch ledger per partition while it is behind the end it last knew of, not
-        one per record."""
+        """Whether the broker holds records of `tp` past `offset` (as of the last fetch);
+        `drained` is set once no partition of this stream is known to have any. One look at
+        the consumer per partition while it is behind the end it last knew of, not one per
+        record."""
         end = self.ends.get(tp)
         if end is None or offset + 1 >= end:
-            end = self.ends[tp] = faust_fixes.fetched_end(self.app.consumer, tp)
+            end = self.ends[tp] = self._highwater(tp)
         if end is not None and offset + 1 < end:
             self.behind.add(tp)
         else:
@@ -163,15 +172,16 @@ class Checkpoint:
                 self.drained.set()
 
     async def _gather_backlog(self) -> None:
-        """A backlog comes in whole batches: while faust has fetched records this stream has
-        not handed over yet (it hands them over one at a time, about 50 µs apart), the batch
-        stays open until they are all here, a whole batch is waiting, or GATHER_MAX_S has
-        passed. Every batch has a fixed cost (a RocksDB write and a send per topic
-        partition, a confirmation, acks in order) that a batch of a few records pays per
-        record: batches taken as soon as the last one was confirmed held 9 to 11 records
-        while a backlog of 100,000 was read, and the worker spent 262 µs of CPU per record
-        instead of 140. Records not fetched yet are not waited for: under a steady load
-        below capacity, a batch closes with the last fetch's records (freshness)."""
+        """A backlog comes in whole batches: while records past those read are known to
+        exist, the batch stays open until the stream has reached the ends the last fetches
+        reported, a whole batch is waiting, or GATHER_MAX_S has passed. Every batch has a
+        fixed cost (a RocksDB write and a send per topic partition, a confirmation, acks in
+        order) that a batch of a few records pays per record: batches taken as soon as the
+        last one was confirmed held 9 to 11 records while a backlog of 100,000 was read, and
+        the worker spent 262 µs of CPU per record instead of 140. Waiting only for records
+        faust had already fetched, with a 20 ms bound, gave batches of 200-400 and, beside
+        other load, 13 % more CPU per record, a third more of the broker's CPU and two
+        workers at 1.36 x one instead of 1.52 x (docs/performance.md)."""
         self.filled.clear()
         self.drained.clear()
         waits = [asyncio.ensure_future(e.wait()) for e in (self.filled, self.drained)]
@@ -263,7 +273,7 @@ class Checkpoint:
                 # taken for a replay, pair_state.py), so nothing is processed out of order.
                 self.next_due[tp] = due
                 self._read_again(tp, due, offset)
-                self._note_backlog(tp, offset)  # set aside, but handed over: not awaited
+                self._note_backlog(tp, offset)  # set aside, but read: not awaited
                 continue
             if due is None or offset >= due:
                 self.next_due[tp] = offset + 1

@@ -137,13 +137,6 @@ class FetchLedger:
         return None
 
 
-def fetched_end(consumer: Any, tp: Any) -> int | None:
-    """One past the last offset of `tp` that faust fetched (and so is handing to the
-    stream, or has handed): None before the first fetch."""
-    marks = ledger(consumer).fetched.get(tp)
-    return marks[-1][0] + 1 if marks else None
-
-
 def ledger(consumer: Any) -> FetchLedger:
     found = consumer.__dict__.get("_streamapp_ledger")
     if found is None:

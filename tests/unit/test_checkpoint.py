@@ -5,7 +5,6 @@ offsets and stuck partitions are read again."""
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
@@ -71,10 +70,9 @@ class Recorder:
 
 
 def fake_app(committed: int | None = None, end: int | None = None) -> Any:
-    """`end`: one past the last offset faust has fetched (None: nothing fetched)."""
+    """`end`: the partition's end as the consumer's last fetch gave it (None: unknown)."""
     consumer = SimpleNamespace(_gap={}, _committed_offset={TP: committed})
-    if end is not None:
-        faust_fixes.ledger(consumer).fetched[TP] = deque([(end - 1, 0.0)])
+    consumer.highwater = lambda tp: end
     return SimpleNamespace(consumer=consumer, consumer_generation_id=1)
 
 
@@ -162,26 +160,25 @@ async def test_whole_batches_go_at_once_and_acks_wait_for_earlier_ones() -> None
     await stopped(task)
 
 
-async def test_what_faust_fetched_is_gathered_into_one_batch() -> None:
-    """Records arrive one by one from faust's stream while faust has fetched up to offset 9:
-    they wait for each other, and go as one batch once the stream handed over the last one,
-    instead of a batch of one or two each (every batch has a fixed cost)."""
+async def test_a_backlog_is_gathered_into_one_batch_up_to_the_end_the_fetch_reported() -> None:
+    """Records arrive one by one from faust's stream while the partition's end (10) is
+    known to be further on: they wait for each other, and go as one batch once the stream
+    reached the end, instead of a batch of one or two each (every batch has a fixed cost)."""
     handler = Recorder()
     stream = Stream()
     _, task = await started(handler, stream, end=10)
     for offset in range(9):
         stream.queue.put_nowait(Event(offset, handler.acks))
         await settle()
-    assert handler.batches == []  # offset 9 is fetched, not handed over: the batch stays open
+    assert handler.batches == []  # offset 9 exists: the batch stays open
     stream.queue.put_nowait(Event(9, handler.acks))
     await settle()
     assert handler.batches == [list(range(10))]
     await stopped(task, handler.boxes)
 
 
-async def test_a_record_that_is_the_last_fetched_goes_at_once() -> None:
-    """Records not fetched yet are not waited for: under a steady load a batch closes with
-    the last fetch's records."""
+async def test_a_record_at_the_end_of_its_partition_goes_at_once() -> None:
+    """Nothing after it on the broker (as of the last fetch): no waiting."""
     handler = Recorder()
     stream = Stream()
     _, task = await started(handler, stream, end=1)
