@@ -38,7 +38,7 @@ def main() -> None:
     now = int(time.time()) * US
     folder = tempfile.mkdtemp(prefix="bulk-micro-")
     try:
-        pairs, index = Db(f"{folder}/pairs"), Db(f"{folder}/index")
+        pairs = Db(f"{folder}/pairs")
         items = [
             Interaction(
                 f"i{n}",
@@ -51,12 +51,12 @@ def main() -> None:
             )
             for n in range(args.interactions)
         ]
-        count_into(pairs, index, items, now)
+        count_into(pairs, items, now)
         known = sorted({(i.user_id, i.seller_id) for i in items})
         cats = {f"s{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(500)}
         favs = {f"u{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(2000)}
         src = lookup.Sources(
-            pairs, index, Profiles(favs), Profiles(cats), lambda _: 0, Scoring(WEIGHTS, WEEK_S, 1.0)
+            pairs, Profiles(favs), Profiles(cats), lambda _: 0, Scoring(WEIGHTS, WEEK_S, 1.0)
         )
         bodies = [
             orjson.dumps(

@@ -72,7 +72,7 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="ingest-micro-")
     spent: dict[str, float] = dict.fromkeys(("parse", "count", "write", "changelog", "update"), 0.0)
     try:
-        pairs, index = Db(f"{folder}/pairs"), Db(f"{folder}/index")
+        pairs = Db(f"{folder}/pairs")
 
         def step(name: str, fn: Callable[[], Any]) -> Any:
             t0 = time.perf_counter()
@@ -88,7 +88,6 @@ def main() -> None:
                 lambda i=items: count_batch(
                     i,
                     pairs.read_one,
-                    index.read_one,
                     now,
                     WEEK_S,
                     WEEK_S,
@@ -96,16 +95,13 @@ def main() -> None:
                     scan_pairs=lambda prefix: list(pairs.scan(0, prefix)),
                 ),
             )
-            step(
-                "write", lambda r=result: (pairs.write(r.pair_writes), index.write(r.index_writes))
-            )
+            step("write", lambda r=result: pairs.write(r.pair_writes))
 
             def changelog(r: Any = result) -> None:
                 batch = new_batch()
-                for writes in (r.pair_writes, r.index_writes):
-                    for key, value in writes.items():
-                        if batch.append(key=key, value=value, timestamp=None, headers=[]) is None:
-                            batch = new_batch()
+                for key, value in r.pair_writes.items():
+                    if batch.append(key=key, value=value, timestamp=None, headers=[]) is None:
+                        batch = new_batch()
 
             step("changelog", changelog)
 

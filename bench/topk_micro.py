@@ -69,7 +69,7 @@ class Profiles:
         return self.cats.get(entity_id, frozenset())
 
 
-def build(pairs: Db, index: Db, user: str, sellers: int, now_us: int, rng: random.Random) -> None:
+def build(pairs: Db, user: str, sellers: int, now_us: int, rng: random.Random) -> None:
     kinds = rng.choices(range(4), weights=(20, 60, 5, 15), k=sellers)
     items = [
         Interaction(
@@ -77,16 +77,15 @@ def build(pairs: Db, index: Db, user: str, sellers: int, now_us: int, rng: rando
         )
         for n in range(sellers)
     ]
-    count_into(pairs, index, items, now_us)
+    count_into(pairs, items, now_us)
 
 
-def count_into(pairs: Db, index: Db, items: list[Interaction], now_us: int) -> None:
+def count_into(pairs: Db, items: list[Interaction], now_us: int) -> None:
     """Count `items` with the worker's counting code, 500 at a time."""
     for start in range(0, len(items), 500):
         result = count_batch(
             items[start : start + 500],
             pairs.read_one,
-            index.read_one,
             now_us,
             WEEK_S,
             WEEK_S,
@@ -94,7 +93,6 @@ def count_into(pairs: Db, index: Db, items: list[Interaction], now_us: int) -> N
             scan_pairs=lambda prefix: list(pairs.scan(0, prefix)),
         )
         pairs.write(result.pair_writes)
-        index.write(result.index_writes)
 
 
 def timed(fn: Any, requests: int) -> dict[str, float]:
@@ -123,14 +121,14 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     out: dict[str, Any] = {"k": args.k, "users": {}}
     try:
-        pairs, index = Db(f"{folder}/pairs"), Db(f"{folder}/index")
+        pairs = Db(f"{folder}/pairs")
         cats = {
             f"s{n}": frozenset(rng.sample(CATEGORIES, rng.randint(1, 4))) for n in range(max(sizes))
         }
         favs = {f"u{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in sizes}
         for n in sizes:
             t0 = time.perf_counter()
-            build(pairs, index, f"u{n}", n, now_us, rng)
+            build(pairs, f"u{n}", n, now_us, rng)
             print(f"built u{n}: {n:,} sellers in {time.perf_counter() - t0:.1f} s", flush=True)
         # The walk's worst case: a bonus far above every decayed score for a category only
         # 1 seller in 500 has, so the k best are scattered deep in the user's ranking.
@@ -140,7 +138,6 @@ def main() -> None:
         for label, bonus, cats, favs in cases:
             src = lookup.Sources(
                 pairs,
-                index,
                 Profiles(favs),
                 Profiles(cats),
                 lambda _: 0,

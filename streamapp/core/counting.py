@@ -3,7 +3,7 @@
 `count_batch` takes the interactions of one partition in arrival order, reads each touched
 pair once, applies its interactions one by one (PairState.apply: replays and duplicates
 are recognised there), and returns every write the batch makes (pair values, their
-chunks, the users' seller index) plus what to publish. Any split of a partition's
+chunks, the users' rankings) plus what to publish. Any split of a partition's
 sequence into batches gives the same states as one interaction at a time
 (tests/unit/test_counting.py).
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from streamapp.core import seller_index, seller_ranking
-from streamapp.core.pair_state import Interaction, Outcome, PairState
+from streamapp.core import seller_ranking
+from streamapp.core.pair_state import CHUNK_SEP, Interaction, Outcome, PairState
 
 PAIR_SEPARATOR = "\x1f"  # ids never contain control characters (models.EntityId)
 
@@ -25,6 +25,16 @@ Writes = dict[bytes, bytes | None]
 
 def pair_key(user_id: str, seller_id: str) -> bytes:
     return f"{user_id}{PAIR_SEPARATOR}{seller_id}".encode()
+
+
+def user_sellers(user_id: str, scan_pairs: Scan) -> list[str]:
+    """The user's sellers, in key order: the keys of the user's pairs in the pair table
+    (`scan_pairs` lists the keys with a prefix), without their chunk records. No index of
+    its own: the pair table's key range already is one, kept by the writes of the pairs
+    themselves."""
+    prefix = f"{user_id}{PAIR_SEPARATOR}".encode()
+    n = len(prefix)
+    return [key[n:].decode() for key in scan_pairs(prefix) if CHUNK_SEP not in key[n:]]
 
 
 def _chunk_loader(load_pair: Load, key: bytes) -> Load:
@@ -51,7 +61,6 @@ class Touched:
 @dataclass(slots=True)
 class BatchResult:
     pair_writes: Writes = field(default_factory=dict)
-    index_writes: Writes = field(default_factory=dict)
     touched: dict[bytes, Touched] = field(default_factory=dict)
     counted: int = 0
     duplicates: int = 0
@@ -61,7 +70,6 @@ class BatchResult:
 def count_batch(
     interactions: Iterable[Interaction],
     load_pair: Load,
-    load_index: Load,
     now_us: int,
     half_life_s: float,
     dedupe_horizon_s: float,
@@ -70,14 +78,13 @@ def count_batch(
     *,
     scan_pairs: Scan,
 ) -> BatchResult:
-    """Apply `interactions` (one partition, arrival order). `load_pair` / `load_index` read
-    the stored bytes of a key of the pair table / the seller index; `scan_pairs` lists the
-    pair table's keys with a prefix, in order. `weights` order each user's sellers for top-k
-    (seller_ranking: kept in the pair table). `on_count` sees the pair right after each
-    interaction it counts or replays (one update per interaction)."""
+    """Apply `interactions` (one partition, arrival order). `load_pair` reads the stored
+    bytes of a key of the pair table; `scan_pairs` lists its keys with a prefix, in order.
+    `weights` order each user's sellers for top-k (seller_ranking: kept in the pair table).
+    `on_count` sees the pair right after each interaction it counts or replays (one update
+    per interaction)."""
     result = BatchResult()
     touched = result.touched
-    new_sellers: dict[str, list[str]] = {}
     # Each touched pair's chunk reader, for this call only: `load_pair` may be a database
     # handle the caller must not see kept past its next await (ingest's StateStore.db).
     chunk_loaders: dict[bytes, Load] = {}
@@ -96,8 +103,6 @@ def count_batch(
                 ),
             )
             chunk_loaders[key] = _chunk_loader(load_pair, key)
-            if stored is None:
-                new_sellers.setdefault(event.user_id, []).append(event.seller_id)
 
         outcome = pair.state.apply(event, now_us, half_life_s, dedupe_horizon_s, chunk_loaders[key])
         if outcome is Outcome.DUPLICATE:
@@ -108,8 +113,6 @@ def count_batch(
         else:
             result.replays += 1
             pair.replayed += 1
-            # The index write of the first try may not have reached the changelog.
-            new_sellers.setdefault(event.user_id, []).append(event.seller_id)
         pair.covered_ids.append(event.id)
         if on_count is not None:
             on_count(pair, event.id)
@@ -129,13 +132,8 @@ def count_batch(
         # In the pair table, so that one write batch holds a pair and its place in the
         # ranking: a serving process's catch-up never sees one without the other.
         result.pair_writes.update(
-            _ranking_writes(
-                user_id, user_pairs, fp, load_pair, load_index, scan_pairs, weights, half_life_s
-            )
+            _ranking_writes(user_id, user_pairs, fp, load_pair, scan_pairs, weights, half_life_s)
         )
-    # After the ranking: a rebuild reads the seller list as it was before this batch.
-    for user_id, sellers in new_sellers.items():
-        result.index_writes.update(seller_index.add(user_id.encode(), sellers, load_index))
     return result
 
 
@@ -144,7 +142,6 @@ def _ranking_writes(
     user_pairs: list[Touched],
     fp: bytes,
     load_pair: Load,
-    load_index: Load,
     scan_pairs: Scan,
     weights: Sequence[float],
     half_life_s: float,
@@ -162,9 +159,10 @@ def _ranking_writes(
             fp,
             ((p.seller_id, p.order_before, after[p.seller_id], p.replayed > 0) for p in user_pairs),
         )
-    # No complete index under these weights yet: write every seller's entry once.
+    # No complete index under these weights yet: write every seller's entry once (the
+    # stored pairs as they were before this batch, and the batch's own).
     orders = dict(after)
-    for seller_id in seller_index.sellers(user_key, load_index):
+    for seller_id in user_sellers(user_id, scan_pairs):
         if seller_id not in orders:
             raw = load_pair(pair_key(user_id, seller_id))
             if raw:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from streamapp.core import seller_index, seller_ranking
-from streamapp.core.counting import pair_key
+from streamapp.core import seller_ranking
+from streamapp.core.counting import pair_key, user_sellers
 from streamapp.core.features import feature_vector, no_chunks
 from streamapp.core.pair_state import PairState, summary
 from streamapp.core.score import Ranked, Scoring, decayed, top_k
@@ -41,7 +41,6 @@ class CategoryReader(Protocol):
 @dataclass(frozen=True)
 class Sources:
     pairs: PartitionReader
-    user_sellers: PartitionReader
     users: CategoryReader
     sellers: CategoryReader
     home_partition: Callable[[str], int]
@@ -154,10 +153,10 @@ def _scorer(src: Sources, user_id: str, as_of_us: int) -> Scorer:
 async def _rank_all(src: Sources, partition: int, user_id: str, score: Scorer) -> list[Ranked]:
     """Every seller of the user, ranked: reads each pair header once."""
 
-    def load(key: bytes) -> bytes | None:
-        return src.user_sellers.read(partition, key)
+    def scan(prefix: bytes) -> Iterator[bytes]:
+        return src.pairs.scan(partition, prefix)
 
-    candidates = seller_index.sellers(user_id.encode(), load)
+    candidates = user_sellers(user_id, scan)
     ranked: list[Ranked] = []
     step = 16 * SLICE  # a header costs far less than a vector
     for start in range(0, len(candidates), step):

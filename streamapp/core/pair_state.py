@@ -46,11 +46,10 @@ CHUNK_MAX = 2048  # entries per spilled chunk (16 KiB)
 CHUNK_SEP = b"\x1e"  # ids never contain control characters (models.EntityId)
 TIMES, SEEN = b"t", b"s"
 
-# The format of every stored value of the pair table (pair values, chunks, ranking entries):
-# raised on any change of their encoding. The app records the format its state is written
-# in (kafka/baked_settings.py); a worker that cannot read it refuses to start.
-FORMAT = 2
-READABLE_FORMATS = frozenset({FORMAT})  # an upgrade's release reads the previous one too
+# The encoding of the pair table's values (their first byte): raised on any change of it,
+# together with the state's format (core/state_format.py), which the app records and a
+# worker checks at start-up.
+VALUE_FORMAT = 2
 # version, counts x4, first, last, ref, acc x4, next chunk, n offsets, n times, n seen,
 # n time chunks, n seen chunks
 HEADER_FORMAT = "<B4Iqqq4dIIIIII"
@@ -135,7 +134,7 @@ class PairState:
         n_off, n_t, n_s = len(self.offsets), len(self.times), len(self.seen)
         n_tc, n_sc = len(self.tchunks), len(self.schunks)
         values: list[int | float] = [
-            FORMAT,
+            VALUE_FORMAT,
             *self.counts,
             self.first_us,
             self.last_us,
@@ -164,7 +163,7 @@ class PairState:
     @classmethod
     def decode(cls, raw: bytes) -> PairState:
         head = HEADER.unpack_from(raw)
-        if head[0] != FORMAT:
+        if head[0] != VALUE_FORMAT:
             raise ValueError(f"unknown pair state format {head[0]}")
         n_off, n_t, n_s, n_tc, n_sc = sizes = head[13:18]
         v = _body(sizes).unpack(raw)
@@ -397,7 +396,7 @@ class PairView:
 
     def __init__(self, raw: bytes) -> None:
         head = HEADER.unpack_from(raw)
-        if head[0] != FORMAT:
+        if head[0] != VALUE_FORMAT:
             raise ValueError(f"unknown pair state format {head[0]}")
         n_off, n_t, n_s, n_tc = head[13:17]
         start = HEADER.size + 16 * n_off
@@ -454,6 +453,6 @@ class PairView:
 
 def summary(raw: bytes) -> Summary:
     v = HEADER.unpack_from(raw)
-    if v[0] != FORMAT:
+    if v[0] != VALUE_FORMAT:
         raise ValueError(f"unknown pair state format {v[0]}")
     return Summary(v[1] + v[2] + v[3] + v[4], v[7], (v[8], v[9], v[10], v[11]))

@@ -19,10 +19,11 @@ reached the changelog) can only make a walk read a pair early, never score it wr
 
 `user \\x1d fingerprint` alone marks a user whose index is complete. The fingerprint covers
 the weights and half-life K is computed with: after a change of either (and for a user
-counted before this index existed) nobody has a mark, top-k ranks the user's full seller
-list (seller_index) as before, and ingest rebuilds a user's entries the first time it
-counts for them (reading each of the user's pair headers once), deleting every other key
-of the user's ranking: a mark of earlier weights never comes back to life when they do.
+counted before this index existed) nobody has a mark, top-k ranks all of the user's pairs
+(the pair table's keys `user \\x1f ...`) as before, and ingest rebuilds a user's entries the
+first time it counts for them (reading each of the user's pair headers once), deleting
+every other key of the user's ranking: a mark of earlier weights never comes back to life
+when they do.
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@ app's epoch topic (keyed records after the epoch; the first record of a key wins
 epoch's own first record does), and a worker started with another one refuses to start with
 one line that says how to go on. Recreated topics (a reset broker) start a new record.
 
-The same record names the format the stored values are written in (`state_format`, the
-pair table's encoding, pair_state.FORMAT). Unlike a baked setting its last record wins: an
-upgraded worker that writes a newer format records it before it writes, so a worker of an
-older version (a rollback, a host not upgraded yet) refuses to start with one line instead
-of stopping on the first value it cannot read, again after every restart.
+The same record names the format the state is written in (`state_format`: which tables it
+keeps and how their values are encoded, core/state_format.py). Unlike a baked setting its
+last record wins: an upgraded worker that writes a newer format records it before it
+writes, so a worker of an older version (a rollback, a host not upgraded yet) refuses to
+start with one line instead of misreading the state, again after every restart.
 
 The worker also writes what it checked into its data dir (`state-settings.json`), so a
 serving process beside it can refuse the same mismatch without a broker connection.
@@ -28,8 +28,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streamapp.core import pair_state
 from streamapp.core.config import Settings
+from streamapp.core.state_format import READABLE_STATE_FORMATS, STATE_FORMAT
 from streamapp.kafka.connection import client_options
 from streamapp.kafka.topic_catalog import TopicCatalog
 
@@ -75,7 +75,7 @@ async def recorded(settings: Settings) -> dict[str, float]:
         first, last = await _read_all(consumer, tp)
         writes = {name: repr(BAKED[name][1](settings)) for name in BAKED if name not in first}
         if _format_to_record(last.get(FORMAT_KEY)):
-            writes[FORMAT_KEY] = str(pair_state.FORMAT)
+            writes[FORMAT_KEY] = str(STATE_FORMAT)
         if writes:
             producer = AIOKafkaProducer(acks="all", **client_options(settings))
             await producer.start()
@@ -101,7 +101,7 @@ def _format_to_record(recorded_format: str | None) -> bool:
     if recorded_format is None:
         return True
     found = int(float(recorded_format))
-    return found < pair_state.FORMAT and found in pair_state.READABLE_FORMATS
+    return found < STATE_FORMAT and found in READABLE_STATE_FORMATS
 
 
 def format_problem(app_id: str, baked: Mapping[str, float]) -> str | None:
@@ -109,10 +109,10 @@ def format_problem(app_id: str, baked: Mapping[str, float]) -> str | None:
     if FORMAT_KEY not in baked:
         return None
     found = int(baked[FORMAT_KEY])
-    if found in pair_state.READABLE_FORMATS:
+    if found in READABLE_STATE_FORMATS:
         return None
-    reads = ", ".join(str(f) for f in sorted(pair_state.READABLE_FORMATS))
-    if found > pair_state.FORMAT:
+    reads = ", ".join(str(f) for f in sorted(READABLE_STATE_FORMATS))
+    if found > STATE_FORMAT:
         return (
             f"the state of app {app_id!r} is written in format {found} by a newer streamapp, "
             f"and this version reads format {reads}: run the newer version on this worker "

@@ -50,7 +50,6 @@ class ServeNode:
         # pairs of a bulk query otherwise miss it and decompress blocks again and again.
         cache = Cache(settings.rocksdb_cache_mb * settings.partitions * 1024 * 1024)
         self.pairs = Secondaries("pairs", scratch, cache)
-        self.user_sellers = Secondaries("user_sellers", scratch, cache)
         users, sellers = profile_catalogs(settings)
         self.users = CatalogReader(users, scratch)
         self.sellers = CatalogReader(sellers, scratch)
@@ -63,7 +62,6 @@ class ServeNode:
         self.catch_up_budget = LookupShare(serve.on_demand_share)
         self.sources = lookup.Sources(
             pairs=self.pairs,
-            user_sellers=self.user_sellers,
             users=self.users,
             sellers=self.sellers,
             home_partition=self.home,
@@ -86,12 +84,12 @@ class ServeNode:
             if mtime != self.map_mtime:
                 self.map_mtime = mtime
                 self._apply(serving_map.read(self.settings.data_dir))
-        for table in (self.pairs, self.user_sellers):
-            for partition in list(table.dbs):
-                if table.catch_up_one(partition):
-                    self.caught_up_at[(table.name, partition)] = time.monotonic()
-                    serve_metrics.catch_ups.labels("background").inc()
-                    await asyncio.sleep(0)
+        table = self.pairs
+        for partition in list(table.dbs):
+            if table.catch_up_one(partition):
+                self.caught_up_at[(table.name, partition)] = time.monotonic()
+                serve_metrics.catch_ups.labels("background").inc()
+                await asyncio.sleep(0)
         self.users.catch_up()
         self.sellers.catch_up()
 
@@ -101,17 +99,16 @@ class ServeNode:
             return
         if old is not None and old.worker_pid != new.worker_pid:
             # A new worker process: its databases may have been rebuilt from scratch.
-            for table in (self.pairs, self.user_sellers):
-                table.close()
+            self.pairs.close()
             self.users.close()
             self.sellers.close()
         self.map = new
         opened_at = time.monotonic()  # opening a secondary reads all there is: a catch-up
-        for table, name in ((self.pairs, "pairs"), (self.user_sellers, "user_sellers")):
-            before = set(table.dbs)
-            table.follow(new.stores.get(name, {}) if new.ready else {})
-            for partition in set(table.dbs) - before:
-                self.caught_up_at[(table.name, partition)] = opened_at
+        table = self.pairs
+        before = set(table.dbs)
+        table.follow(new.stores.get("pairs", {}) if new.ready else {})
+        for partition in set(table.dbs) - before:
+            self.caught_up_at[(table.name, partition)] = opened_at
         self.users.follow(new.catalogs.get("users"))
         self.sellers.follow(new.catalogs.get("sellers"))
         log.info(
@@ -122,7 +119,7 @@ class ServeNode:
         )
 
     def local_partitions(self) -> set[int]:
-        return set(self.pairs.dbs) & set(self.user_sellers.dbs)
+        return set(self.pairs.dbs)
 
     def worker_alive(self) -> bool:
         """Whether the worker of the serving map runs. Asked for every user of a bulk
@@ -160,7 +157,7 @@ class ServeNode:
             raise not_ready("the worker is not ready, retry shortly")
         assert self.map is not None
         partition = self.home(user_id)
-        if partition in self.pairs.dbs and partition in self.user_sellers.dbs:
+        if partition in self.pairs.dbs:
             return None
         owner = self.map.owners.get(partition)
         if owner is None:
@@ -209,33 +206,32 @@ class ServeNode:
         if self.serve.on_demand_share <= 0:
             return
         now = time.monotonic()
+        table = self.pairs
         for partition in partitions:
-            for table in (self.pairs, self.user_sellers):
-                key = (table.name, partition)
-                if now - self.caught_up_at.get(key, 0.0) < self.serve.on_demand_s:
-                    continue
-                if self.catch_up_budget.exhausted():
-                    return
-                self.caught_up_at[key] = now
-                began = time.perf_counter()
-                if table.catch_up_one(partition):
-                    serve_metrics.catch_ups.labels("on_demand").inc()
-                self.catch_up_budget.spend(time.perf_counter() - began)
+            key = (table.name, partition)
+            if now - self.caught_up_at.get(key, 0.0) < self.serve.on_demand_s:
+                continue
+            if self.catch_up_budget.exhausted():
+                return
+            self.caught_up_at[key] = now
+            began = time.perf_counter()
+            if table.catch_up_one(partition):
+                serve_metrics.catch_ups.labels("on_demand").inc()
+            self.catch_up_budget.spend(time.perf_counter() - began)
 
     def refresh_gauges(self) -> None:
         """The serving process's own /metrics gauges, as of now."""
         now = time.monotonic()
         serve_metrics.ready.set(1 if self.is_ready() else 0)
         serve_metrics.followed.set(len(self.local_partitions()))
-        for table in (self.pairs, self.user_sellers):
-            behind = [
-                now - self.caught_up_at.get((table.name, partition), now)
-                for partition in table.pending()
-            ]
-            serve_metrics.catch_up_lag.labels(table.name).set(max(behind, default=0.0))
+        table = self.pairs
+        behind = [
+            now - self.caught_up_at.get((table.name, partition), now)
+            for partition in table.pending()
+        ]
+        serve_metrics.catch_up_lag.labels(table.name).set(max(behind, default=0.0))
 
     def close(self) -> None:
-        for table in (self.pairs, self.user_sellers):
-            table.close()
+        self.pairs.close()
         self.users.close()
         self.sellers.close()

@@ -1,6 +1,6 @@
 """Agents: each source topic is read in batches and handed to ingest.py.
 
-  interactions ─┬─ (already in the user's partition) ─────────────┬─> pairs, user_sellers
+  interactions ─┬─ (already in the user's partition) ─────────────┬─> pairs
                 └─> <app>-interactions-by-user ──────────────────┘     └─> affinity-updates
   users, sellers ─> (validated here; every worker's profile catalogs apply them)
   bad records ────> <source>-dlq

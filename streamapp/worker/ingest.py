@@ -67,8 +67,7 @@ class Slicer:
 
 def outbox() -> Outbox:
     box = Outbox(producer)
-    for store in (tables.pairs, tables.user_sellers):
-        box.on_delivered[store.changelog] = store.persisted
+    box.on_delivered[tables.pairs.changelog] = tables.pairs.persisted
     return box
 
 
@@ -187,7 +186,7 @@ async def count_into_state(
     each = settings.updates == "each"
     weights = settings.weights.as_tuple()
     touched: dict[tuple[int, bytes], Touched] = {}
-    pairs, index = tables.pairs, tables.user_sellers
+    pairs = tables.pairs
     async with state_lock:
         for partition, items in by_partition.items():
 
@@ -203,7 +202,6 @@ async def count_into_state(
                 result = count_batch(
                     items[start : start + SLICE_EVENTS],
                     pairs.db(partition).get,
-                    index.db(partition).get,
                     now_us(),
                     settings.half_life_s,
                     settings.dedupe_horizon_s,
@@ -212,11 +210,8 @@ async def count_into_state(
                     scan_pairs=scan_pairs,
                 )
                 pairs.write(partition, result.pair_writes)
-                index.write(partition, result.index_writes)
                 for key, value in result.pair_writes.items():
                     box.add(pairs.changelog, partition, key, value)
-                for key, value in result.index_writes.items():
-                    box.add(index.changelog, partition, key, value)
                 for key, pair in result.touched.items():
                     before = touched.get((partition, key))
                     if before is not None:

@@ -87,28 +87,27 @@ def other_workers(owner: URL) -> list[URL]:
 
 def holds_replica(user_ids: Iterable[str]) -> bool:
     """Whether this worker's standbys of these users' partitions hold every write their
-    owner made: both tables' changelog partitions are standbys here, read to their end. The
+    owner made: the pair table's changelog partitions are standbys here, read to their end. The
     owner is down or restarting, so the end does not move. faust applies standby records a
     buffer of 1,000 at a time; the rest is applied now, before the answer reads them."""
     standbys = app.assignor.assigned_standbys()
     recovery = app.tables.recovery
     partitions = {tables.home_partition(user) for user in user_ids}
+    table = tables.pairs
     for partition in partitions:
-        for table in (tables.pairs, tables.user_sellers):
-            tp = TP(table.changelog, partition)
-            if tp not in standbys:
-                return False
-            try:
-                end = app.consumer.highwater(tp)
-            except Exception:  # not assigned to the consumer (any more)
-                return False
-            last = recovery.standby_offsets.get(tp)
-            if end is None or (end > 0 and (last is None or last < end - 1)):
-                return False
+        tp = TP(table.changelog, partition)
+        if tp not in standbys:
+            return False
+        try:
+            end = app.consumer.highwater(tp)
+        except Exception:  # not assigned to the consumer (any more)
+            return False
+        last = recovery.standby_offsets.get(tp)
+        if end is None or (end > 0 and (last is None or last < end - 1)):
+            return False
     recovery.flush_buffers()
     for partition in partitions:
-        for table in (tables.pairs, tables.user_sellers):
-            # faust opens a standby's database when it reads its persisted offset at the
-            # assignment; a read of one not open finds nothing, so make sure of it here.
-            table.open(partition)
+        # faust opens a standby's database when it reads its persisted offset at the
+        # assignment; a read of one not open finds nothing, so make sure of it here.
+        table.open(partition)
     return True

@@ -165,7 +165,6 @@ def current_map() -> serving_map.ServingMap:
         partitions=settings.partitions,
         stores={
             "pairs": {p: tables.pairs.path(p) for p in active},
-            "user_sellers": {p: tables.user_sellers.path(p) for p in active},
         },
         catalogs={c.source: str(c.path) for c in tables.catalogs},
         owners=owners,

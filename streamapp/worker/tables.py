@@ -1,8 +1,10 @@
 """State, in RocksDB (rocksdict) with a compacted Kafka changelog behind every table.
 
 Every table lives in the partition of the user it belongs to (`home_partition`):
-- pairs:         "<user>\\x1f<seller>" -> PairState bytes (+ its spilled chunks, pair_state.py)
-- user_sellers:  user id -> the user's sellers, the candidates of top-k (seller_index.py)
+- pairs: "<user>\\x1f<seller>" -> PairState bytes (+ its spilled chunks, pair_state.py), and
+  each user's sellers in score order (seller_ranking.py). The key range "<user>\\x1f" lists
+  a user's sellers (counting.user_sellers); the seller index table of state format 2
+  (user_sellers_v2) is no longer kept (core/state_format.py).
 Profiles are not tables: every worker keeps a full copy of the users and of the sellers
 (profile_catalog.py): user_catalog, seller_catalog.
 
@@ -20,7 +22,7 @@ from streamapp.kafka.profile_catalog import profile_catalogs
 from streamapp.worker.app import app, settings
 from streamapp.worker.state_store import StateStore
 
-__all__ = ["home_partition", "pair_key", "pairs", "seller_catalog", "user_catalog", "user_sellers"]
+__all__ = ["home_partition", "pair_key", "pairs", "seller_catalog", "user_catalog"]
 
 
 # The partition of a user's data: where a producer keying by user id puts it (Kafka's
@@ -53,6 +55,5 @@ def _table(name: str, cache_mb: int) -> StateStore:
 # Named apart from the JSON-valued tables of earlier versions, whose changelogs this
 # encoding cannot read.
 pairs = _table("pairs", settings.rocksdb_cache_mb)
-user_sellers = _table("user_sellers_v2", max(1, settings.rocksdb_cache_mb // 4))
 catalogs = profile_catalogs(settings)
 user_catalog, seller_catalog = catalogs

@@ -64,7 +64,6 @@ class WorkerNode:
 
     sources = lookup.Sources(
         pairs=tables.pairs,
-        user_sellers=tables.user_sellers,
         users=tables.user_catalog,
         sellers=tables.seller_catalog,
         home_partition=tables.home_partition,

@@ -116,8 +116,8 @@ def test_a_state_written_in_a_newer_format_is_refused_at_start(
     topic before writing; this version then refuses to start with one line (exit 2), a
     serving process too, instead of stopping on the first value it cannot read after every
     restart. Simulated by appending the newer version's record."""
-    from streamapp.core import pair_state
     from streamapp.core.config import load_settings
+    from streamapp.core.state_format import READABLE_STATE_FORMATS, STATE_FORMAT
     from streamapp.kafka.topic_catalog import TopicCatalog
 
     ns = Namespace(bootstrap)
@@ -128,7 +128,7 @@ def test_a_state_written_in_a_newer_format_is_refused_at_start(
     server = Server(worker)
     workers.append(server)
     epoch = TopicCatalog.of(load_settings(worker.env())).epoch
-    newer = pair_state.FORMAT + 1
+    newer = STATE_FORMAT + 1
     produce(bootstrap, [Out(epoch, str(newer).encode(), b"state_format", partition=0)])
 
     worker.start(wait=False)
@@ -136,16 +136,17 @@ def test_a_state_written_in_a_newer_format_is_refused_at_start(
     lines = [
         line for line in worker.log_path.read_text().splitlines() if line.startswith("streamapp:")
     ]
+    reads = ", ".join(str(f) for f in sorted(READABLE_STATE_FORMATS))
     line = (
         f"the state of app {ns.app_id!r} is written in format {newer} by a newer streamapp, and "
-        f"this version reads format {pair_state.FORMAT}: run the newer version on this worker "
+        f"this version reads format {reads}: run the newer version on this worker "
         "too (README: Upgrades)"
     )
     assert lines[-1] == f"streamapp: {line}", worker.tail()
     # The serving process reads what its worker last checked: the older format, so it
     # starts; it refuses once the data dir says the newer one.
     local = json.loads((worker.data_dir / "state-settings.json").read_text())
-    assert local["state_format"] == pair_state.FORMAT
+    assert local["state_format"] == STATE_FORMAT
     local["state_format"] = newer
     (worker.data_dir / "state-settings.json").write_text(json.dumps(local))
     server.start(wait=False)

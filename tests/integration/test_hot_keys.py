@@ -1,7 +1,7 @@
 """Hot keys: one pair with tens of thousands of interactions, one user with tens of
 thousands of sellers, ids at the 256-character limit. The worker keeps running and every
-answer stays exact (the stored values are bounded: pair_state chunks, seller_index
-shards)."""
+answer stays exact (the stored values are bounded: pair_state chunks; a user's sellers are
+the keys of its pairs, one record each)."""
 
 from __future__ import annotations
 

@@ -8,9 +8,10 @@ once its HTTP client is closed; fixed in this release, test_rolling_restart.py),
 another worker forwards to it. Its answers are printed for the closing note.
 
 The previous release is the tree of PREVIOUS (the tip of the last round, `git archive`d
-from this repository's history) run with this checkout's virtualenv: it stores the same
-state format (2) and joins the group with dynamic membership, this one with static
-membership, so the group is mixed while the upgrade runs.
+from this repository's history) run with this checkout's virtualenv: it stores state format
+2 (pair values this release reads as they are, and a seller index this one ignores) and
+joins the group with dynamic membership, this one with static membership, so the group is
+mixed while the upgrade runs.
 """
 
 from __future__ import annotations

@@ -204,21 +204,26 @@ def test_the_group_member_id_stays_across_restarts_and_changes_with_the_url() ->
 
 
 def test_a_state_format_this_version_cannot_read_is_one_line_that_says_how_out() -> None:
-    from streamapp.core import pair_state
+    from streamapp.core.state_format import READABLE_STATE_FORMATS, STATE_FORMAT
     from streamapp.kafka import baked_settings
 
-    now = pair_state.FORMAT
+    now = STATE_FORMAT
+    assert now == 3  # 3 dropped format 2's seller index
+    assert sorted(READABLE_STATE_FORMATS) == [2, 3]
     assert baked_settings.format_problem("app", {}) is None  # nothing recorded yet
     assert baked_settings.format_problem("app", {"state_format": float(now)}) is None
+    assert baked_settings.format_problem("app", {"state_format": 2.0}) is None  # an upgrade
     newer = baked_settings.format_problem("app", {"state_format": float(now + 1)})
     assert newer == (
         f"the state of app 'app' is written in format {now + 1} by a newer streamapp, and this "
-        f"version reads format {now}: run the newer version on this worker too (README: "
+        "version reads format 2, 3: run the newer version on this worker too (README: "
         "Upgrades)"
     )
-    older = baked_settings.format_problem("app", {"state_format": float(now - 1)})
+    older = baked_settings.format_problem("app", {"state_format": 1.0})
     assert older is not None and "no longer reads" in older and "\n" not in older
     # Recorded: when none is, or over an older one this version reads; never over a newer.
     assert baked_settings._format_to_record(None)
+    assert baked_settings._format_to_record("2")
     assert not baked_settings._format_to_record(str(now))
     assert not baked_settings._format_to_record(str(now + 1))
+    assert not baked_settings._format_to_record("1")

@@ -153,7 +153,7 @@ def test_retired_variables_are_read_nowhere_and_named_only_in_the_history() -> N
 
 # --- agents and tables ---------------------------------------------------------------------
 
-# "the `a` and `b` agents", "the RocksDB tables `pairs` and `user_sellers`"
+# "the `a` and `b` agents", "the RocksDB tables `pairs` and `other`"
 NAMES = r"(?:`\w+`(?:,? and |, ))*`\w+`"
 CALLED = re.compile(rf"({NAMES}) (agents?|tables?)\b|\b(agents?|tables?) ({NAMES})")
 
@@ -173,8 +173,7 @@ def registered() -> tuple[set[str], set[str]]:
     from streamapp.worker.state_store import StateStore
 
     agents = {name.rsplit(".", 1)[-1] for name in app.agents}
-    # A table by its faust name or by the name the code gives it (user_sellers_v2 is the
-    # changelog generation of `tables.user_sellers`).
+    # A table by its faust name or by the name the code gives it (`tables.pairs`).
     table_names = set(app.tables) | {
         name for name, value in vars(tables).items() if isinstance(value, StateStore)
     }

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamapp.core import lookup, seller_index, seller_ranking
-from streamapp.core.counting import count_batch, pair_key
+from streamapp.core import lookup, seller_ranking
+from streamapp.core.counting import count_batch, pair_key, user_sellers
 from streamapp.core.pair_state import US, Interaction, summary
 from streamapp.core.score import Scoring, decayed, top_k
 from tests.unit.memory import MemoryTable as Table
@@ -53,7 +53,6 @@ class Profiles:
 
 def count(
     pairs: Table,
-    index: Table,
     events: list[tuple[str, str, int, int]],
     weights: tuple[float, ...],
     batch: int = 7,
@@ -66,14 +65,12 @@ def count(
         for n, (u, s, kind, on) in enumerate(events)
     ]
     for start in range(0, len(items), batch):
-        result = batch_of(pairs, index, items[start : start + batch], weights, half_life_s)
+        result = batch_of(pairs, items[start : start + batch], weights, half_life_s)
         pairs.apply(result.pair_writes)
-        index.apply(result.index_writes)
 
 
 def batch_of(
     pairs: Table,
-    index: Table,
     items: list[Interaction],
     weights: tuple[float, ...] = DEFAULT_WEIGHTS,
     half_life_s: float = WEEK_S,
@@ -81,7 +78,6 @@ def batch_of(
     return count_batch(
         items,
         pairs.load,
-        index.load,
         NOW_US,
         half_life_s,
         WEEK_S,
@@ -90,10 +86,8 @@ def batch_of(
     )
 
 
-def sources(pairs: Table, index: Table, scoring: Scoring, favs: dict, cats: dict) -> lookup.Sources:
-    return lookup.Sources(
-        Reader(pairs), Reader(index), Profiles(favs), Profiles(cats), lambda _: 0, scoring
-    )
+def sources(pairs: Table, scoring: Scoring, favs: dict, cats: dict) -> lookup.Sources:
+    return lookup.Sources(Reader(pairs), Profiles(favs), Profiles(cats), lambda _: 0, scoring)
 
 
 def both(src: lookup.Sources, user: str, k: int, as_of_us: int) -> tuple[list, list]:
@@ -136,12 +130,12 @@ events_st = st.lists(
 def test_the_walk_answers_what_the_full_ranking_answers(
     events, weights, bonus, favs, cat_seed, k, as_of_days, batch, half_life_s
 ) -> None:
-    pairs, index = Table(), Table()
-    count(pairs, index, events, weights, batch, half_life_s=half_life_s)
+    pairs = Table()
+    count(pairs, events, weights, batch, half_life_s=half_life_s)
     rng = random.Random(cat_seed)
     cats = {f"s{n}": frozenset(rng.sample(CATEGORIES, rng.randint(0, 2))) for n in range(41)}
     scoring = Scoring(weights, half_life_s, bonus)
-    src = sources(pairs, index, scoring, {"u1": frozenset(favs)}, cats)
+    src = sources(pairs, scoring, {"u1": frozenset(favs)}, cats)
     as_of = NOW_US + int(as_of_days * DAY_US)
     for user in {u for u, *_ in events}:
         walked, full = both(src, user, k, as_of)
@@ -154,12 +148,12 @@ def test_the_index_holds_one_entry_per_seller_in_score_order() -> None:
         ("u", f"s{rng.randrange(300)}", rng.randrange(4), NOW_US - rng.randrange(60 * DAY_US))
         for _ in range(3_000)
     ]
-    pairs, index = Table(), Table()
-    count(pairs, index, events, DEFAULT_WEIGHTS, batch=50)
+    pairs = Table()
+    count(pairs, events, DEFAULT_WEIGHTS, batch=50)
     fp = seller_ranking.fingerprint(DEFAULT_WEIGHTS, WEEK_S)
     prefix = seller_ranking.mark(b"u", fp)
     entries = [seller_ranking.parse_entry(len(prefix), k) for k in pairs.scan(prefix)[1:]]
-    sellers = sorted(seller_index.sellers(b"u", index.load))
+    sellers = user_sellers("u", pairs.scan)
     assert sorted(s for _, s in entries) == sellers  # one each, none left behind
     scoring = Scoring(DEFAULT_WEIGHTS, WEEK_S, 0.0)
     scores = []
@@ -171,17 +165,17 @@ def test_the_index_holds_one_entry_per_seller_in_score_order() -> None:
 
 def test_a_change_of_weights_ranks_everything_until_ingest_rebuilds_the_user() -> None:
     events = [("u", f"s{n}", n % 4, NOW_US - n * 3_600 * US) for n in range(200)]
-    pairs, index = Table(), Table()
-    count(pairs, index, events, DEFAULT_WEIGHTS)
+    pairs = Table()
+    count(pairs, events, DEFAULT_WEIGHTS)
     new = (0.5, 5.0, 1.0, 3.0)  # VIEW now weighs most: another order
-    src = sources(pairs, index, Scoring(new, WEEK_S, 1.0), {}, {})
+    src = sources(pairs, Scoring(new, WEEK_S, 1.0), {}, {})
     fp = seller_ranking.fingerprint(new, WEEK_S)
     assert pairs.load(seller_ranking.mark(b"u", fp)) is None
     answer = asyncio.run(lookup.top_sellers(src, "u", 10, NOW_US))
     score = lookup._scorer(src, "u", NOW_US)
     full = top_k(asyncio.run(lookup._rank_all(src, 0, "u", score)), 10)
     assert [s["seller_id"] for s in answer["sellers"]] == [s for _, _, s in full]
-    count(pairs, index, [("u", "s3", 1, NOW_US)], new, offset=1_000)  # ingest touches u
+    count(pairs, [("u", "s3", 1, NOW_US)], new, offset=1_000)  # ingest touches u
     walked, full = both(src, "u", 10, NOW_US)
     assert walked == full
     assert {s for _, _, s in walked} >= {"s3"}
@@ -189,14 +183,14 @@ def test_a_change_of_weights_ranks_everything_until_ingest_rebuilds_the_user() -
 
 def test_entries_a_crash_left_behind_change_no_answer() -> None:
     events = [("u", f"s{n}", 2, NOW_US - n * 600 * US) for n in range(100)]
-    pairs, index = Table(), Table()
-    count(pairs, index, events, DEFAULT_WEIGHTS)
+    pairs = Table()
+    count(pairs, events, DEFAULT_WEIGHTS)
     fp = seller_ranking.fingerprint(DEFAULT_WEIGHTS, WEEK_S)
     # Stale entries: the oldest sellers at the very top, and a seller whose pair is gone.
     best = seller_ranking.order(1, NOW_US + DAY_US, (9.0, 9.0, 9.0, 9.0), DEFAULT_WEIGHTS, WEEK_S)
     for seller in ("s99", "s98", "gone"):
         pairs[seller_ranking.entry(b"u", fp, best, seller)] = b""
-    src = sources(pairs, index, Scoring(DEFAULT_WEIGHTS, WEEK_S, 1.0), {}, {})
+    src = sources(pairs, Scoring(DEFAULT_WEIGHTS, WEEK_S, 1.0), {}, {})
     walked, full = both(src, "u", 5, NOW_US)
     assert walked == full
     assert [s for _, _, s in walked] == ["s0", "s1", "s2", "s3", "s4"]
@@ -206,9 +200,9 @@ def test_ties_are_broken_by_interactions_then_seller_id() -> None:
     # 300 sellers, one PURCHASE each at the same instant; a few with a second one.
     events = [("u", f"s{n:03}", 2, NOW_US - DAY_US) for n in range(300)]
     events += [("u", f"s{n:03}", 3, NOW_US - 400 * DAY_US) for n in (250, 17, 120)]
-    pairs, index = Table(), Table()
-    count(pairs, index, events, DEFAULT_WEIGHTS, batch=40)
-    src = sources(pairs, index, Scoring(DEFAULT_WEIGHTS, WEEK_S, 1.0), {}, {})
+    pairs = Table()
+    count(pairs, events, DEFAULT_WEIGHTS, batch=40)
+    src = sources(pairs, Scoring(DEFAULT_WEIGHTS, WEEK_S, 1.0), {}, {})
     walked, full = both(src, "u", 10, NOW_US)
     assert walked == full
     assert [s for _, _, s in walked][:3] == ["s017", "s120", "s250"]
@@ -219,10 +213,10 @@ def test_the_walk_reads_few_pairs_of_a_user_with_many_sellers() -> None:
     events = [
         ("u", f"s{n}", rng.randrange(4), NOW_US - rng.randrange(30 * DAY_US)) for n in range(20_000)
     ]
-    pairs, index = Table(), Table()
-    count(pairs, index, events, DEFAULT_WEIGHTS, batch=500)
+    pairs = Table()
+    count(pairs, events, DEFAULT_WEIGHTS, batch=500)
     cats = {f"s{n}": frozenset(rng.sample(CATEGORIES, 1)) for n in range(20_000)}
-    src = sources(pairs, index, Scoring(DEFAULT_WEIGHTS, WEEK_S, 1.0), {"u": {"shoes"}}, cats)
+    src = sources(pairs, Scoring(DEFAULT_WEIGHTS, WEEK_S, 1.0), {"u": {"shoes"}}, cats)
     reads: list[int] = []
     plain = src.pairs.read_many
     src.pairs.read_many = lambda p, keys: reads.append(len(keys)) or plain(p, keys)  # type: ignore[method-assign]
@@ -248,21 +242,18 @@ def test_the_bound_is_above_every_score_it_covers(as_of_days: float) -> None:
 
 
 def test_a_replay_writes_the_entries_a_crash_kept_from_the_changelog() -> None:
-    pairs, index = Table(), Table()
-    count(
-        pairs, index, [("u", f"s{n}", 1, NOW_US - n * DAY_US) for n in range(20)], DEFAULT_WEIGHTS
-    )
-    # A batch whose pair values reached the changelog and whose index writes did not; the
+    pairs = Table()
+    count(pairs, [("u", f"s{n}", 1, NOW_US - n * DAY_US) for n in range(20)], DEFAULT_WEIGHTS)
+    # A batch whose pair values reached the changelog and whose ranking writes did not; the
     # data dir is then rebuilt from the changelog and the batch's records are read again.
     batch = [Interaction(f"r{n}", "u", s, 2, NOW_US, 1, n) for n, s in enumerate(["s19", "new"])]
-    first = batch_of(pairs, index, batch)
+    first = batch_of(pairs, batch)
     # The pair values only: the entries' keys of that batch never reached the changelog.
     pairs.apply({k: v for k, v in first.pair_writes.items() if seller_ranking.SEP not in k})
-    again = batch_of(pairs, index, batch)
+    again = batch_of(pairs, batch)
     assert again.replays == 2
     pairs.apply(again.pair_writes)
-    index.apply(again.index_writes)
-    src = sources(pairs, index, Scoring(DEFAULT_WEIGHTS, WEEK_S, 1.0), {}, {})
+    src = sources(pairs, Scoring(DEFAULT_WEIGHTS, WEEK_S, 1.0), {}, {})
     walked, full = both(src, "u", 3, NOW_US)
     assert walked == full
     assert sorted(s for _, _, s in walked) == ["new", "s0", "s19"]
@@ -272,14 +263,14 @@ def test_a_mark_of_earlier_weights_does_not_come_back_to_life() -> None:
     """Weights A, then B (the user rebuilt under B), then A again: A's old mark is gone, so
     top-k ranks in full until ingest rebuilds the user under A (review of issue 20)."""
     a, b = (3.0, 1.0, 5.0, 0.5), (3.0, 1.0, 5.0, 1.0)
-    pairs, index = Table(), Table()
-    count(pairs, index, [("u", "s1", 1, NOW_US)], a)  # a VIEW: 1.0 under A
-    count(pairs, index, [("u", "s2", 2, NOW_US)], b, offset=10)  # a PURCHASE, under B
+    pairs = Table()
+    count(pairs, [("u", "s1", 1, NOW_US)], a)  # a VIEW: 1.0 under A
+    count(pairs, [("u", "s2", 2, NOW_US)], b, offset=10)  # a PURCHASE, under B
     assert pairs.load(seller_ranking.mark(b"u", seller_ranking.fingerprint(a, WEEK_S))) is None
-    src = sources(pairs, index, Scoring(a, WEEK_S, 0.0), {}, {})
+    src = sources(pairs, Scoring(a, WEEK_S, 0.0), {}, {})
     answer = asyncio.run(lookup.top_sellers(src, "u", 1, NOW_US))
     assert [s["seller_id"] for s in answer["sellers"]] == ["s2"]
-    count(pairs, index, [("u", "s1", 1, NOW_US)], a, offset=20)  # back on A: rebuilt
+    count(pairs, [("u", "s1", 1, NOW_US)], a, offset=20)  # back on A: rebuilt
     walked, full = both(src, "u", 2, NOW_US)
     assert walked == full and [s for _, _, s in walked] == ["s2", "s1"]
     keys = pairs.scan(seller_ranking.user_prefix(b"u"))

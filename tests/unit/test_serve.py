@@ -18,7 +18,7 @@ def test_serving_map_round_trips_and_is_replaced_whole(tmp_path: Path) -> None:
         worker_url="http://127.0.0.1:6066",
         ready=True,
         partitions=8,
-        stores={"pairs": {0: "/d/pairs-0.db", 5: "/d/pairs-5.db"}, "user_sellers": {}},
+        stores={"pairs": {0: "/d/pairs-0.db", 5: "/d/pairs-5.db"}},
         catalogs={"users": "/d/users-catalog"},
         owners={0: "http://127.0.0.1:6066", 1: "http://127.0.0.1:6067"},
     )
@@ -101,23 +101,20 @@ def test_a_lookup_catches_up_the_databases_it_reads_within_a_share(tmp_path: Pat
     node = ServeNode(settings, serve, tmp_path / "scratch")
     options = Options(raw_mode=True)
     options.create_if_missing(True)
-    primaries = {}
-    for table in (node.pairs, node.user_sellers):
-        path = str(tmp_path / f"{table.name}-2.db")
-        primaries[table.name] = Rdict(path, options)
-        primaries[table.name].put(b"k", b"1")
-        table.follow({2: path})
-    primaries["pairs"].put(b"k", b"2")
+    path = str(tmp_path / "pairs-2.db")
+    primary = Rdict(path, options)
+    primary.put(b"k", b"1")
+    node.pairs.follow({2: path})
+    primary.put(b"k", b"2")
     assert node.pairs.read(2, b"k") == b"1"  # the secondary has not caught up yet
     node.fresh({2})
     assert node.pairs.read(2, b"k") == b"2"
-    primaries["pairs"].put(b"k", b"3")
+    primary.put(b"k", b"3")
     node.catch_up_budget.spend(10.0)  # on-demand catch-ups used their share
     node.fresh({2})
     assert node.pairs.read(2, b"k") == b"2"  # left to the background catch-up
     node.close()
-    for db in primaries.values():
-        db.close()
+    primary.close()
 
 
 def test_a_serving_process_notices_its_workers_death_within_the_alive_check(
