@@ -96,6 +96,10 @@ class Settings:
     delivery_timeout_s: float = 120.0
     shutdown_timeout_s: float = 30.0
     replication_factor: int = 1
+    # A changelog segment closes after this long, so the broker's cleaner can compact it: a
+    # rebuild then reads about one record per live key, plus at most this long of writes.
+    # Kafka's default (7 days) left a week of every write to replay.
+    changelog_segment_s: int = 3600
     # Kafka connection security (faust broker_credentials).
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "PLAIN"
@@ -250,6 +254,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     number("WEB_PORT", "web_port", int, 1, 65535)
     number("STREAMAPP_STANDBY_REPLICAS", "standby_replicas", int, 0, 10)
     number("STREAMAPP_REPLICATION_FACTOR", "replication_factor", int, 1, 10)
+    number("STREAMAPP_CHANGELOG_SEGMENT_S", "changelog_segment_s", int, 1, 30 * 86_400)
     number("STREAMAPP_FAVORITES_BONUS", "favorites_bonus", float, -1e9, 1e9)
     number("STREAMAPP_MAX_MESSAGE_BYTES", "max_message_bytes", int, 256, 16 * 1024 * 1024)
     number(

@@ -23,7 +23,7 @@ from streamapp.core.score import Scoring
 from streamapp.kafka import baked_settings, local_state
 from streamapp.kafka.outbox import Producer
 from streamapp.kafka.startup import broker_unreachable, ensure_topics, unreachable_broker_line
-from streamapp.kafka.topic_catalog import TopicCatalog
+from streamapp.kafka.topic_catalog import TopicCatalog, changelog_config
 from streamapp.runtime import tune_gc
 from streamapp.worker import faust_fixes, lifecycle, rebalances
 from streamapp.worker.credentials import broker_credentials
@@ -63,7 +63,7 @@ class StreamApp(faust.App):
         if problem:
             fail(unreachable_broker_line("streamapp", settings, problem) + "\n")
         changelogs = {
-            table.changelog_topic.get_topic_name(): {"cleanup.policy": "compact"}
+            table.changelog_topic.get_topic_name(): changelog_config(settings)
             for table in self.tables.values()
         }
         problem, partitions = await ensure_topics(settings, changelogs)

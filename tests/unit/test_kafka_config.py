@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from streamapp.core.config import load_settings
+from streamapp.core.config import ConfigError, load_settings
 from streamapp.kafka.connection import client_options
-from streamapp.kafka.topic_catalog import TopicCatalog
+from streamapp.kafka.topic_catalog import TopicCatalog, changelog_config
 from streamapp.tools import demo, loader
 
 SASL = {
@@ -49,6 +49,19 @@ def test_topic_catalog_names_every_topic() -> None:
     assert list(catalog.single_partition_configs()) == ["t-a-topics-epoch"]
     assert catalog.by_user_partition() == ["t-users", "t-a-interactions-by-user"]
     assert catalog.profile_topic("sellers") == "t-sellers"
+
+
+def test_a_changelog_is_compacted_in_segments_that_close() -> None:
+    """Kafka's default segment.ms (7 days) kept the cleaner away from a week of writes,
+    which a rebuild then read one by one."""
+    assert changelog_config(load_settings({})) == {
+        "cleanup.policy": "compact",
+        "segment.ms": "3600000",
+    }
+    short = load_settings({"STREAMAPP_CHANGELOG_SEGMENT_S": "60"})
+    assert changelog_config(short)["segment.ms"] == "60000"
+    with pytest.raises(ConfigError, match="STREAMAPP_CHANGELOG_SEGMENT_S"):
+        load_settings({"STREAMAPP_CHANGELOG_SEGMENT_S": "0"})
 
 
 class RecordingProducer:
