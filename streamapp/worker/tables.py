@@ -3,8 +3,8 @@
 Every table lives in the partition of the user it belongs to (`home_partition`):
 - pairs: "<user>\\x1f<seller>" -> PairState bytes (+ its spilled chunks, pair_state.py), and
   each user's sellers in score order (seller_ranking.py). The key range "<user>\\x1f" lists
-  a user's sellers (counting.user_sellers); the seller index table of state format 2
-  (user_sellers_v2) is no longer kept (core/state_format.py).
+  a user's sellers (counting.user_sellers); the seller index of state format 2
+  (user_sellers_v2) is only declared, for rolling upgrades (core/state_format.py).
 Profiles are not tables: every worker keeps a full copy of the users and of the sellers
 (profile_catalog.py): user_catalog, seller_catalog.
 
@@ -55,5 +55,12 @@ def _table(name: str, cache_mb: int) -> StateStore:
 # Named apart from the JSON-valued tables of earlier versions, whose changelogs this
 # encoding cannot read.
 pairs = _table("pairs", settings.rocksdb_cache_mb)
+# State format 2's seller index: declared, never read or written, for the rolling upgrade
+# from format 2 only. faust's assignor co-partitions the topics that the same members
+# subscribe to; without this declaration a format-3 worker would not subscribe to its
+# changelog, the older workers would get its partitions apart from those of `pairs`, and
+# one of them could then count a partition against another partition's copy of the index
+# (and rebuild rankings from it). Drop it in the release after this one.
+retired_seller_index = _table("user_sellers_v2", 1)
 catalogs = profile_catalogs(settings)
 user_catalog, seller_catalog = catalogs
