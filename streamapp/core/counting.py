@@ -32,7 +32,7 @@ def user_sellers(user_id: str, scan_pairs: Scan) -> list[str]:
     (`scan_pairs` lists the keys with a prefix), without their chunk records. No index of
     its own: the pair table's key range already is one, kept by the writes of the pairs
     themselves."""
-    prefix = f"{user_id}{PAIR_SEPARATOR}".encode()
+    prefix = pair_key(user_id, "")  # every pair key of the user starts so
     n = len(prefix)
     return [key[n:].decode() for key in scan_pairs(prefix) if CHUNK_SEP not in key[n:]]
 

@@ -95,7 +95,6 @@ def test_any_split_into_batches_gives_the_same_state(records, resend, cuts) -> N
 def test_a_users_sellers_are_the_keys_of_its_pairs_alone() -> None:
     """Not a chunk of a hot pair, not the user's ranking, not another user whose id starts
     with this one's: users "u", "u1" and "u-1", sellers of every length."""
-    pairs = Table()
     sellers = {"u": ["s", "s1", "s-2", "x" * 300], "u1": ["s"], "u-1": ["s9"]}
     items = [
         Interaction(f"i{n}{u}{s}", u, s, 0, NOW_US - n * US_PER_S, 0, n)
@@ -105,17 +104,7 @@ def test_a_users_sellers_are_the_keys_of_its_pairs_alone() -> None:
     ]
     # A hot pair: more event times than a value holds inline, so it spills into chunks.
     items += [Interaction(f"h{n}", "u", "s", 1, NOW_US - n * US_PER_S, 1, n) for n in range(2_500)]
-    for start in range(0, len(items), 500):
-        result = count_batch(
-            items[start : start + 500],
-            pairs.load,
-            NOW_US,
-            WEEK_S,
-            WEEK_S,
-            SCORING.weights,
-            scan_pairs=pairs.scan,
-        )
-        pairs.apply(result.pair_writes)
+    pairs, _ = run([items[start : start + 500] for start in range(0, len(items), 500)])
     assert any(k.startswith(pair_key("u", "s") + CHUNK_SEP) for k in pairs)  # chunks exist
     fp = seller_ranking.fingerprint(SCORING.weights, WEEK_S)
     assert pairs.load(seller_ranking.mark(b"u", fp)) is not None  # and the ranking
