@@ -74,6 +74,10 @@ class ScriptedConsumer:
             topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
             monitor=SimpleNamespace(track_tp_end_offset=lambda tp, hw: None),
             should_stop=False,
+            # No standby partitions: faust_fixes 11. leaves every fetch as it is.
+            tables=SimpleNamespace(
+                recovery=SimpleNamespace(standby_tps=set(), active_tps=set(), standby_offsets={})
+            ),
         )
         self.transport = SimpleNamespace(app=self.app)
         faust_fixes.ledger(self).next_offset[TP] = committed
