@@ -186,7 +186,10 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"({two.get('one_worker_window', 'first -> last update')}); "
                 f"{two['cpu_us_per_event']:,} µs CPU per interaction (both); after both answered "
                 f"/health at {two.get('both_ready_s')} s: {_num(after.get('events_per_s'))} /s; "
-                f"truth {two.get('truth_matched')}/{two.get('truth_checked')}",
+                f"truth {two.get('truth_matched')}/{two.get('truth_checked')}; "
+                f"share of the records counted {two.get('share_counted')} (faust assigns "
+                f"partitions by count, not load: at most {two.get('ratio_ceiling_from_share')} x "
+                "with each worker at one worker's rate)",
             )
         )
 

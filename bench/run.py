@@ -1430,6 +1430,16 @@ async def stage_ingest_two_workers(ctx: Ctx) -> None:
             if raw.exists():
                 out.setdefault("cpu_split_pct", {})[f"worker_{i}"] = split(raw)
         out["stats_interactions_counted"] = await confirm_counted(workers, n)
+        # faust assigns partitions by count, not by load: with skewed users one worker can
+        # count most of the records, and then the pair goes no faster than 1 / its share
+        # of one worker's rate, however fast each is.
+        counts = [await asyncio.to_thread(w.get_json, "/stats", 2.0) for w in workers]
+        each = [int(c["interactions_counted"]) if c else 0 for c in counts]
+        if sum(each):
+            out["share_counted"] = {
+                f"worker_{i}": round(c / sum(each), 3) for i, c in enumerate(each)
+            }
+            out["ratio_ceiling_from_share"] = round(sum(each) / max(each), 3)
         out["batches"] = {
             f"worker_{i}": batch_sizes(await metrics_text(w.url)).get("interactions")
             for i, w in enumerate(workers)
@@ -1485,7 +1495,9 @@ async def stage_ingest_two_workers(ctx: Ctx) -> None:
     log(
         f"two workers: {out['events_per_s_steady']:,}/s steady ({out['cpu_us_per_event']} µs "
         f"CPU each, both workers), {out['ratio_to_one']} x one worker; truth "
-        f"{out['truth_matched']}/{out['truth_checked']}; batches {out.get('batches')}; "
+        f"{out['truth_matched']}/{out['truth_checked']}; share counted "
+        f"{out.get('share_counted')} (ceiling {out.get('ratio_ceiling_from_share')} x); "
+        f"batches {out.get('batches')}; "
         f"CPU % of one core "
         f"{out.get('cpu_pct_of_one_core')}; split of the workers' samples (%) "
         f"{out.get('cpu_split_pct')}"
