@@ -1,9 +1,9 @@
 """Several workers share the partitions; any worker answers any request exactly.
 
-Loads a data set into 2 workers, compares every pair on each; SIGKILLs one while
-interactions keep flowing and compares again; starts a third and compares again. A poller
-checks throughout that an answer is either exact or a 503 with Retry-After, never a wrong
-number. Rebalance and recovery times are printed for the closing note.
+Loads a data set into 2 workers, compares every pair on each and each standby copy of a
+partition with its owner's database; SIGKILLs one while interactions keep flowing and
+compares again; starts a third and compares again. A poller checks throughout that an
+answer is either exact or a 503 with Retry-After, never a wrong number. Rebalance and recovery times are printed for the closing note.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from streamapp.serving import serving_map
+from streamapp.serving.secondaries import open_secondary
 from tests import dataset
 from tests.harness import Namespace, Worker, produce, wait_until
 from tests.integration.checks import (
@@ -97,12 +99,50 @@ def two_loaded_workers(
     return w1, w2
 
 
+def database_contents(path: str, scratch: Path) -> list[tuple[bytes, bytes]]:
+    """Every key and value of a worker's partition database, read as a RocksDB secondary
+    (the worker keeps it open), as of now."""
+    db = open_secondary(path, scratch)
+    try:
+        return list(db.items())
+    finally:
+        db.close()
+
+
+def assert_standbys_equal_owners(owners: list[Worker], tmp_path: Path) -> None:
+    """Every partition of the pair table, as each worker holds it: the other worker's
+    standby copy (written from the owner's changelog, faust_fixes 11.) holds exactly the
+    owner's keys and values, faust's offset record included, once it has caught up."""
+    maps = {w.name: serving_map.read(w.data_dir) for w in owners}
+    checked = 0
+    for owner in owners:
+        served = maps[owner.name]
+        assert served is not None and served.ready, owner.name
+        for partition, path in served.stores["pairs"].items():
+            for other in owners:
+                if other is owner:
+                    continue
+                copy = str(other.data_dir / Path(path).relative_to(owner.data_dir))
+                scratch = tmp_path / f"secondary-{owner.name}-{other.name}-{partition}"
+
+                def equal(path: str = path, copy: str = copy, scratch: Path = scratch) -> bool:
+                    if not Path(copy).exists():
+                        return False
+                    mine = database_contents(path, scratch / "owner")
+                    return bool(mine) and mine == database_contents(copy, scratch / "copy")
+
+                wait_until(equal, 60, interval=0.5, what=f"{other.name}'s copy of {path}")
+                checked += 1
+    assert checked == 8, checked  # STREAMAPP_PARTITIONS: every partition has a standby
+
+
 def test_workers_share_partitions_and_route_exactly(
     bootstrap: str, workers, tmp_path: Path
 ) -> None:
     ns = Namespace(bootstrap)
     ds = dataset.build(ns, n_users=200, n_sellers=100, n_interactions=3000, seed=21)
     w1, w2 = two_loaded_workers(workers, ns, ds, tmp_path)
+    assert_standbys_equal_owners([w1, w2], tmp_path)
 
     # Each worker owns some users and forwards the rest: single, bulk, top-k, profiles agree.
     for user, seller in ds.pairs[:: max(1, len(ds.pairs) // 30)]:
