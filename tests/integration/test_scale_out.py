@@ -3,7 +3,8 @@
 Loads a data set into 2 workers, compares every pair on each and each standby copy of a
 partition with its owner's database; SIGKILLs one while interactions keep flowing and
 compares again; starts a third and compares again. A poller checks throughout that an
-answer is either exact or a 503 with Retry-After, never a wrong number. Rebalance and recovery times are printed for the closing note.
+answer is either exact or a 503 with Retry-After, never a wrong number. Rebalance and
+recovery times are printed for the closing note.
 """
 
 from __future__ import annotations
