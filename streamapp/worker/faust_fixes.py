@@ -659,7 +659,12 @@ def _apply_standby_fetch(self: Any, records: dict[Any, Any]) -> None:
     Safe beside faust's own path, which still takes records fetched before a partition was
     a standby here: what faust has buffered is applied first, and `standby_offsets` (which
     its recovery loop compares every record with) moves past what is written here, so a
-    record queued for it earlier is dropped as already seen."""
+    record queued for it earlier is dropped as already seen. A failed write stops the
+    worker (the fetch loop's error): the database keeps its last batch and its offset.
+
+    Not guarded (a review found it, not a run): aiokafka also fetches paused partitions, so
+    a fetch that started before faust's recovery sought a standby partition in a new
+    generation could be written here, and the seek's re-read then dropped as seen."""
     if not self.flow_active:
         return  # a rebalance: faust drops this fetch too, and seeks once it is over
     recovery = self.app.tables.recovery

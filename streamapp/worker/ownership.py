@@ -88,8 +88,9 @@ def other_workers(owner: URL) -> list[URL]:
 def holds_replica(user_ids: Iterable[str]) -> bool:
     """Whether this worker's standbys of these users' partitions hold every write their
     owner made: the pair table's changelog partitions are standbys here, read to their end. The
-    owner is down or restarting, so the end does not move. faust applies standby records a
-    buffer of 1,000 at a time; the rest is applied now, before the answer reads them."""
+    owner is down or restarting, so the end does not move. Standby records are written a
+    fetch at a time (faust_fixes 11.); any that went faust's own way (it buffers up to
+    1,000) are applied now, before the answer reads them."""
     standbys = app.assignor.assigned_standbys()
     recovery = app.tables.recovery
     partitions = {tables.home_partition(user) for user in user_ids}

@@ -84,6 +84,9 @@ def test_records_already_applied_are_not_written_again(tmp_path: Path) -> None:
     recovery.add_standby(table, tp)
     consumer = consumer_of(app)
     faust_fixes._apply_standby_fetch(consumer, {tp: [record(10, b"k", b"new")]})
+    faust_fixes._apply_standby_fetch(consumer, {tp: [record(9, b"k", b"old")]})
+    assert table.data._db_for_partition(2).get(b"k") == b"new"
+    assert table.data.persisted_offset(tp) == 10  # not back to 9
     faust_fixes._apply_standby_fetch(
         consumer, {tp: [record(9, b"k", b"old"), record(10, b"k", b"new")]}
     )
