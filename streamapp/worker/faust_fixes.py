@@ -66,7 +66,8 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
 11. Standby records a fetch at a time (`_wait_next_records`). faust passes every record of
    a standby changelog partition through its stream machinery and recovery loop before it
    writes it, about 16 µs of CPU per record; they are now taken out of each fetch and
-   written as one RocksDB write batch per partition, with faust's persisted offset.
+   written as one RocksDB write batch per partition, with faust's persisted offset, once
+   faust's recovery has sought the partition in this generation (`Recovery._seek_offsets`).
 
 The check `faust.__version__ == FAUST_VERSION` refuses any other faust at start-up: each
 correction was written against that version's code.
@@ -134,6 +135,10 @@ class FetchLedger:
     # (None: no commit yet).
     seeked: dict[Any, int | None] = field(default_factory=dict)
     reread_from: dict[Any, int] = field(default_factory=dict)  # the last rewind applied
+    # Per standby changelog partition, (generation, seek count) once faust's recovery has
+    # sought it to its persisted offset in that generation: fetches begun after that are
+    # written by 11.
+    standby_from: dict[Any, tuple[int, int]] = field(default_factory=dict)
 
     def fetched_at(self, tp: Any, offset: int) -> float | None:
         for last, at in self.fetched.get(tp, ()):
@@ -308,8 +313,8 @@ async def _wait_next_records(self: Any, timeout: float) -> Any:
         _set_aside(self, book, exc)
         return {}, None
     if records:
-        _apply_standby_fetch(self, records)
         stale = book.seeks != seeks or self.app.consumer_generation_id != generation
+        _apply_standby_fetch(self, book, records, active, None if stale else seeks)
         _note_fetched(self, book, records, stale)
     return records, active
 
@@ -648,7 +653,26 @@ def _write_changelog_records(
 
 
 # -- 11. standby records applied a fetch at a time ------------------------------------------
-def _apply_standby_fetch(self: Any, records: dict[Any, Any]) -> None:
+_original_seek_offsets = Recovery._seek_offsets
+
+
+async def _seek_offsets(self: Any, consumer: Any, tps: Any, offsets: Any, title: str) -> None:
+    """faust's recovery seeks the standby partitions to their persisted offsets before it
+    resumes them: from then on (this generation) their fetches start where the database
+    ends, and 11. may write them. A fetch that spans the seek is stale (`book.seeks`)."""
+    book = ledger(consumer)
+    book.seeks += 1
+    await _original_seek_offsets(self, consumer, tps, offsets, title)
+    book.seeks += 1
+    if title == "standby":
+        generation = self.app.consumer_generation_id
+        for tp in tps:
+            book.standby_from[tp] = (generation, book.seeks)
+
+
+def _apply_standby_fetch(
+    self: Any, book: FetchLedger, records: dict[Any, Any], active_tps: Any, seeks: int | None
+) -> None:
     """Take the records of standby changelog partitions out of a fetch and write each
     partition's as one batch (11.). faust hands every standby record to its stream
     machinery one at a time (a Message, a wait on two futures, an Event, a queue, the
@@ -656,20 +680,27 @@ def _apply_standby_fetch(self: Any, records: dict[Any, Any]) -> None:
     record, a third of a worker's time with two workers (docs/performance.md). The record's
     value is written as it is either way; only the path to the write changes.
 
-    Safe beside faust's own path, which still takes records fetched before a partition was
-    a standby here: what faust has buffered is applied first, and `standby_offsets` (which
-    its recovery loop compares every record with) moves past what is written here, so a
-    record queued for it earlier is dropped as already seen. A failed write stops the
-    worker (the fetch loop's error): the database keeps its last batch and its offset.
+    Every record of a standby partition fetched while the flow runs is taken out of the
+    fetch, never left to faust: one faust had queued, but not yet seen, when newer ones
+    were written here would be dropped by its recovery loop as already seen, a record
+    lost. Written are only those of a fetch that began after faust's
+    recovery sought the partition to its persisted offset in this generation
+    (`_seek_offsets`), that no seek or rebalance overlapped (`seeks` is None), and that
+    faust would deliver (the partition is not paused): aiokafka fetches paused partitions
+    too, from wherever their position was. The others are dropped, and the partition is
+    read again from where its copy ends (faust's seek, still to come in this generation,
+    or a rewind).
 
-    Not guarded (a review found it, not a run): aiokafka also fetches paused partitions, so
-    a fetch that started before faust's recovery sought a standby partition in a new
-    generation could be written here, and the seek's re-read then dropped as seen."""
+    What faust's own path took before the partition was a standby here (it buffers up to
+    1,000 records) is applied first, and `standby_offsets` moves with what is written here.
+    A failed write stops the worker (the fetch loop's error): the database keeps its last
+    batch and its offset."""
     if not self.flow_active:
         return  # a rebalance: faust drops this fetch too, and seeks once it is over
     recovery = self.app.tables.recovery
     standby, active = recovery.standby_tps, recovery.active_tps
     offsets = recovery.standby_offsets
+    generation = self.app.consumer_generation_id
     flushed = False
     for tp in [tp for tp in records if tp in standby and tp not in active]:
         table = recovery.tp_to_table.get(tp)
@@ -678,6 +709,17 @@ def _apply_standby_fetch(self: Any, records: dict[Any, Any]) -> None:
             continue  # not a RocksDB table: faust's own way
         batch = records.pop(tp)
         seen = offsets.get(tp)
+        positioned = book.standby_from.get(tp)
+        sought_here = positioned is not None and positioned[0] == generation
+        if (
+            not sought_here
+            or seeks is None
+            or positioned[1] > seeks
+            or (active_tps is not None and tp not in active_tps)
+        ):
+            if sought_here:  # else faust's seek is still to come and reads from there
+                rewind(self, tp, 0 if seen is None or seen < 0 else seen + 1)
+            continue
         fresh = [r for r in batch if seen is None or r.offset > seen]
         if not fresh:
             continue
@@ -804,6 +846,7 @@ def apply() -> None:
     Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
     FetchResult.getall = _getall  # type: ignore[method-assign]
     Recovery._build_offsets = _build_offsets  # type: ignore[method-assign]
+    Recovery._seek_offsets = _seek_offsets  # type: ignore[method-assign]
     PartitionAssignor.on_assignment = _on_assignment  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
 
