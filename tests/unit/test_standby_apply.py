@@ -10,10 +10,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import faust
 from faust.types import TP
 
 from streamapp.worker import faust_fixes
+from tests.unit.faust_tables import changelog_event, rocksdb_table
 
 faust_fixes.apply()
 
@@ -21,16 +21,8 @@ CHANGELOG = "standby-test-t-changelog"
 
 
 def make_app(tmp_path: Path) -> tuple[Any, Any]:
-    app = faust.App("standby-test", store="rocksdb://", datadir=str(tmp_path))
-    table = app.Table(
-        "t",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=4,
-        options={"driver": "rocksdict"},
-    )
-    return app, table
+    table = rocksdb_table(tmp_path, "standby-test")
+    return table.app, table
 
 
 def record(offset: int, key: bytes, value: bytes | None) -> Any:
@@ -127,24 +119,18 @@ async def test_what_faust_buffered_earlier_is_written_first(tmp_path: Path) -> N
     await standby_here(app, table, consumer, tp)
     # faust's recovery loop took offsets 20-21 (it buffers up to 1,000 before writing) and
     # moved the standby's offset past them.
-    event = faust_fixes_event(tp)
-    recovery.buffers[table].extend([event(20, b"k", b"old"), event(21, b"j", b"1")])
+    recovery.buffers[table].extend(
+        [
+            changelog_event(CHANGELOG, 3, 20, b"k", b"old"),
+            changelog_event(CHANGELOG, 3, 21, b"j", b"1"),
+        ]
+    )
     recovery.standby_offsets[tp] = 21
     consumer.fetch({tp: [record(22, b"k", b"new")]})
     db = table.data._db_for_partition(3)
     assert db.get(b"k") == b"new" and db.get(b"j") == b"1"
     assert not recovery.buffers[table]
     assert table.data.persisted_offset(tp) == 22
-
-
-def faust_fixes_event(tp: TP) -> Any:
-    def event(offset: int, key: bytes, value: bytes | None) -> Any:
-        message = SimpleNamespace(
-            tp=tp, partition=tp.partition, offset=offset, key=key, value=value
-        )
-        return SimpleNamespace(message=message)
-
-    return event
 
 
 async def test_a_fetch_that_cannot_be_written_is_read_again_never_left_to_faust(

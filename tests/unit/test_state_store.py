@@ -5,7 +5,6 @@ standby replicas write from the changelog (same bytes, same partition database).
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import faust
 import pytest
@@ -13,25 +12,11 @@ from faust.types import TP
 
 from streamapp.http.errors import NOT_READY_HEADER, HTTPError
 from streamapp.worker.state_store import StateStore
+from tests.unit.faust_tables import changelog_event, rocksdb_table
 
 
 def make_table(tmp_path: Path) -> faust.Table:
-    app = faust.App("state-store-test", store="rocksdb://", datadir=str(tmp_path))
-    return app.Table(
-        "t",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=4,
-        options={"driver": "rocksdict"},
-    )
-
-
-def changelog_event(topic: str, partition: int, offset: int, key: bytes, value: bytes | None):
-    message = SimpleNamespace(
-        tp=TP(topic, partition), partition=partition, offset=offset, key=key, value=value
-    )
-    return SimpleNamespace(message=message)
+    return rocksdb_table(tmp_path, "state-store-test")
 
 
 def test_private_names_still_exist(tmp_path: Path) -> None:
