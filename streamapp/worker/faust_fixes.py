@@ -22,9 +22,15 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    never a gap and holds the commit for good), and a seek made while `_drain_messages` is
    still handing out an earlier fetch turns that fetch's next record into a false gap over
    everything in between (a commit then passes records never counted: issue 16, "lost for
-   good"). Here a gap is recorded only where aiokafka returned two records of one fetch
-   position with offsets missing between them, which it does only for offsets that hold no
-   deliverable record.
+   good"). Here a gap is recorded only where aiokafka returned records of one fetch
+   position with offsets missing between them or between that position and the first of
+   them, which it does only for offsets that hold no deliverable record. The position is
+   the one aiokafka read from (`FetchResult.getall`), not where faust's last seek is
+   believed to have left it: faust's seek to the committed offsets seeks one partition at
+   a time between broker round trips, records fetched meanwhile are handed out past it,
+   and the next fetch then began hundreds of offsets after the seek's offset. Taken for a
+   jump over records with none, that made a gap over records the stream never counted,
+   and the commit passed them (seen with two workers after a SIGKILL, 6 December).
 
 4. Re-reads at a fetch boundary (`rewind`). A seek while `_drain_messages` is still handing
    out an earlier fetch is undone by it: those records move faust's read offset past the
@@ -135,6 +141,7 @@ class FetchLedger:
     # (None: no commit yet).
     seeked: dict[Any, int | None] = field(default_factory=dict)
     reread_from: dict[Any, int] = field(default_factory=dict)  # the last rewind applied
+    noted: dict[Any, int] = field(default_factory=dict)  # per partition, fetches with records
     # Per standby changelog partition, (generation, seek count) once faust's recovery has
     # sought it to its persisted offset in that generation: fetches begun after that are
     # written by 11.
@@ -331,13 +338,28 @@ class UndecodableBatch(Exception):
 _original_getall = FetchResult.getall
 
 
+class FetchedRun(list):  # type: ignore[type-arg]
+    """The records one `FetchResult.getall` handed out, and `start`: the position aiokafka
+    read them from (3.). faust passes the list on unchanged to `_wait_next_records`."""
+
+    __slots__ = ("start",)
+
+    def __init__(self, records: list[Any], start: int) -> None:
+        super().__init__(records)
+        self.start = start
+
+
 def _getall(self: Any, max_records: Any = None) -> Any:
+    # aiokafka hands records out only from the partition's position, which is then this
+    # (FetchResult.check_assignment).
+    start = getattr(self._partition_records, "next_fetch_offset", None)
     try:
-        return _original_getall(self, max_records)
+        records = _original_getall(self, max_records)
     except (UnsupportedCodecError, CorruptRecordException) as exc:
-        records = self._partition_records
-        offset = getattr(records, "next_fetch_offset", None)
-        raise UndecodableBatch(self._topic_partition, offset, exc) from exc
+        raise UndecodableBatch(self._topic_partition, start, exc) from exc
+    if records and start is not None:
+        return FetchedRun(records, start)
+    return records
 
 
 def _set_aside(self: Any, book: FetchLedger, exc: UndecodableBatch) -> None:
@@ -381,6 +403,7 @@ def _note_fetched(self: Any, book: FetchLedger, records: Mapping[Any, Any], stal
     for tp, batch in records.items():
         if not batch or not acks_enabled_for(tp.topic):
             continue
+        book.noted[tp] = book.noted.get(tp, 0) + 1
         marks = book.fetched.get(tp)
         if marks is None:
             marks = book.fetched[tp] = deque(maxlen=32)
@@ -392,7 +415,10 @@ def _note_fetched(self: Any, book: FetchLedger, records: Mapping[Any, Any], stal
             # were delivered: the commit then crawled one offset at a time).
             expected[tp] = None
             continue
-        due = expected.get(tp)
+        # Where aiokafka read these from, when it says (3.): the offsets from there to the
+        # first record hold none. Else where the last fetch or seek left the position.
+        start = getattr(batch, "start", None)
+        due = expected.get(tp) if start is None else start
         for record in batch:
             offset = record.offset
             if due is not None and offset > due:
@@ -473,13 +499,18 @@ _original_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
 
 async def _seek_to_committed(self: Any) -> Any:
     book = ledger(self)
+    noted = dict(book.noted)
     book.seeks += 1
     offsets = await _original_seek_to_committed(self)
     book.seeks += 1
     for tp, offset in offsets.items():
-        # The next offset a fetch returns (None: no commit yet, the reset policy decides).
+        # Where reading starts again (None: no commit yet, the reset policy decides).
         start = offset if offset is not None and offset >= 0 else None
-        book.next_offset[tp] = book.seeked[tp] = start
+        book.seeked[tp] = start
+        # The next offset a fetch returns: the seek's, unless records of the partition were
+        # handed out while aiokafka sought one partition after another between round trips
+        # (3.): its position may be past the seek then, and is unknown until a fetch says.
+        book.next_offset[tp] = start if book.noted.get(tp) == noted.get(tp) else None
     return offsets
 
 

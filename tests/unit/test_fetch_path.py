@@ -349,3 +349,67 @@ def test_a_hole_is_no_gap_unless_every_offset_of_it_is_one() -> None:
     assert not faust_fixes.gap_covers(consumer, TP, 2, 4)
     assert faust_fixes.gap_covers(consumer, TP, 9, 9)  # nothing between
     assert not faust_fixes.gap_covers(ScriptedConsumer([0]), TP, 1, 2)
+
+
+def test_getall_says_which_position_its_records_were_read_from() -> None:
+    from aiokafka.consumer.fetcher import FetchResult
+
+    class Records:
+        next_fetch_offset = 581
+
+        def __iter__(self) -> Any:
+            yield Record(offset=583)  # 581-582: a transaction's records aborted, and its marker
+            yield Record(offset=584)
+
+    state = SimpleNamespace(paused=False, position=581, consumed_to=lambda offset: None)
+    assignment = SimpleNamespace(active=True, state_value=lambda tp: state)
+    result = FetchResult(TP, assignment=assignment, partition_records=Records(), backoff=0)
+    run = result.getall()
+    assert [r.offset for r in run] == [583, 584] and run.start == 581
+    state.position = 0  # sought elsewhere meanwhile: aiokafka hands nothing out
+    result = FetchResult(TP, assignment=assignment, partition_records=Records(), backoff=0)
+    assert result.getall() == []
+
+
+async def test_a_fetch_that_began_past_the_seek_makes_no_gap_over_what_it_skipped() -> None:
+    """Seen with two workers after a SIGKILL (6 December): faust's seek to the committed
+    offsets (312 here) seeks one partition at a time between broker round trips; records
+    312-580 were handed out meanwhile (and then cleared from the stream's queue by faust's
+    end of recovery), so the next fetch began at 581. Taken for a jump from 312, it made a
+    gap over 312-580 and the commit passed records never counted. aiokafka says where it
+    read from; only what lies between that and the first record is a gap."""
+    consumer = ScriptedConsumer([0])
+    book = faust_fixes.ledger(consumer)
+    book.next_offset[TP] = 312  # what the seek left
+    run = faust_fixes.FetchedRun([Record(offset=581), Record(offset=582)], start=581)
+    faust_fixes._note_fetched(consumer, book, {TP: run}, stale=False)
+    assert not consumer._gap[TP] and book.next_offset[TP] == 583
+    # A marker where the fetch began is still a gap.
+    run = faust_fixes.FetchedRun([Record(offset=585)], start=583)
+    faust_fixes._note_fetched(consumer, book, {TP: run}, stale=False)
+    assert [o for o in range(590) if consumer._gap[TP].overlaps(o)] == [583, 584]
+
+
+async def test_records_handed_out_during_the_seek_leave_the_next_offset_unknown() -> None:
+    """After faust's seek to the committed offsets the next offset is the commit, unless a
+    fetch of the partition was handed out while the seek went on: then the position may be
+    past it, and the watchdog's "markers at the end" rule must not take the difference for
+    offsets without records."""
+    for during in (False, True):
+        book = await _seek_to_committed_at_2(handing_out_meanwhile=during)
+        assert book.seeked[TP] == 2
+        assert book.next_offset[TP] == (None if during else 2)
+
+
+async def _seek_to_committed_at_2(handing_out_meanwhile: bool) -> faust_fixes.FetchLedger:
+    consumer = ScriptedConsumer(list(range(20)))
+    book = faust_fixes.ledger(consumer)
+
+    async def seek_to_committed() -> dict[Any, int | None]:
+        if handing_out_meanwhile:  # a fetch of the partition reaches the fetch path
+            faust_fixes._note_fetched(consumer, book, {TP: [Record(offset=2)]}, stale=True)
+        return {TP: 2}
+
+    consumer._thread = SimpleNamespace(seek_to_committed=seek_to_committed)
+    await consumer.seek_to_committed()
+    return book
