@@ -132,6 +132,7 @@ async def run_floor(
         "loglevel": loglevel,
         "settings_overrides": faust_settings,
         "settings": state.get("settings", {}),
+        "delivery": state.get("delivery"),
         "app_id": app_id,
     }
     return out

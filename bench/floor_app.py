@@ -1,7 +1,9 @@
 """The faust floor: a bare faust agent that only counts events (`faust -A bench.floor_app worker`).
 
 It reads the same preloaded interactions topic as the worker, with the worker's own speed
-settings (`streamapp.worker.faust_settings.speed_options`) and the same environment variables
+settings (`streamapp.worker.faust_settings.speed_options`) and the worker's delivery of a
+record to its stream (`faust_fixes.apply_eager_delivery`, 12.; `{"delivery": "faust"}` in
+BENCH_FLOOR_SETTINGS for faust's own), and the same environment variables
 (KAFKA_BROKER, STREAMAPP_ID, STREAMAPP_TOPIC_PREFIX, STREAMAPP_PARTITIONS, STREAMAPP_DATA_DIR,
 WEB_PORT, WEB_HOST), under its own app id, so its own consumer group. Whatever a faust agent
 costs per event at the least, on this machine and with these settings, it shows: no agent that
@@ -34,6 +36,7 @@ from faust.web import Request, Response, View
 
 from streamapp.core.config import ConfigError, load_settings
 from streamapp.runtime import tune_gc
+from streamapp.worker import faust_fixes
 from streamapp.worker.faust_settings import LeanMonitor, speed_options
 
 log = logging.getLogger("bench.floor")
@@ -52,7 +55,11 @@ def options_from_env(base: dict[str, Any]) -> dict[str, Any]:
     options = dict(base)
     overrides = orjson.loads(os.environ.get("BENCH_FLOOR_SETTINGS") or "{}")
     for name, value in overrides.items():
-        if name == "monitor":
+        if name == "delivery":
+            if value not in DELIVERIES:
+                raise SystemExit(f"floor: delivery must be one of {DELIVERIES}, not {value!r}")
+            options["delivery"] = value
+        elif name == "monitor":
             if value not in ("lean", "default"):
                 raise SystemExit(f"floor: monitor must be 'lean' or 'default', not {value!r}")
             options["monitor"] = LeanMonitor() if value == "lean" else None
@@ -68,7 +75,13 @@ except ConfigError as exc:
     raise SystemExit(2) from None
 
 expect = int(os.environ.get("BENCH_FLOOR_EXPECT", "0"))
-options = options_from_env(speed_options(settings))
+# How faust's fetch loop hands a record to the stream: "eager" is the worker's
+# (faust_fixes 12.), "faust" faust's own (four tasks per record).
+DELIVERIES = ("eager", "faust")
+options = options_from_env({**speed_options(settings), "delivery": "eager"})
+DELIVERY = options.pop("delivery")
+if DELIVERY == "eager":
+    faust_fixes.apply_eager_delivery()
 
 app = faust.App(
     settings.app_id,
@@ -119,6 +132,7 @@ class Progress:
                 for n, (t, c) in sorted(self.marks.items())
             ],
             "settings": {k: repr(v) for k, v in options.items()},
+            "delivery": DELIVERY,
         }
 
 

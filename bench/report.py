@@ -43,7 +43,8 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "",
                 "",
                 "`async for event in stream.events(): n += 1`, the worker's faust settings "
-                f"(streamapp/faust_settings.py), `-l {floor.get('loglevel', 'info')}`"
+                f"(streamapp/faust_settings.py), `-l {floor.get('loglevel', 'info')}`, "
+                f"delivery {floor.get('delivery')} (faust_fixes 12.)"
                 + (
                     f", overrides {floor['settings_overrides']}"
                     if floor.get("settings_overrides")

@@ -163,3 +163,97 @@ def test_an_assignment_of_another_topic_layout_is_found() -> None:
     assert layout_problem({"a": {0, 1}, "b": {0}}, now.get) == "a: nobody holds [2, 3]"
     both = layout_problem({"a": {0, 1}, "b": {0, 1}}, now.get)
     assert both == "a: nobody holds [2, 3]; b: assigned [1] that do not exist"
+
+
+class Delivering:
+    """Just what Consumer.wait_first (faust_fixes 12., then mode's) reads of a consumer."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.suspend_flow = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._crashed = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    wait_first = Consumer.wait_first
+
+
+async def test_a_delivery_that_does_not_wait_is_done_at_once() -> None:
+    import asyncio
+    import inspect
+
+    c = Delivering()
+    got: list[int] = []
+
+    async def deliver(n: int) -> int:
+        got.append(n)
+        return n * 2
+
+    tasks_before = len(asyncio.all_tasks())
+    interrupt = c.suspend_flow.wait()
+    result = await c.wait_first(deliver(7), interrupt)
+    assert got == [7] and result.results == [14] and not result.stopped
+    assert len(asyncio.all_tasks()) == tasks_before  # no task was made for it
+    assert inspect.getcoroutinestate(interrupt) == inspect.CORO_CLOSED  # no "never awaited"
+
+
+async def test_a_delivery_that_waits_is_finished_as_faust_would() -> None:
+    import asyncio
+
+    c = Delivering()
+    room = asyncio.Event()
+    got: list[str] = []
+
+    async def deliver() -> str:
+        got.append("decoded")
+        await room.wait()  # the stream's queue is full
+        got.append("queued")
+        await asyncio.sleep(0)
+        return "done"
+
+    asyncio.get_running_loop().call_later(0.05, room.set)
+    result = await c.wait_first(deliver(), c.suspend_flow.wait())
+    assert got == ["decoded", "queued"] and result.results == ["done"]
+
+    async def fails() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("bad record")
+
+    try:
+        await c.wait_first(fails(), c.suspend_flow.wait())
+    except ValueError as exc:
+        assert str(exc) == "bad record"
+    else:
+        raise AssertionError("the delivery's error was lost")
+
+
+async def test_a_rebalance_interrupts_a_waiting_delivery_as_before() -> None:
+    import asyncio
+
+    c = Delivering()
+    never = asyncio.Event()
+    ended: list[str] = []
+
+    async def deliver() -> None:
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+
+    asyncio.get_running_loop().call_later(0.05, c.suspend_flow.set)
+    interrupt = c.suspend_flow.wait()
+    result = await c.wait_first(deliver(), interrupt)
+    await asyncio.sleep(0)
+    assert result.done == [interrupt] and result.results == [True]
+    assert ended == ["cancelled"]  # mode's wait_first cancels the loser, as it always did
+
+    # Already suspended: mode's own path from the start (nothing is run at once).
+    got: list[int] = []
+
+    async def quick() -> None:
+        got.append(1)
+
+    result = await c.wait_first(quick(), c.suspend_flow.wait())
+    assert got == [1] and not result.stopped

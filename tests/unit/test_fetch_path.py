@@ -40,6 +40,7 @@ class ScriptedConsumer:
     seek_to_committed = ThreadDelegateConsumer.seek_to_committed
     _new_offset = Consumer._new_offset
     _add_gap = Consumer._add_gap
+    wait_first = Consumer.wait_first  # faust_fixes 12., and mode's own when a delivery waits
 
     def __init__(self, offsets: list[int], fetch_size: int = 5, committed: int = 0) -> None:
         self.offsets = offsets
@@ -62,6 +63,8 @@ class ScriptedConsumer:
         self.not_waiting_next_records = asyncio.Event()
         self.suspend_flow = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._crashed = asyncio.Event()
+        self.loop = asyncio.get_event_loop()
         self.consumer_stopped_errors = ()
         self.diag = SimpleNamespace(set_flag=lambda f: None, unset_flag=lambda f: None)
         self.log = SimpleNamespace(dev=lambda *a, **k: None, exception=print, info=print)
@@ -99,10 +102,6 @@ class ScriptedConsumer:
             return {TP: committed}
 
         self._thread = SimpleNamespace(seek_to_committed=seek_to_committed)
-
-    async def wait_first(self, *coros: Any) -> None:
-        await coros[0]
-        coros[1].close()
 
     def _get_active_partitions(self) -> set[Any]:
         return {TP}
