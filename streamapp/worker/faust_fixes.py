@@ -148,6 +148,7 @@ class FetchLedger:
     seeked: dict[Any, int | None] = field(default_factory=dict)
     reread_from: dict[Any, int] = field(default_factory=dict)  # the last rewind applied
     noted: dict[Any, int] = field(default_factory=dict)  # per partition, fetches with records
+    noted_at_assignment: dict[Any, int] | None = None  # `noted` when partitions were assigned
     # Per standby changelog partition, (generation, seek count) once faust's recovery has
     # sought it to its persisted offset in that generation: fetches begun after that are
     # written by 11.
@@ -505,7 +506,11 @@ _original_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
 
 async def _seek_to_committed(self: Any) -> Any:
     book = ledger(self)
-    noted = dict(book.noted)
+    # faust pauses every partition when it is assigned and makes the stream partitions
+    # fetchable again just before this seek: records noted since the assignment were
+    # handed out around it.
+    noted = book.noted_at_assignment if book.noted_at_assignment is not None else book.noted
+    noted = dict(noted)
     book.seeks += 1
     offsets = await _original_seek_to_committed(self)
     book.seeks += 1
@@ -513,11 +518,29 @@ async def _seek_to_committed(self: Any) -> Any:
         # Where reading starts again (None: no commit yet, the reset policy decides).
         start = offset if offset is not None and offset >= 0 else None
         book.seeked[tp] = start
-        # The next offset a fetch returns: the seek's, unless records of the partition were
-        # handed out while aiokafka sought one partition after another between round trips
-        # (3.): its position may be past the seek then, and is unknown until a fetch says.
-        book.next_offset[tp] = start if book.noted.get(tp) == noted.get(tp) else None
+        if book.noted.get(tp) == noted.get(tp):
+            book.next_offset[tp] = start  # the next offset a fetch returns
+            continue
+        # Records of the partition were handed out around the seek: aiokafka seeks one
+        # partition after another between broker round trips, so its position may be past
+        # the seek, and faust clears what its streams had not taken yet when it resumes
+        # the flow. Unknown until a fetch says (3.), and read again from the commit at the
+        # next fetch boundary (4.): a partition with nothing more to fetch would otherwise
+        # wait for the stall watch.
+        book.next_offset[tp] = None
+        if start is not None:
+            rewind(self, tp, start)
+    book.noted_at_assignment = None
     return offsets
+
+
+_original_on_partitions_assigned = Consumer.on_partitions_assigned
+
+
+async def _on_partitions_assigned(self: Any, assigned: Any, generation_id: int = 0) -> None:
+    book = ledger(self)
+    book.noted_at_assignment = dict(book.noted)
+    await _original_on_partitions_assigned(self, assigned, generation_id)
 
 
 _original_seek = Consumer.seek
@@ -954,6 +977,7 @@ def apply() -> None:
     ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
     Consumer.seek = _seek  # type: ignore[method-assign]
     Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
+    Consumer.on_partitions_assigned = _on_partitions_assigned  # type: ignore[method-assign]
     FetchResult.getall = _getall  # type: ignore[method-assign]
     Recovery._build_offsets = _build_offsets  # type: ignore[method-assign]
     Recovery._seek_offsets = _seek_offsets  # type: ignore[method-assign]
