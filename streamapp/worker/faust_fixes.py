@@ -37,6 +37,9 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    seek, and the re-read records are then dropped as already read (issue 16, "stalled
    commit"). Rewinds are queued and applied just before the next fetch, when no fetched
    record is in flight, and the read offset is cleared so nothing re-read is dropped.
+   faust's end-of-recovery seek to the committed offsets queues one itself for a partition
+   whose records were handed out around it (faust then clears what its streams had not
+   taken yet): read again from the commit at once, not after the stall watch.
 
 5. Read committed (`_create_worker_consumer`). faust reads `read_uncommitted` unless its own
    transactions are on, so records of aborted transactions were counted. The same place
