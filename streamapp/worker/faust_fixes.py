@@ -30,7 +30,11 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    a time between broker round trips, records fetched meanwhile are handed out past it,
    and the next fetch then began hundreds of offsets after the seek's offset. Taken for a
    jump over records with none, that made a gap over records the stream never counted,
-   and the commit passed them (seen with two workers after a SIGKILL, 6 December).
+   and the commit passed them (seen with two workers after a SIGKILL, 6 December). The
+   race is upstream's faust-streaming/faust#216 in another branch: #217 and #253 put the
+   seek before the flow resumes, but in 0.15.3 `_restart_recovery` resumes the flow (when no
+   table needs recovery, and for the standby partitions) before `on_recovery_completed`
+   makes the stream partitions fetchable and seeks.
 
 4. Re-reads at a fetch boundary (`rewind`). A seek while `_drain_messages` is still handing
    out an earlier fetch is undone by it: those records move faust's read offset past the
