@@ -87,6 +87,15 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    three of them per record; the delivery is now run at once, and only one that has to
    wait (a full stream queue) goes through wait_first.
 
+13. No record handed out between the end of recovery and its seek
+   (`Recovery.on_recovery_completed`). With tables that need no recovery, and for standby
+   partitions, faust resumes the consumer's flow first; `on_recovery_completed` then makes
+   the stream partitions fetchable, seeks them to the committed offsets and resumes the
+   app's flow control, which clears what the streams had not taken yet. Records handed
+   out in between were cleared and read again (3., 4.): up to hundreds per partition at
+   every takeover. The consumer's flow is now stopped while it runs; faust resumes it
+   after the clear, as upstream's faust-streaming/faust#253 orders it.
+
 The check `faust.__version__ == FAUST_VERSION` refuses any other faust at start-up: each
 correction was written against that version's code.
 """
@@ -541,6 +550,17 @@ async def _seek_to_committed(self: Any) -> Any:
     return offsets
 
 
+_original_on_recovery_completed = Recovery.on_recovery_completed
+
+
+async def _on_recovery_completed(self: Any, generation_id: int = 0) -> None:
+    # 13.: nothing is handed out before the seek and the clear; faust's own code resumes
+    # the flow at its end (on every path that goes on; an early return means another
+    # rebalance, which stops the flow itself and resumes it at its own end).
+    self.app.consumer.stop_flow()
+    await _original_on_recovery_completed(self, generation_id)
+
+
 _original_on_partitions_assigned = Consumer.on_partitions_assigned
 
 
@@ -988,6 +1008,7 @@ def apply() -> None:
     FetchResult.getall = _getall  # type: ignore[method-assign]
     Recovery._build_offsets = _build_offsets  # type: ignore[method-assign]
     Recovery._seek_offsets = _seek_offsets  # type: ignore[method-assign]
+    Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
     apply_eager_delivery()
     PartitionAssignor.on_assignment = _on_assignment  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]

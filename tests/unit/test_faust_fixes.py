@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -257,3 +258,34 @@ async def test_a_rebalance_interrupts_a_waiting_delivery_as_before() -> None:
 
     result = await c.wait_first(quick(), c.suspend_flow.wait())
     assert got == [1] and not result.stopped
+
+
+async def test_the_end_of_recovery_hands_out_nothing_before_its_seek(monkeypatch) -> None:
+    """faust resumed the consumer's flow before `on_recovery_completed` made the stream
+    partitions fetchable, sought them and cleared the streams' queues: records handed out
+    in between were cleared and read again (13.). The flow is stopped while it runs; faust
+    resumes it at its end."""
+    seen: list[bool] = []
+    consumer = FlowOnly()
+    consumer.resume_flow()  # as faust's "Resuming flow..." left it
+
+    async def faust_completes(self: object, generation_id: int = 0) -> None:
+        seen.append(consumer.flow_active)  # what the seek and the clear run under
+        consumer.resume_flow()  # faust's own last steps
+
+    monkeypatch.setattr(faust_fixes, "_original_on_recovery_completed", faust_completes)
+    recovery = SimpleNamespace(app=SimpleNamespace(consumer=consumer))
+    await faust_fixes._on_recovery_completed(recovery, 3)
+    assert seen == [False] and consumer.flow_active
+
+
+class FlowOnly:
+    """faust's own flow switches on an object with nothing else."""
+
+    stop_flow = Consumer.stop_flow
+    resume_flow = Consumer.resume_flow
+
+    def __init__(self) -> None:
+        self.flow_active = False
+        self.can_resume_flow = asyncio.Event()
+        self.suspend_flow = asyncio.Event()
