@@ -24,7 +24,8 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    everything in between (a commit then passes records never counted: issue 16, "lost for
    good"). Here a gap is recorded only where aiokafka returned records of one fetch
    position with offsets missing between them or between that position and the first of
-   them, which it does only for offsets that hold no deliverable record. The position is
+   them, which it does only for offsets that hold no deliverable record (a fetch of only a
+   marker hands nothing out and is counted in front of the next records). The position is
    the one aiokafka read from (`FetchResult.getall`), not where faust's last seek is
    believed to have left it: faust's seek to the committed offsets seeks one partition at
    a time between broker round trips, records fetched meanwhile are handed out past it,
@@ -362,8 +363,9 @@ _original_getall = FetchResult.getall
 
 
 class FetchedRun(list):  # type: ignore[type-arg]
-    """The records one `FetchResult.getall` handed out, and `start`: the position aiokafka
-    read them from (3.). faust passes the list on unchanged to `_wait_next_records`."""
+    """The records one `FetchResult.getall` handed out, and `start`: the position from
+    which aiokafka read up to them without handing out anything else (3.). faust passes
+    the list on unchanged to `_wait_next_records`."""
 
     __slots__ = ("start",)
 
@@ -372,17 +374,34 @@ class FetchedRun(list):  # type: ignore[type-arg]
         self.start = start
 
 
+_QUIET = "_streamapp_quiet"  # on aiokafka's TopicPartitionState: (from, to) read, no record
+
+
 def _getall(self: Any, max_records: Any = None) -> Any:
     # aiokafka hands records out only from the partition's position, which is then this
     # (FetchResult.check_assignment).
+    tp = self._topic_partition
     start = getattr(self._partition_records, "next_fetch_offset", None)
     try:
         records = _original_getall(self, max_records)
     except (UnsupportedCodecError, CorruptRecordException) as exc:
-        raise UndecodableBatch(self._topic_partition, start, exc) from exc
-    if records and start is not None:
-        return FetchedRun(records, start)
-    return records
+        raise UndecodableBatch(tp, start, exc) from exc
+    state = self._assignment.state_value(tp) if start is not None else None
+    if state is None or not state.has_valid_position:
+        return records
+    # A fetch of only a transaction's marker (or aborted records) moves the position and
+    # hands out nothing, so no fetch path sees it: remembered here, on this assignment's
+    # state of the partition, and the next records are known to follow offsets without any.
+    quiet = state.__dict__.get(_QUIET)
+    if not records:
+        end = state.position
+        if end > start:
+            state.__dict__[_QUIET] = (quiet[0] if quiet and quiet[1] == start else start, end)
+        return records
+    if quiet and quiet[1] == start:
+        start = quiet[0]
+    state.__dict__.pop(_QUIET, None)
+    return FetchedRun(records, start)
 
 
 def _set_aside(self: Any, book: FetchLedger, exc: UndecodableBatch) -> None:

@@ -350,24 +350,58 @@ def test_a_hole_is_no_gap_unless_every_offset_of_it_is_one() -> None:
     assert not faust_fixes.gap_covers(ScriptedConsumer([0]), TP, 1, 2)
 
 
-def test_getall_says_which_position_its_records_were_read_from() -> None:
+class PartitionRecords:
+    """aiokafka's PartitionRecords as getall sees it: the records of one fetch position,
+    and the position after them (past a marker or aborted records at the end)."""
+
+    def __init__(self, start: int, offsets: list[int], end: int) -> None:
+        self.next_fetch_offset, self.offsets, self.end = start, offsets, end
+
+    def __iter__(self) -> Any:
+        for offset in self.offsets:
+            self.next_fetch_offset = offset + 1
+            yield Record(offset=offset)
+        self.next_fetch_offset = self.end
+
+
+def fetch_result(state: Any, start: int, offsets: list[int], end: int) -> Any:
     from aiokafka.consumer.fetcher import FetchResult
 
-    class Records:
-        next_fetch_offset = 581
-
-        def __iter__(self) -> Any:
-            yield Record(offset=583)  # 581-582: a transaction's records aborted, and its marker
-            yield Record(offset=584)
-
-    state = SimpleNamespace(paused=False, position=581, consumed_to=lambda offset: None)
     assignment = SimpleNamespace(active=True, state_value=lambda tp: state)
-    result = FetchResult(TP, assignment=assignment, partition_records=Records(), backoff=0)
-    run = result.getall()
+    records = PartitionRecords(start, offsets, end)
+    return FetchResult(TP, assignment=assignment, partition_records=records, backoff=0)
+
+
+class PartitionState(SimpleNamespace):
+    """aiokafka's TopicPartitionState: the partition's position."""
+
+    has_valid_position = True
+    paused = False
+
+    def consumed_to(self, offset: int) -> None:
+        self.position = offset
+
+
+def test_getall_says_which_position_its_records_were_read_from() -> None:
+    state = PartitionState(position=581)
+    run = fetch_result(state, 581, [583, 584], 585).getall()  # 581-582: aborted, and marker
     assert [r.offset for r in run] == [583, 584] and run.start == 581
+    assert state.position == 585
     state.position = 0  # sought elsewhere meanwhile: aiokafka hands nothing out
-    result = FetchResult(TP, assignment=assignment, partition_records=Records(), backoff=0)
-    assert result.getall() == []
+    assert fetch_result(state, 585, [585], 586).getall() == []
+
+
+def test_a_fetch_of_only_a_marker_is_remembered_for_the_next_records() -> None:
+    """A transaction's commit marker fetched on its own (offset 1): aiokafka hands nothing
+    out and moves the position to 2, so no fetch path sees it. The next records (from 2,
+    seconds later) must still say that nothing lies between 1 and them, or the marker looks
+    like a record faust skipped and is read again (test_producers.py found that)."""
+    state = PartitionState(position=0)
+    assert fetch_result(state, 0, [0], 1).getall().start == 0
+    assert fetch_result(state, 1, [], 2).getall() == [] and state.position == 2
+    assert fetch_result(state, 2, [], 3).getall() == []  # another one
+    assert fetch_result(state, 3, [3], 4).getall().start == 1
+    assert fetch_result(state, 4, [5], 6).getall().start == 4  # used once
 
 
 async def test_a_fetch_that_began_past_the_seek_makes_no_gap_over_what_it_skipped() -> None:
