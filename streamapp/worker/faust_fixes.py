@@ -381,7 +381,8 @@ def _getall(self: Any, max_records: Any = None) -> Any:
     # aiokafka hands records out only from the partition's position, which is then this
     # (FetchResult.check_assignment).
     tp = self._topic_partition
-    start = getattr(self._partition_records, "next_fetch_offset", None)
+    fetched = self._partition_records
+    start = getattr(fetched, "next_fetch_offset", None)
     try:
         records = _original_getall(self, max_records)
     except (UnsupportedCodecError, CorruptRecordException) as exc:
@@ -394,8 +395,10 @@ def _getall(self: Any, max_records: Any = None) -> Any:
     # state of the partition, and the next records are known to follow offsets without any.
     quiet = state.__dict__.get(_QUIET)
     if not records:
-        end = state.position
-        if end > start:
+        # Read past by this call itself (not a position sought elsewhere meanwhile, which
+        # makes aiokafka drop the fetch unread).
+        end = fetched.next_fetch_offset
+        if end > start and state.position == end:
             state.__dict__[_QUIET] = (quiet[0] if quiet and quiet[1] == start else start, end)
         return records
     if quiet and quiet[1] == start:

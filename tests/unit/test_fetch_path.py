@@ -402,6 +402,10 @@ def test_a_fetch_of_only_a_marker_is_remembered_for_the_next_records() -> None:
     assert fetch_result(state, 2, [], 3).getall() == []  # another one
     assert fetch_result(state, 3, [3], 4).getall().start == 1
     assert fetch_result(state, 4, [5], 6).getall().start == 4  # used once
+    state.position = 20  # sought past a fetch not read yet: aiokafka drops it unread
+    assert fetch_result(state, 6, [], 8).getall() == []
+    state.position = 20
+    assert fetch_result(state, 20, [20], 21).getall().start == 20  # nothing taken for quiet
 
 
 async def test_a_fetch_that_began_past_the_seek_makes_no_gap_over_what_it_skipped() -> None:
