@@ -363,15 +363,16 @@ _original_getall = FetchResult.getall
 
 
 class FetchedRun(list):  # type: ignore[type-arg]
-    """The records one `FetchResult.getall` handed out, and `start`: the position from
-    which aiokafka read up to them without handing out anything else (3.). faust passes
-    the list on unchanged to `_wait_next_records`."""
+    """The records one `FetchResult.getall` handed out; `start`, the position from which
+    aiokafka read up to them without handing out anything else, and `end`, where that read
+    stopped (past a marker after the last record; None: not known) (3.). faust passes the
+    list on unchanged to `_wait_next_records`."""
 
-    __slots__ = ("start",)
+    __slots__ = ("end", "start")
 
-    def __init__(self, records: list[Any], start: int) -> None:
+    def __init__(self, records: list[Any], start: int, end: int | None = None) -> None:
         super().__init__(records)
-        self.start = start
+        self.start, self.end = start, end
 
 
 _QUIET = "_streamapp_quiet"  # on aiokafka's TopicPartitionState: (from, to) read, no record
@@ -404,7 +405,8 @@ def _getall(self: Any, max_records: Any = None) -> Any:
     if quiet and quiet[1] == start:
         start = quiet[0]
     state.__dict__.pop(_QUIET, None)
-    return FetchedRun(records, start)
+    end = fetched.next_fetch_offset
+    return FetchedRun(records, start, end if state.position == end else None)
 
 
 def _set_aside(self: Any, book: FetchLedger, exc: UndecodableBatch) -> None:
@@ -469,6 +471,11 @@ def _note_fetched(self: Any, book: FetchLedger, records: Mapping[Any, Any], stal
             if due is not None and offset > due:
                 _record_gap(self, book, tp, due, offset)
             due = offset + 1
+        # ... and from the last record to where that read stopped (a marker after it).
+        end = getattr(batch, "end", None)
+        if end is not None and end > due:
+            _record_gap(self, book, tp, due, end)
+            due = end
         expected[tp] = due
 
 

@@ -397,7 +397,8 @@ def test_a_fetch_of_only_a_marker_is_remembered_for_the_next_records() -> None:
     seconds later) must still say that nothing lies between 1 and them, or the marker looks
     like a record faust skipped and is read again (test_producers.py found that)."""
     state = PartitionState(position=0)
-    assert fetch_result(state, 0, [0], 1).getall().start == 0
+    run = fetch_result(state, 0, [0], 1).getall()
+    assert (run.start, run.end) == (0, 1)
     assert fetch_result(state, 1, [], 2).getall() == [] and state.position == 2
     assert fetch_result(state, 2, [], 3).getall() == []  # another one
     assert fetch_result(state, 3, [3], 4).getall().start == 1
@@ -477,3 +478,21 @@ async def _seek_to_committed_at_2(handing_out: str | None) -> ScriptedConsumer:
         hand_out()
     await consumer.seek_to_committed()
     return consumer
+
+
+async def test_a_marker_read_with_the_record_before_it_is_a_gap_at_once() -> None:
+    """The usual shape: a transaction's record (0) and its commit marker (1) in one fetch.
+    aiokafka hands out 0 and stops at 2; the next record (2, seconds later) follows no
+    unknown offset, and the marker is committable before it comes."""
+    consumer = ScriptedConsumer([0])
+    book = faust_fixes.ledger(consumer)
+    state = PartitionState(position=0)
+    run = fetch_result(state, 0, [0], 2).getall()
+    assert (run.start, run.end) == (0, 2)
+    faust_fixes._note_fetched(consumer, book, {TP: run}, stale=False)
+    assert [o for o in range(5) if consumer._gap[TP].overlaps(o)] == [1]
+    assert book.next_offset[TP] == 2
+    run = fetch_result(state, 2, [2], 3).getall()
+    faust_fixes._note_fetched(consumer, book, {TP: run}, stale=False)
+    assert [o for o in range(5) if consumer._gap[TP].overlaps(o)] == [1]
+    assert book.next_offset[TP] == 3
