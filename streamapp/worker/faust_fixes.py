@@ -24,15 +24,15 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    everything in between (a commit then passes records never counted: issue 16, "lost for
    good"). Here a gap is recorded only where aiokafka returned records of one fetch
    position with offsets missing between them or between that position and the first of
-   them, which it does only for offsets that hold no deliverable record (a fetch of only a
-   marker hands nothing out and is counted in front of the next records). The position is
-   the one aiokafka read from (`FetchResult.getall`), not where faust's last seek is
-   believed to have left it: faust's seek to the committed offsets seeks one partition at
-   a time between broker round trips, records fetched meanwhile are handed out past it,
-   and the next fetch then began hundreds of offsets after the seek's offset. Taken for a
-   jump over records with none, that made a gap over records the stream never counted,
-   and the commit passed them (seen with two workers after a SIGKILL, 6 December). The
-   race is upstream's faust-streaming/faust#216 in another branch: #217 and #253 put the
+   them or after the last of them up to where the read stopped, which it does only for
+   offsets that hold no deliverable record (a fetch of only a marker hands nothing out and
+   is counted in front of the next records). The position is the one aiokafka read from
+   (`FetchResult.getall`), not where faust's last seek is believed to have left it:
+   faust's seek to the committed offsets seeks one partition at a time between broker
+   round trips, records fetched meanwhile are handed out past it, and the next fetch then
+   began hundreds of offsets after the seek's offset. Taken for a jump over records with
+   none, that made a gap over records the stream never counted, and the commit passed
+   them (seen with two workers after a SIGKILL, 6 December). The race is upstream's faust-streaming/faust#216 in another branch: #217 and #253 put the
    seek before the flow resumes, but in 0.15.3 `_restart_recovery` resumes the flow (when no
    table needs recovery, and for the standby partitions) before `on_recovery_completed`
    makes the stream partitions fetchable and seeks.
