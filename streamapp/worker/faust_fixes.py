@@ -32,10 +32,11 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    round trips, records fetched meanwhile are handed out past it, and the next fetch then
    began hundreds of offsets after the seek's offset. Taken for a jump over records with
    none, that made a gap over records the stream never counted, and the commit passed
-   them (seen with two workers after a SIGKILL, 6 December). The race is upstream's faust-streaming/faust#216 in another branch: #217 and #253 put the
-   seek before the flow resumes, but in 0.15.3 `_restart_recovery` resumes the flow (when no
-   table needs recovery, and for the standby partitions) before `on_recovery_completed`
-   makes the stream partitions fetchable and seeks.
+   them (seen with two workers after a SIGKILL, 6 December). The race is upstream's
+   faust-streaming/faust#216 in another branch: #217 and #253 put the seek before the
+   flow resumes, but in 0.15.3 `_restart_recovery` resumes the flow (when no table needs
+   recovery, and for the standby partitions) before `on_recovery_completed` makes the
+   stream partitions fetchable and seeks.
 
 4. Re-reads at a fetch boundary (`rewind`). A seek while `_drain_messages` is still handing
    out an earlier fetch is undone by it: those records move faust's read offset past the
@@ -1010,7 +1011,12 @@ def committed_offset(consumer: Any, tp: Any) -> int | None:
 
 
 def gap_covers(consumer: Any, tp: Any, start: int, end: int) -> bool:
-    """Whether every offset of start..end-1 is known to hold no deliverable record."""
+    """Whether every offset of start..end-1 is known to hold no deliverable record or lies
+    below the committed offset: settled either way (the commit passes only processed
+    records and gaps, 1., and forgets the gaps it passed, 6.)."""
+    committed = consumer._committed_offset.get(tp)
+    if committed is not None:
+        start = max(start, committed)
     gaps = consumer._gap.get(tp)
     if not gaps:
         return start >= end
