@@ -167,6 +167,7 @@ class FetchLedger:
     reread_from: dict[Any, int] = field(default_factory=dict)  # the last rewind applied
     noted: dict[Any, int] = field(default_factory=dict)  # per partition, fetches with records
     noted_at_assignment: dict[Any, int] | None = None  # `noted` when partitions were assigned
+    first_read: dict[Any, int] = field(default_factory=dict)  # since then: the first start
     # Per standby changelog partition, (generation, seek count) once faust's recovery has
     # sought it to its persisted offset in that generation: fetches begun after that are
     # written by 11.
@@ -452,6 +453,9 @@ def _note_fetched(self: Any, book: FetchLedger, records: Mapping[Any, Any], stal
         if not batch or not acks_enabled_for(tp.topic):
             continue
         book.noted[tp] = book.noted.get(tp, 0) + 1
+        start = getattr(batch, "start", None)
+        if start is not None and tp not in book.first_read:
+            book.first_read[tp] = start
         marks = book.fetched.get(tp)
         if marks is None:
             marks = book.fetched[tp] = deque(maxlen=32)
@@ -465,7 +469,6 @@ def _note_fetched(self: Any, book: FetchLedger, records: Mapping[Any, Any], stal
             continue
         # Where aiokafka read these from, when it says (3.): the offsets from there to the
         # first record hold none. Else where the last fetch or seek left the position.
-        start = getattr(batch, "start", None)
         due = expected.get(tp) if start is None else start
         for record in batch:
             offset = record.offset
@@ -574,6 +577,11 @@ async def _seek_to_committed(self: Any) -> Any:
         # next fetch boundary (4.): a partition with nothing more to fetch would otherwise
         # wait for the stall watch.
         book.next_offset[tp] = None
+        if start is None:
+            # No commit: aiokafka did not seek, and the reading started where the first
+            # fetch since the assignment began, not where the position is now (the pin to
+            # a start offset, 8., would otherwise take that and pass what was read).
+            start = book.seeked[tp] = book.first_read.get(tp)
         if start is not None:
             rewind(self, tp, start)
     book.noted_at_assignment = None
@@ -597,6 +605,7 @@ _original_on_partitions_assigned = Consumer.on_partitions_assigned
 async def _on_partitions_assigned(self: Any, assigned: Any, generation_id: int = 0) -> None:
     book = ledger(self)
     book.noted_at_assignment = dict(book.noted)
+    book.first_read.clear()
     await _original_on_partitions_assigned(self, assigned, generation_id)
 
 

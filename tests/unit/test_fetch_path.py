@@ -477,16 +477,8 @@ async def _seek_to_committed_at_2(handing_out: str | None) -> ScriptedConsumer:
             hand_out()
         return {TP: 2}
 
-    async def faust_assigns(self: Any, assigned: Any, generation_id: int = 0) -> None:
-        pass
-
     consumer._thread = SimpleNamespace(seek_to_committed=seek_to_committed)
-    original = faust_fixes._original_on_partitions_assigned
-    faust_fixes._original_on_partitions_assigned = faust_assigns
-    try:
-        await faust_fixes._on_partitions_assigned(consumer, {TP}, 2)
-    finally:
-        faust_fixes._original_on_partitions_assigned = original
+    await _assigned(consumer)
     if handing_out == "before the seek":
         hand_out()
     await consumer.seek_to_committed()
@@ -509,3 +501,34 @@ async def test_a_marker_read_with_the_record_before_it_is_a_gap_at_once() -> Non
     faust_fixes._note_fetched(consumer, book, {TP: run}, stale=False)
     assert [o for o in range(5) if consumer._gap[TP].overlaps(o)] == [1]
     assert book.next_offset[TP] == 3
+
+
+async def test_records_handed_out_before_a_first_commit_are_read_again_from_the_start() -> None:
+    """No commit yet: aiokafka's seek to the committed offsets does not seek, and records
+    handed out around it (dropped by faust while its flow is stopped) left the position at
+    12. Pinning the start offset there (8.) would have committed past 0-11 unread; the
+    reading began at 0, so that is the start, and it is read again from there."""
+    consumer = ScriptedConsumer(list(range(20)))
+    consumer.restarted(None)
+    book = faust_fixes.ledger(consumer)
+    await _assigned(consumer)
+    run = faust_fixes.FetchedRun([Record(offset=o) for o in range(12)], start=0, end=12)
+    faust_fixes._note_fetched(consumer, book, {TP: run}, stale=False)
+    consumer.fetch_position = 12
+    await consumer.perform_seek()
+    assert book.rewinds == {TP: 0} and book.seeked[TP] == 0
+    assert consumer._committed_offset[TP] == 0
+
+
+async def _assigned(consumer: ScriptedConsumer) -> None:
+    """faust_fixes' part of an assignment, without faust's."""
+
+    async def faust_assigns(self: Any, assigned: Any, generation_id: int = 0) -> None:
+        pass
+
+    original = faust_fixes._original_on_partitions_assigned
+    faust_fixes._original_on_partitions_assigned = faust_assigns
+    try:
+        await faust_fixes._on_partitions_assigned(consumer, {TP}, 2)
+    finally:
+        faust_fixes._original_on_partitions_assigned = original
