@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streamapp.core import seller_ranking
 from streamapp.core.counting import pair_key, user_sellers
-from streamapp.core.features import feature_vector, no_chunks
+from streamapp.core.features import feature_vector
 from streamapp.core.pair_state import PairState, summary
 from streamapp.core.score import Ranked, Scoring, decayed, top_k
 from streamapp.core.times import iso_micros
+from streamapp.core.vector_memo import VectorMemo
 
-# Pairs computed between two turns of the event loop: a bulk query of 1,000 pairs gives
-# ingest (in the worker) and other requests a turn every few milliseconds.
+# Pairs computed between two turns of the event loop (at most 2 x SLICE - 1: a turn is
+# given between two partitions' slices once SLICE pairs were computed): a bulk query of
+# 1,000 pairs gives ingest (in the worker) and other requests a turn every millisecond or
+# so, and a bulk(100) spread over 8 partitions takes one turn, not 8.
 SLICE = 64
 
 
@@ -45,6 +48,11 @@ class Sources:
     sellers: CategoryReader
     home_partition: Callable[[str], int]
     scoring: Scoring
+    # The recently asked pairs' vectors, less what moves with as_of (vector_memo.py).
+    memo: VectorMemo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "memo", VectorMemo(self.scoring))
 
 
 async def vectors(
@@ -65,10 +73,13 @@ async def vectors(
     ]
     read, read_many = src.pairs.read, src.pairs.read_many
     user_categories, seller_categories = src.users.categories, src.sellers.categories
-    decode, scoring = PairState.decode_for_lookup, src.scoring
-    for n, (partition, group) in enumerate(slices):
-        if n:
+    memo_vector, scoring = src.memo.vector, src.scoring
+    since_turn = 0
+    for partition, group in slices:
+        if since_turn >= SLICE:
             await asyncio.sleep(0)  # someone else's turn
+            since_turn = 0
+        since_turn += len(group)
         keys = [pair_key(u, s) for u, s in group]
         for (user_id, seller_id), key, raw in zip(
             group, keys, read_many(partition, keys), strict=True
@@ -76,24 +87,20 @@ async def vectors(
             fav = favorites.get(user_id)
             if fav is None:
                 fav = favorites[user_id] = user_categories(user_id)
-            state = decode(raw) if raw else None
-            load = no_chunks
-            if state is not None and state.tchunks:  # a hot pair: its window may read chunks
+            categories = seller_categories(seller_id)
+            vector = memo_vector(
+                key, user_id, seller_id, raw, fav, categories, as_of_us, as_of_text
+            )
+            if vector is None:  # a hot pair: its windows may read chunks
 
                 def load(suffix: bytes, key: bytes = key, p: int = partition) -> bytes | None:
                     return read(p, key + suffix)
 
-            done[(user_id, seller_id)] = feature_vector(
-                user_id,
-                seller_id,
-                state,
-                fav,
-                seller_categories(seller_id),
-                as_of_us,
-                scoring,
-                load,
-                as_of_text,
-            )
+                state = PairState.decode_for_lookup(raw) if raw else None
+                vector = feature_vector(
+                    user_id, seller_id, state, fav, categories, as_of_us, scoring, load, as_of_text
+                )
+            done[(user_id, seller_id)] = vector
     return [done[pair] for pair in pairs]
 
 

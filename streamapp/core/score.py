@@ -37,8 +37,17 @@ class Scoring:
 def decayed(acc: Sequence[float], ref_us: int, as_of_us: int, scoring: Scoring) -> float:
     """sum over interactions of weight(kind) * 2^(-(as_of - on) / half_life), from the
     per-kind sums `acc` kept decayed to `ref_us` (pair_state.py)."""
+    return decay(weighted_sum(acc, scoring), ref_us, as_of_us, scoring)
+
+
+def weighted_sum(acc: Sequence[float], scoring: Scoring) -> float:
+    """The per-kind sums weighted: the decayed part of a score as of `ref_us`."""
     w = scoring.weights
-    weighted = w[0] * acc[0] + w[1] * acc[1] + w[2] * acc[2] + w[3] * acc[3]  # sum()'s order
+    return w[0] * acc[0] + w[1] * acc[1] + w[2] * acc[2] + w[3] * acc[3]  # sum()'s order
+
+
+def decay(weighted: float, ref_us: int, as_of_us: int, scoring: Scoring) -> float:
+    """`weighted` (as of `ref_us`) decayed to `as_of_us`."""
     exponent = -(as_of_us - ref_us) / (scoring.half_life_s * US)
     # Outside float range the decay is 0 (far past) or capped (events far in the future).
     exponent = min(max(exponent, -1100.0), 1000.0)
