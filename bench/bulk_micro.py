@@ -27,12 +27,20 @@ from streamapp.core import lookup
 from streamapp.core.pair_state import US, Interaction
 from streamapp.core.score import Scoring
 from streamapp.http.request_input import query_pairs
+from streamapp.runtime import tune_gc
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--interactions", type=int, default=100_000)
     p.add_argument("--queries", type=int, default=300)
+    p.add_argument(
+        "--hot-pairs",
+        type=int,
+        default=0,
+        help="draw every query from this many pairs (a ranking service's working set: the "
+        "vector memo's hits); 0: from every known pair (mostly misses)",
+    )
     args = p.parse_args()
     rng = random.Random(1)
     now = int(time.time()) * US
@@ -58,12 +66,14 @@ def main() -> None:
         src = lookup.Sources(
             pairs, Profiles(favs), Profiles(cats), lambda _: 0, Scoring(WEIGHTS, WEEK_S, 1.0)
         )
+        pool = rng.sample(known, args.hot_pairs) if args.hot_pairs else known
         bodies = [
             orjson.dumps(
-                {"pairs": [{"user_id": u, "seller_id": s} for u, s in rng.sample(known, 100)]}
+                {"pairs": [{"user_id": u, "seller_id": s} for u, s in rng.sample(pool, 100)]}
             )
             for _ in range(args.queries)
         ]
+        tune_gc()  # as the serving process and the worker do
         loop = asyncio.new_event_loop()
         parse, compute, encode = [], [], []
         for n, body in enumerate(bodies):
@@ -85,6 +95,8 @@ def main() -> None:
 
         out = {
             "queries": len(parse),
+            "hot_pairs": args.hot_pairs,
+            "memo_entries": len(src.memo),
             "parse_ms": ms(parse),
             "vectors_ms": ms(compute),
             "encode_ms": ms(encode),

@@ -528,7 +528,7 @@ async def profile_lookups(ctx: Ctx, seconds: float) -> None:
 
 
 async def service_times(
-    ctx: Ctx, singles: int = 300, bulks: int = 50, tops: int = 50, url: str = ""
+    ctx: Ctx, singles: int = 300, bulks: int = 300, tops: int = 300, url: str = ""
 ) -> dict[str, Any]:
     """Closed loop, one request at a time, nothing else running: what one request costs
     (at `url`: the worker unless given)."""
