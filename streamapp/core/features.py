@@ -69,6 +69,87 @@ def category_features(
     return overlap > 0, overlap, overlap / union
 
 
+# The fields of a vector that do not move with as_of, in the vector's order, and the part of
+# the score that does not decay (the favorites bonus or 0.0): (id, user_id, seller_id,
+# number_of_interactions, like, view, purchase, other, first_interaction_at,
+# last_interaction_at, favorites_match, category_overlap, category_jaccard, score_base).
+# One flat tuple of plain values: the garbage collector stops tracking it at its first pass
+# (vector_memo.py keeps thousands).
+StaticParts = tuple[
+    str, str, str, int, int, int, int, int, str | None, str | None, bool, int, float, float
+]
+SCORE_BASE = 13  # the index of score_base in StaticParts
+
+
+def static_parts(
+    user_id: str,
+    seller_id: str,
+    state: PairState | None,
+    favorites: Collection[str],
+    categories: Collection[str],
+    scoring: Scoring,
+) -> StaticParts:
+    match, overlap, jaccard = category_features(favorites, categories)
+    if state is not None and state.total:
+        c = state.counts
+        return (
+            pair_id(user_id, seller_id),
+            user_id,
+            seller_id,
+            c[0] + c[1] + c[2] + c[3],
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            event_iso(state.first_us),
+            event_iso(state.last_us),
+            match,
+            overlap,
+            jaccard,
+            scoring.favorites_bonus if match else 0.0,
+        )
+    return (
+        pair_id(user_id, seller_id),
+        user_id,
+        seller_id,
+        0,
+        0,
+        0,
+        0,
+        0,
+        None,
+        None,
+        match,
+        overlap,
+        jaccard,
+        scoring.favorites_bonus if match else 0.0,
+    )
+
+
+def assemble(
+    parts: StaticParts, w1: int, w7: int, w30: int, score: float, as_of_text: str
+) -> dict[str, Any]:
+    """The contract's feature vector (fields of models.FeatureVector), JSON-ready."""
+    pid, user_id, seller_id, total, like, view, purchase, other, first, last = parts[:10]
+    return {
+        "id": pid,
+        "user_id": user_id,
+        "seller_id": seller_id,
+        "number_of_interactions": total,
+        "interactions_by_kind": {LIKE: like, VIEW: view, PURCHASE: purchase, OTHER: other},
+        "interactions_1d": w1,
+        "interactions_7d": w7,
+        "interactions_30d": w30,
+        "first_interaction_at": first,
+        "last_interaction_at": last,
+        "favorites_match": parts[10],
+        "category_overlap": parts[11],
+        "category_jaccard": parts[12],
+        "user_seller_score": score,
+        "as_of": as_of_text,
+    }
+
+
 def feature_vector(
     user_id: str,
     seller_id: str,
@@ -82,33 +163,13 @@ def feature_vector(
 ) -> dict[str, Any]:
     """The contract's feature vector (fields of models.FeatureVector), JSON-ready.
     `as_of_text` is iso_micros(as_of_us) when the caller already has it (bulk queries)."""
-    match, overlap, jaccard = category_features(favorites, categories)
-    score = scoring.favorites_bonus if match else 0.0
+    parts = static_parts(user_id, seller_id, state, favorites, categories, scoring)
+    score = parts[SCORE_BASE]
     if state is not None and state.total:
-        c = state.counts
-        total = c[0] + c[1] + c[2] + c[3]
-        by_kind = {LIKE: c[0], VIEW: c[1], PURCHASE: c[2], OTHER: c[3]}
         w1, w7, w30 = state.window_counts(as_of_us, load)
-        first, last = event_iso(state.first_us), event_iso(state.last_us)
         score += interaction_score(state, as_of_us, scoring)
     else:
-        total = w1 = w7 = w30 = 0
-        by_kind = dict.fromkeys(KIND_NAMES, 0)
-        first = last = None
-    return {
-        "id": pair_id(user_id, seller_id),
-        "user_id": user_id,
-        "seller_id": seller_id,
-        "number_of_interactions": total,
-        "interactions_by_kind": by_kind,
-        "interactions_1d": w1,
-        "interactions_7d": w7,
-        "interactions_30d": w30,
-        "first_interaction_at": first,
-        "last_interaction_at": last,
-        "favorites_match": match,
-        "category_overlap": overlap,
-        "category_jaccard": jaccard,
-        "user_seller_score": score,
-        "as_of": as_of_text if as_of_text is not None else iso_micros(as_of_us),
-    }
+        w1 = w7 = w30 = 0
+    if as_of_text is None:
+        as_of_text = iso_micros(as_of_us)
+    return assemble(parts, w1, w7, w30, score, as_of_text)

@@ -392,7 +392,17 @@ class PairView:
     packed (bisection reads the array in place); no offsets or seen ids. Read-only: a
     lookup decodes one per pair, so it is a few attribute stores, not a PairState."""
 
-    __slots__ = ("_cache", "acc", "counts", "first_us", "last_us", "ref_us", "tchunks", "times")
+    __slots__ = (
+        "_cache",
+        "acc",
+        "counts",
+        "first_us",
+        "last_us",
+        "ref_us",
+        "tchunks",
+        "times",
+        "times_at",
+    )
 
     def __init__(self, raw: bytes) -> None:
         head = HEADER.unpack_from(raw)
@@ -406,6 +416,7 @@ class PairView:
         times = array("q")
         times.frombytes(raw[start : start + 8 * n_t])
         self.times = times
+        self.times_at = start  # where the inline times are in `raw` (8 bytes each)
         self.tchunks: list[list[int]] = []
         if n_tc:
             flat = struct.unpack_from(f"<{4 * n_tc}q", raw, start + 8 * n_t + 16 * n_s)
@@ -422,15 +433,7 @@ class PairView:
         if self.tchunks:
             count = self.window_count
             return count(as_of_us, W1, load), count(as_of_us, W7, load), count(as_of_us, W30, load)
-        times = self.times
-        if not times:
-            return 0, 0, 0
-        end = bisect.bisect_right(times, as_of_us)
-        return (
-            end - bisect.bisect_right(times, as_of_us - W1, 0, end),
-            end - bisect.bisect_right(times, as_of_us - W7, 0, end),
-            end - bisect.bisect_right(times, as_of_us - W30, 0, end),
-        )
+        return inline_window_counts(self.times, as_of_us)
 
     def window_count(self, as_of_us: int, window_us: int, load: Loader) -> int:
         if not self.tchunks:
@@ -449,6 +452,19 @@ class PairView:
             return found
 
         return window_count(self.times, self.tchunks, as_of_us, window_us, chunk)
+
+
+def inline_window_counts(times: Sequence[int], as_of_us: int) -> tuple[int, int, int]:
+    """The 1d, 7d and 30d window counts of sorted event times (a pair without chunks): one
+    bisection for their common end."""
+    if not times:
+        return 0, 0, 0
+    end = bisect.bisect_right(times, as_of_us)
+    return (
+        end - bisect.bisect_right(times, as_of_us - W1, 0, end),
+        end - bisect.bisect_right(times, as_of_us - W7, 0, end),
+        end - bisect.bisect_right(times, as_of_us - W30, 0, end),
+    )
 
 
 def summary(raw: bytes) -> Summary:

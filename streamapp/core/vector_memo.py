@@ -1,51 +1,35 @@
-"""The parts of recently asked pairs' feature vectors that do not change with `as_of`.
+"""The parts of recently asked pairs' feature vectors that do not move with `as_of`.
 
 A ranking service asks for the same pairs again and again, and of a vector only the window
 counts, the score and `as_of` move with time; the rest (ids, counts, first/last times,
 category features) changes only when the pair is counted again or a profile changes. Each
 entry is kept with what it was built from: the pair's stored bytes and the two category
 sets. A lookup reads the pair as always and takes the entry only where those are the same
-(a byte compare, two identity checks), so an answer is the one feature_vector() gives, never
-an older one: windows and score are computed from the kept decoded state at every call,
-with the same arithmetic.
+(a byte compare, two small set compares), so an answer is the one feature_vector() gives,
+never an older one: windows and score are computed at every call from the kept bytes, with
+the same arithmetic.
 
-Hot pairs whose event times spill into chunks (PairView.tchunks) are not kept: their
-windows read further keys, whose bytes the entry could not vouch for.
+An entry is one tuple of plain values (bytes, strings, numbers, tuples of them), which the
+garbage collector stops tracking at its first pass: a memo of tens of thousands of objects
+it had to scan made collections of 9 ms. Hot pairs whose event times spill into chunks
+(PairView.tchunks) are not kept: their windows read further keys, whose bytes an entry
+could not vouch for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
-from streamapp.core.features import feature_vector, no_chunks
-from streamapp.core.pair_state import PairView
+from streamapp.core.features import SCORE_BASE, StaticParts, assemble, static_parts
+from streamapp.core.pair_state import PairView, inline_window_counts
 from streamapp.core.score import Scoring, decay, weighted_sum
 
-# Entries per generation: about 1.5 KB each, so two generations stay under 60 MB.
+# Entries per generation; an entry is about 1 KB, so two generations stay under 40 MB.
 CAPACITY = 20_000
 
-
-class _Entry:
-    __slots__ = ("base", "categories", "favorites", "raw", "score_base", "view", "weighted")
-
-    def __init__(
-        self,
-        raw: bytes | None,
-        favorites: Collection[str],
-        categories: Collection[str],
-        base: dict[str, Any],
-        view: PairView | None,
-        score_base: float,
-        weighted: float,
-    ) -> None:
-        self.raw = raw
-        self.favorites = favorites
-        self.categories = categories
-        self.base = base  # the whole vector; windows, score and as_of are overwritten
-        self.view = view  # None: nothing counted, so nothing moves with as_of
-        self.score_base = score_base  # the favorites bonus or 0.0
-        self.weighted = weighted  # weights . acc, the decayed part before its decay
+# (stored bytes, favorites, categories, static parts, offset of the inline event times in
+# the bytes or -1 where nothing was counted, their number, ref_us, weights . acc)
+_Entry = tuple[bytes | None, tuple[str, ...], tuple[str, ...], StaticParts, int, int, int, float]
 
 
 class VectorMemo:
@@ -68,8 +52,8 @@ class VectorMemo:
         user_id: str,
         seller_id: str,
         raw: bytes | None,
-        favorites: Collection[str],
-        categories: Collection[str],
+        favorites: frozenset[str],
+        categories: frozenset[str],
         as_of_us: int,
         as_of_text: str,
     ) -> dict[str, Any] | None:
@@ -82,53 +66,38 @@ class VectorMemo:
                 self._keep(key, entry)
         if (
             entry is not None
-            and entry.raw == raw
-            and (entry.favorites is favorites or entry.favorites == favorites)
-            and (entry.categories is categories or entry.categories == categories)
+            and entry[0] == raw
+            and _same(favorites, entry[1])
+            and _same(categories, entry[2])
         ):
-            vector = entry.base.copy()
-            view = entry.view
-            if view is not None:
-                w1, w7, w30 = view.window_counts(as_of_us, no_chunks)
-                vector["interactions_1d"] = w1
-                vector["interactions_7d"] = w7
-                vector["interactions_30d"] = w30
-                vector["user_seller_score"] = entry.score_base + decay(
-                    entry.weighted, view.ref_us, as_of_us, self.scoring
-                )
-            vector["as_of"] = as_of_text
-            return vector
+            parts, at = entry[3], entry[4]
+            if at < 0:
+                return assemble(parts, 0, 0, 0, parts[SCORE_BASE], as_of_text)
+            times = memoryview(raw)[at : at + 8 * entry[5]].cast("q")  # type: ignore[arg-type]
+            w1, w7, w30 = inline_window_counts(times, as_of_us)
+            score = parts[SCORE_BASE] + decay(entry[7], entry[6], as_of_us, self.scoring)
+            return assemble(parts, w1, w7, w30, score, as_of_text)
         view = PairView(raw) if raw else None
         if view is not None and view.tchunks:
             return None
         scoring = self.scoring
-        vector = feature_vector(
-            user_id,
-            seller_id,
-            view,
-            favorites,
-            categories,
-            as_of_us,
-            scoring,
-            no_chunks,
-            as_of_text,
-        )
-        counted = view is not None and view.total > 0
-        self._keep(
-            key,
-            _Entry(
-                raw,
-                favorites,
-                categories,
-                vector.copy(),
-                view if counted else None,
-                scoring.favorites_bonus if vector["favorites_match"] else 0.0,
-                weighted_sum(view.acc, scoring) if counted else 0.0,  # type: ignore[union-attr]
-            ),
-        )
-        return vector
+        parts = static_parts(user_id, seller_id, view, favorites, categories, scoring)
+        if view is not None and view.total:  # as feature_vector() computes them
+            w1, w7, w30 = inline_window_counts(view.times, as_of_us)
+            weighted = weighted_sum(view.acc, scoring)
+            score = parts[SCORE_BASE] + decay(weighted, view.ref_us, as_of_us, scoring)
+            at, n, ref_us = view.times_at, len(view.times), view.ref_us
+        else:
+            w1 = w7 = w30 = 0
+            score, weighted, at, n, ref_us = parts[SCORE_BASE], 0.0, -1, 0, 0
+        self._keep(key, (raw, tuple(favorites), tuple(categories), parts, at, n, ref_us, weighted))
+        return assemble(parts, w1, w7, w30, score, as_of_text)
 
     def _keep(self, key: bytes, entry: _Entry) -> None:
         if len(self._new) >= self.capacity:
             self._old, self._new = self._new, {}
         self._new[key] = entry
+
+
+def _same(now: frozenset[str], kept: tuple[str, ...]) -> bool:
+    return len(now) == len(kept) and now.issuperset(kept)

@@ -190,7 +190,8 @@ class ServeNode:
             raise not_ready("the worker is not ready, retry shortly")
 
     async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
-        self.fresh({self.home(user) for user, _ in pairs})
+        home = self.home
+        self.fresh({home(user) for user in {user for user, _ in pairs}})
         return await lookup.vectors(self.sources, pairs, as_of_us)
 
     async def top_sellers(self, user_id: str, k: int, as_of_us: int) -> dict[str, Any]:
