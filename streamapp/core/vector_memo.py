@@ -20,16 +20,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamapp.core.features import SCORE_BASE, StaticParts, assemble, static_parts
+from streamapp.core.features import SCORE_BASE, assemble, static_parts
 from streamapp.core.pair_state import PairView, inline_window_counts
 from streamapp.core.score import Scoring, decay, weighted_sum
 
-# Entries per generation; an entry is about 1 KB, so two generations stay under 40 MB.
+# Entries per generation, and the stored bytes they may hold (a pair keeps up to 1,024
+# event times inline, 8 KB): two generations hold at most about 2 x (20,000 x 0.5 KB +
+# 16 MB), some 50 MB.
 CAPACITY = 20_000
+BYTES_PER_GENERATION = 16 * 1024 * 1024
 
-# (stored bytes, favorites, categories, static parts, offset of the inline event times in
-# the bytes or -1 where nothing was counted, their number, ref_us, weights . acc)
-_Entry = tuple[bytes | None, tuple[str, ...], tuple[str, ...], StaticParts, int, int, int, float]
+# An entry: the vector's static parts (features.StaticParts), then what they were built
+# from and what the moving fields need: the stored bytes, the favorites and the categories
+# (as tuples, one per distinct set), the offset of the inline event times in the bytes (-1
+# where nothing was counted), their number, ref_us and the weighted sum weights . acc. One
+# tuple, so one object for the collector to see once.
+_Entry = tuple[Any, ...]
+RAW, FAVORITES, CATEGORIES, TIMES_AT, TIMES_N, REF_US, WEIGHTED = range(14, 21)
 
 
 class VectorMemo:
@@ -42,6 +49,8 @@ class VectorMemo:
         self.capacity = capacity
         self._new: dict[bytes, _Entry] = {}
         self._old: dict[bytes, _Entry] = {}
+        self._tuples: dict[frozenset[str], tuple[str, ...]] = {}
+        self._new_bytes = 0
 
     def __len__(self) -> int:
         return len(self._new) + len(self._old)
@@ -66,17 +75,19 @@ class VectorMemo:
                 self._keep(key, entry)
         if (
             entry is not None
-            and entry[0] == raw
-            and _same(favorites, entry[1])
-            and _same(categories, entry[2])
+            and entry[RAW] == raw
+            and _same(favorites, entry[FAVORITES])
+            and _same(categories, entry[CATEGORIES])
         ):
-            parts, at = entry[3], entry[4]
+            at = entry[TIMES_AT]
             if at < 0:
-                return assemble(parts, 0, 0, 0, parts[SCORE_BASE], as_of_text)
-            times = memoryview(raw)[at : at + 8 * entry[5]].cast("q")  # type: ignore[arg-type]
+                return assemble(entry, 0, 0, 0, entry[SCORE_BASE], as_of_text)
+            times = memoryview(raw)[at : at + 8 * entry[TIMES_N]].cast("q")  # type: ignore[index]
             w1, w7, w30 = inline_window_counts(times, as_of_us)
-            score = parts[SCORE_BASE] + decay(entry[7], entry[6], as_of_us, self.scoring)
-            return assemble(parts, w1, w7, w30, score, as_of_text)
+            score = entry[SCORE_BASE] + decay(
+                entry[WEIGHTED], entry[REF_US], as_of_us, self.scoring
+            )
+            return assemble(entry, w1, w7, w30, score, as_of_text)  # type: ignore[arg-type]
         view = PairView(raw) if raw else None
         if view is not None and view.tchunks:
             return None
@@ -90,13 +101,25 @@ class VectorMemo:
         else:
             w1 = w7 = w30 = 0
             score, weighted, at, n, ref_us = parts[SCORE_BASE], 0.0, -1, 0, 0
-        self._keep(key, (raw, tuple(favorites), tuple(categories), parts, at, n, ref_us, weighted))
+        kept = (raw, self._tuple(favorites), self._tuple(categories), at, n, ref_us, weighted)
+        self._keep(key, parts + kept)
         return assemble(parts, w1, w7, w30, score, as_of_text)
 
+    def _tuple(self, categories: frozenset[str]) -> tuple[str, ...]:
+        """The set as a tuple, one per distinct set (the same few sets recur)."""
+        found = self._tuples.get(categories)
+        if found is None:
+            if len(self._tuples) >= self.capacity:
+                self._tuples.clear()
+            found = self._tuples[categories] = tuple(categories)
+        return found
+
     def _keep(self, key: bytes, entry: _Entry) -> None:
-        if len(self._new) >= self.capacity:
-            self._old, self._new = self._new, {}
+        size = len(entry[RAW] or b"")
+        if len(self._new) >= self.capacity or self._new_bytes + size > BYTES_PER_GENERATION:
+            self._old, self._new, self._new_bytes = self._new, {}, 0
         self._new[key] = entry
+        self._new_bytes += size
 
 
 def _same(now: frozenset[str], kept: tuple[str, ...]) -> bool:

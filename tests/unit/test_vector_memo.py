@@ -145,3 +145,28 @@ def test_a_hot_pair_whose_times_spill_into_chunks_is_built_every_time() -> None:
         assert got == expected(pairs, src, "u1", "hot", as_of)
         assert got["number_of_interactions"] == n
     assert len(src.memo) == 0
+
+
+def test_the_memo_is_bounded_by_entries_and_by_stored_bytes(monkeypatch) -> None:
+    from streamapp.core import vector_memo
+
+    pairs = Table()
+    src = lookup.Sources(Reader(pairs), Profiles({}), Profiles({}), lambda _: 0, SCORING)
+    count(
+        pairs,
+        [("u1", f"s{n}", 0, NOW_US - (n * 7 + i) * US) for n in range(40) for i in range(n)],
+        SCORING.weights,
+        batch=50,
+    )
+    wanted = [("u1", f"s{n}") for n in range(40)]
+    sizes = {key: len(pairs.get(pair_key(*key)) or b"") for key in wanted}
+    budget = 3 * max(sizes.values())
+    monkeypatch.setattr(vector_memo, "BYTES_PER_GENERATION", budget)
+    src.memo.capacity = 25
+    for _ in range(2):
+        assert ask(src, wanted, NOW_US) == [expected(pairs, src, u, s, NOW_US) for u, s in wanted]
+        for generation in (src.memo._new, src.memo._old):
+            assert len(generation) <= 25
+            assert (
+                sum(len(entry[vector_memo.RAW] or b"") for entry in generation.values()) <= budget
+            )
