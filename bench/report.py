@@ -586,16 +586,17 @@ def lookup_table(res: dict[str, Any]) -> list[str]:
             "",
             "Service times, one request at a time, no ingest (ms):",
             "",
-            "| mode | via | p50 | p99 | n |",
-            "|---|---|---|---|---|",
+            "| mode | via | p50 | p99 | n | server CPU per request |",
+            "|---|---|---|---|---|---|",
         ]
         for mode in ("single", "bulk", "bulk_again", "top"):
             for svc in services:
                 if mode in svc:
                     s = svc[mode]
+                    cpu = s.get("server_cpu_ms")
                     lines.append(
                         f"| {mode} | {svc.get('via', 'worker')} | {_ms(s['p50'])} "
-                        f"| {_ms(s['p99'])} | {s['n']} |"
+                        f"| {_ms(s['p99'])} | {s['n']} | {'—' if cpu is None else _ms(cpu)} |"
                     )
     return lines
 

@@ -528,10 +528,17 @@ async def profile_lookups(ctx: Ctx, seconds: float) -> None:
 
 
 async def service_times(
-    ctx: Ctx, singles: int = 300, bulks: int = 300, tops: int = 300, url: str = ""
+    ctx: Ctx,
+    singles: int = 300,
+    bulks: int = 300,
+    tops: int = 300,
+    url: str = "",
+    pid: int | None = None,
 ) -> dict[str, Any]:
     """Closed loop, one request at a time, nothing else running: what one request costs
-    (at `url`: the worker unless given)."""
+    (at `url`: the worker unless given), and with `pid` the server's CPU per request
+    (server_cpu_ms: from /proc, 10 ms ticks over all of a mode's requests), which the
+    client's own time and the machine's noise do not blur."""
     assert ctx.worker is not None or url
     url = url or ctx.worker.url  # type: ignore[union-attr]
     pairs = ctx.lookup_pairs
@@ -550,6 +557,7 @@ async def service_times(
             if not count:
                 continue
             times = []
+            cpu0 = proc_cpu_s(pid) if pid else None
             for i in range(count + 10):
                 if mode == "single":
                     u, s = pairs[i % len(pairs)]
@@ -566,6 +574,9 @@ async def service_times(
                 if i >= 10:  # the first ones open the connection and warm caches
                     times.append(time.monotonic() - t0)
             out[mode] = summary_ms(times, (50, 99))
+            cpu1 = proc_cpu_s(pid) if pid else None
+            if cpu0 is not None and cpu1 is not None:
+                out[mode]["server_cpu_ms"] = round((cpu1 - cpu0) * 1000 / (count + 10), 3)
     return out
 
 
@@ -928,7 +939,7 @@ async def lookups_with_ingest(
     for via, target in targets:
         cpu = CpuWindow(pid=target.pid).start()
         try:
-            svc = {"via": via, **await service_times(ctx, url=target.url)}
+            svc = {"via": via, **await service_times(ctx, url=target.url, pid=target.pid)}
         except SERVE_ERRORS as exc:
             if target is worker:
                 raise
