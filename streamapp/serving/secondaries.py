@@ -165,10 +165,6 @@ class CatalogReader:
                 self.catalog.db = open_secondary(path, self.scratch / self.catalog.source)
                 self.path = path
 
-    def pending(self) -> list[int]:
-        """Partitions written to since their last catch-up."""
-        return [p for p in list(self.dbs) if self.watch.pending(self.paths[p])]
-
     def catch_up(self) -> None:
         db = self.catalog.db
         if db is None or not self.watch.changed(self.path):
