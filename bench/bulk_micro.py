@@ -96,7 +96,7 @@ def main() -> None:
         out = {
             "queries": len(parse),
             "hot_pairs": args.hot_pairs,
-            "memo_entries": len(src.memo),
+            "memo_entries": len(getattr(src, "memo", ())),
             "parse_ms": ms(parse),
             "vectors_ms": ms(compute),
             "encode_ms": ms(encode),

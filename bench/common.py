@@ -246,6 +246,7 @@ class Worker:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
+        self.cwd = ROOT  # the source tree it runs (bench.serve_ab runs two)
 
     @property
     def url(self) -> str:
@@ -282,7 +283,7 @@ class Worker:
             self.proc = reaper.add(
                 subprocess.Popen(
                     self.command(),
-                    cwd=ROOT,
+                    cwd=self.cwd,
                     env=env,
                     stdout=out,
                     stderr=subprocess.STDOUT,
