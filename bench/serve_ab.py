@@ -17,54 +17,24 @@ import argparse
 import asyncio
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.common import Reaper, Serve, Worker, broker_start, broker_stop, proc_cpu_s, summary_ms
-from bench.data import Sampler, create_topics, preload
+from bench.common import Reaper, Serve, broker_stop
 from bench.run import bulk_body
+from bench.serve_profile import counted_worker, service_times
 
-QUERIES = 300
-WARM_UP = 10
-
-
-async def one_pass(url: str, pairs: list[tuple[str, str]], pid: int) -> dict[str, Any]:
-    times = []
-    cpu0 = proc_cpu_s(pid)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        for i in range(QUERIES + WARM_UP):
-            request = session.post(url + "/affinity/query", json=bulk_body(pairs, i))
-            began = time.monotonic()
-            async with request as response:
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"{url} answered {response.status}")
-            if i >= WARM_UP:
-                times.append(time.monotonic() - began)
-    cpu1 = proc_cpu_s(pid)
-    out = summary_ms(sorted(times), (50, 99))
-    if cpu0 is not None and cpu1 is not None:
-        out["server_cpu_ms"] = round((cpu1 - cpu0) * 1000 / (QUERIES + WARM_UP), 3)
-    return out
+TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
 async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
-    bootstrap = await asyncio.to_thread(broker_start, args.kafka_port, True)
-    prefix = "ab-"
-    await create_topics(bootstrap, prefix)
-    sampler = Sampler(10_000, 1_000, 0.8, 1.0, 42)
-    pre = await preload(bootstrap, prefix, sampler, args.interactions, None)
-    worker = Worker(bootstrap, "ab", prefix, workdir / "data", workdir / "worker.log")
-    worker.start(reaper)
-    await asyncio.to_thread(worker.wait_ready, 300)
-    deadline = time.monotonic() + 600
-    while (worker.get_json("/stats", 2.0) or {}).get("interactions_counted", 0) < pre.interactions:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the worker did not count the preloaded interactions")
-        await asyncio.sleep(0.5)
+    worker, pre = await counted_worker(args.kafka_port, "ab-", args.interactions, workdir, reaper)
+
+    def bulk(i: int) -> dict[str, Any]:
+        return bulk_body(pre.lookup_pairs, i)
+
     results: list[dict[str, Any]] = []
     for n in range(args.rounds):
         for name, tree in (("old", args.old), ("new", args.new)):
@@ -73,8 +43,9 @@ async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
             serve.start(reaper)
             try:
                 await asyncio.to_thread(serve.wait_ready, 120)
-                first = await one_pass(serve.url, pre.lookup_pairs, serve.pid)
-                again = await one_pass(serve.url, pre.lookup_pairs, serve.pid)
+                async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+                    first = await service_times(session, serve.url, bulk, serve.pid)
+                    again = await service_times(session, serve.url, bulk, serve.pid)
             finally:
                 await asyncio.to_thread(serve.stop, 30)
             row = {"round": n, "tree": name, "first": first, "again": again}

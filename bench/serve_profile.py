@@ -22,8 +22,17 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import RESULTS, Reaper, Serve, Worker, broker_start, broker_stop, summary_ms
-from bench.data import Sampler, create_topics, preload
+from bench.common import (
+    RESULTS,
+    Reaper,
+    Serve,
+    Worker,
+    broker_start,
+    broker_stop,
+    proc_cpu_s,
+    summary_ms,
+)
+from bench.data import Preloaded, Sampler, create_topics, preload
 from bench.profile import Recorder, summarise
 from bench.run import bulk_body
 
@@ -32,9 +41,15 @@ WARM_UP = 10
 
 
 async def service_times(
-    session: aiohttp.ClientSession, url: str, body: Callable[[int], Any] | None
+    session: aiohttp.ClientSession,
+    url: str,
+    body: Callable[[int], Any] | None,
+    pid: int | None = None,
 ) -> dict[str, Any]:
+    """QUERIES requests one at a time (bulk queries of `body`, or GET /health): p50/p99,
+    and with `pid` the server's CPU per request (server_cpu_ms, from /proc)."""
     times = []
+    cpu0 = proc_cpu_s(pid) if pid else None
     for i in range(QUERIES + WARM_UP):
         began = time.monotonic()
         if body is None:
@@ -47,16 +62,22 @@ async def service_times(
                 raise RuntimeError(f"{url} answered {response.status}")
         if i >= WARM_UP:
             times.append(time.monotonic() - began)
-    return summary_ms(sorted(times), (50, 99))
+    out = summary_ms(sorted(times), (50, 99))
+    cpu1 = proc_cpu_s(pid) if pid else None
+    if cpu0 is not None and cpu1 is not None:
+        out["server_cpu_ms"] = round((cpu1 - cpu0) * 1000 / (QUERIES + WARM_UP), 3)
+    return out
 
 
-async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
-    bootstrap = await asyncio.to_thread(broker_start, args.kafka_port, True)
-    prefix = "sp-"
+async def counted_worker(
+    kafka_port: int, prefix: str, interactions: int, workdir: Path, reaper: Reaper
+) -> tuple[Worker, Preloaded]:
+    """Its own broker, `interactions` preloaded, and one worker that has counted them."""
+    bootstrap = await asyncio.to_thread(broker_start, kafka_port, True)
     await create_topics(bootstrap, prefix)
     sampler = Sampler(10_000, 1_000, 0.8, 1.0, 42)
-    pre = await preload(bootstrap, prefix, sampler, args.interactions, None)
-    worker = Worker(bootstrap, "sp", prefix, workdir / "data", workdir / "worker.log")
+    pre = await preload(bootstrap, prefix, sampler, interactions, None)
+    worker = Worker(bootstrap, prefix.rstrip("-"), prefix, workdir / "data", workdir / "worker.log")
     worker.start(reaper)
     await asyncio.to_thread(worker.wait_ready, 300)
     deadline = time.monotonic() + 600
@@ -64,6 +85,11 @@ async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("the worker did not count the preloaded interactions")
         await asyncio.sleep(0.5)
+    return worker, pre
+
+
+async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
+    worker, pre = await counted_worker(args.kafka_port, "sp-", args.interactions, workdir, reaper)
     serve = Serve(worker, workdir / "serve.log")
     serve.start(reaper)
     await asyncio.to_thread(serve.wait_ready, 120)
