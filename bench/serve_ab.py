@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.common import Reaper, Serve, broker_stop
+from bench.common import Reaper, Serve
 from bench.run import bulk_body
-from bench.serve_profile import counted_worker, service_times
+from bench.serve_profile import counted_worker, run_to_end, service_times, worker_arguments
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 
@@ -64,16 +63,8 @@ def main() -> None:
     p.add_argument("--old", required=True, help="the source tree of variant A")
     p.add_argument("--new", required=True, help="the source tree of variant B")
     p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--kafka-port", type=int, default=29892)
-    p.add_argument("--interactions", type=int, default=50_000)
-    args = p.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="serve-ab-"))
-    reaper = Reaper()
-    try:
-        asyncio.run(run(args, workdir, reaper))
-    finally:
-        reaper.stop_all()
-        broker_stop(args.kafka_port)
+    worker_arguments(p)
+    run_to_end(run, p.parse_args(), "serve-ab-")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,19 +117,32 @@ async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
         print(json.dumps(summarise(raw, top=15), indent=1))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def worker_arguments(p: argparse.ArgumentParser) -> None:
+    """The broker port and the preload size (counted_worker's), shared with serve_ab."""
     p.add_argument("--kafka-port", type=int, default=29892)
     p.add_argument("--interactions", type=int, default=50_000)
-    p.add_argument("--seconds", type=float, default=8.0, help="py-spy duration")
-    args = p.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="serve-profile-"))
+
+
+Run = Callable[[argparse.Namespace, Path, Reaper], Awaitable[None]]
+
+
+def run_to_end(run: Run, args: argparse.Namespace, prefix: str) -> None:
+    """`run` in a fresh work dir; every process it started and the broker stopped after,
+    also on failure."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     reaper = Reaper()
     try:
         asyncio.run(run(args, workdir, reaper))
     finally:
         reaper.stop_all()
         broker_stop(args.kafka_port)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    worker_arguments(p)
+    p.add_argument("--seconds", type=float, default=8.0, help="py-spy duration")
+    run_to_end(run, p.parse_args(), "serve-profile-")
 
 
 if __name__ == "__main__":
