@@ -98,6 +98,17 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    every takeover. The consumer's flow is now stopped while it runs; faust resumes it
    after the clear, as upstream's faust-streaming/faust#253 orders it.
 
+14. A commit of exactly 0 is sought like any other (`AIOKafkaConsumerThread.seek_to_committed`).
+   aiokafka 0.14's `seek_to_committed` seeks only to a commit above 0 (`if offset and offset
+   > 0`), so a partition whose group offset is 0 (an operator's reset to the earliest
+   offset, `kafka-consumer-groups --reset-offsets --to-earliest`) kept its fetch position
+   wherever the last fetch left it. faust seeks to the committed offsets again within one
+   assignment (at the end of recovery; in `getmany` whenever the flow is stopped), and
+   records handed out before such a seek and cleared with the streams' queues were then
+   never read again, while the fetch bookkeeping (3., 4.) and the watchdog's end rule (6.)
+   took the seek as done: its next offset 0 and a position past cleared records looked
+   like offsets without records, which the commit could pass.
+
 The check `faust.__version__ == FAUST_VERSION` refuses any other faust at start-up: each
 correction was written against that version's code.
 """
@@ -517,11 +528,14 @@ _original_perform_seek = Consumer.perform_seek
 async def _perform_seek(self: Any) -> None:
     book = ledger(self)
     book.seeks += 1
-    book.rewinds.clear()  # a seek to the committed offsets re-reads all of them anyway
+    queued, book.rewinds = book.rewinds, {}  # a seek to a commit re-reads all of them anyway
     try:
         await _original_perform_seek(self)
     finally:
         book.seeks += 1
+    for tp, offset in queued.items():
+        if book.seeked.get(tp) is None:  # no commit, so no seek: still to be read again
+            rewind(self, tp, offset)
     await _pin_start_offsets(self, book)
 
 
@@ -635,6 +649,21 @@ _original_on_partitions_revoked = Consumer.on_partitions_revoked
 async def _on_partitions_revoked(self: Any, revoked: Any) -> None:
     _on_revoked(self, revoked)
     await _original_on_partitions_revoked(self, revoked)
+
+
+# -- 14. a commit of exactly 0 is sought like any other -------------------------------------
+async def seek_all_to_committed(consumer: Any) -> Any:
+    """aiokafka's `seek_to_committed`, and a seek of its own to every commit of 0, which
+    aiokafka skips (14.). Runs on the consumer's own thread, as faust's call does."""
+    offsets = await consumer.seek_to_committed()
+    for tp, offset in offsets.items():
+        if offset == 0:
+            consumer.seek(tp, 0)
+    return offsets
+
+
+async def _thread_seek_to_committed(self: Any) -> Any:
+    return await self.call_thread(seek_all_to_committed, self._ensure_consumer())
 
 
 # -- 5. read committed ------------------------------------------------------------------
@@ -1056,6 +1085,7 @@ def apply() -> None:
     apply_eager_delivery()
     PartitionAssignor.on_assignment = _on_assignment  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+    faust_aiokafka.AIOKafkaConsumerThread.seek_to_committed = _thread_seek_to_committed  # type: ignore[method-assign]
 
 
 # -- Reads of faust's internals --------------------------------------------------------------

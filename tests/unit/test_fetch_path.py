@@ -532,3 +532,48 @@ async def _assigned(consumer: ScriptedConsumer) -> None:
         await faust_fixes._on_partitions_assigned(consumer, {TP}, 2)
     finally:
         faust_fixes._original_on_partitions_assigned = original
+
+
+class CommittedOffsets:
+    """aiokafka 0.14's consumer as far as `seek_to_committed` goes: it seeks only to a
+    commit above 0 (consumer.py: `if offset and offset > 0`)."""
+
+    def __init__(self, commits: dict[Any, int | None], position: int) -> None:
+        self.commits = commits
+        self.positions = dict.fromkeys(commits, position)
+
+    async def seek_to_committed(self) -> dict[Any, int | None]:
+        for tp, offset in self.commits.items():
+            if offset and offset > 0:
+                self.positions[tp] = offset
+        return dict(self.commits)
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.positions[tp] = offset
+
+
+async def test_a_commit_of_0_is_sought_like_any_other() -> None:
+    """14.: an operator's reset to the earliest offset commits 0; aiokafka leaves the
+    position where the last fetch put it, and faust's next seek to the committed offsets
+    (end of recovery, a stopped flow) re-read nothing of what its streams had dropped."""
+    zero, five, none = (faust.types.TP("interactions", p) for p in range(3))
+    plain = CommittedOffsets({zero: 0, five: 5, none: None}, position=12)
+    await plain.seek_to_committed()
+    assert plain.positions == {zero: 12, five: 5, none: 12}  # the upstream behaviour
+    fixed = CommittedOffsets({zero: 0, five: 5, none: None}, position=12)
+    offsets = await faust_fixes.seek_all_to_committed(fixed)
+    assert offsets == {zero: 0, five: 5, none: None}
+    # No commit: the reset policy decides, and faust_fixes 8. reads again from where the
+    # reading began.
+    assert fixed.positions == {zero: 0, five: 5, none: 12}
+
+
+async def test_a_queued_reread_of_a_partition_without_a_commit_survives_a_seek() -> None:
+    """A seek to the committed offsets re-reads from the commit, so rewinds queued before it
+    go; a partition with no commit is not sought at all, and its rewind must stay."""
+    for committed, kept in ((None, {TP: 3}), (0, {}), (2, {})):
+        consumer = ScriptedConsumer(list(range(20)))
+        consumer.restarted(committed)
+        faust_fixes.rewind(consumer, TP, 3, hold=True)
+        await consumer.perform_seek()
+        assert faust_fixes.ledger(consumer).rewinds == kept, committed
