@@ -57,7 +57,10 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
 7. An undecodable record batch (aiokafka 0.14 `FetchResult.getall`: an unknown codec, a
    corrupt batch) crashed faust's fetcher and the worker, again after every restart. It is
    now one line naming the partition, the offset and the cause; that partition is set aside
-   and the others go on.
+   and the others go on. On faust's fetches the batch is not raised through aiokafka's
+   `fetched_records` (which dropped the records it had already drained for other
+   partitions of the same call: their positions had moved past them, so they waited for
+   the stall watch's re-read) but collected, and set aside once the fetch returns.
 
 8. A committed offset to count from, always (`perform_seek`). faust records a committed
    offset of 0, and no commit yet, as None, and with None its commit rule starts wherever
@@ -120,6 +123,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +173,7 @@ class FetchLedger:
     # Per partition, (last offset, wall time) of recent fetches: when a record was fetched.
     fetched: dict[Any, deque[tuple[int, float]]] = field(default_factory=dict)
     undecodable: dict[Any, int | None] = field(default_factory=dict)  # partitions set aside
+    found_undecodable: list[Any] = field(default_factory=list)  # by the consumer thread (7.)
     # Per partition, the lowest offset the stream skipped and that was not processed since:
     # no commit passes it (checkpoint re-reads).
     holds: dict[Any, int] = field(default_factory=dict)
@@ -356,6 +361,9 @@ async def _wait_next_records(self: Any, timeout: float) -> Any:
     except UndecodableBatch as exc:
         _set_aside(self, book, exc)
         return {}, None
+    finally:
+        while book.found_undecodable:
+            _set_aside(self, book, book.found_undecodable.pop(0))
     if records:
         stale = book.seeks != seeks or self.app.consumer_generation_id != generation
         _apply_standby_fetch(self, book, records, active, None if stale else seeks)
@@ -389,6 +397,11 @@ class FetchedRun(list):  # type: ignore[type-arg]
 
 
 _QUIET = "_streamapp_quiet"  # on aiokafka's TopicPartitionState: (from, to) read, no record
+# Set while faust's consumer thread runs aiokafka's fetched_records (7.): an undecodable
+# batch found then is collected here instead of raised.
+_undecodable_found: ContextVar[list[UndecodableBatch] | None] = ContextVar(
+    "streamapp_undecodable_found", default=None
+)
 
 
 def _getall(self: Any, max_records: Any = None) -> Any:
@@ -400,7 +413,15 @@ def _getall(self: Any, max_records: Any = None) -> Any:
     try:
         records = _original_getall(self, max_records)
     except (UnsupportedCodecError, CorruptRecordException) as exc:
-        raise UndecodableBatch(tp, start, exc) from exc
+        found = UndecodableBatch(tp, start, exc)
+        collected = _undecodable_found.get()
+        if collected is None:  # not faust's fetch: raised, as aiokafka would
+            raise found from exc
+        # Nothing handed out, the position not moved: aiokafka's next getall of this fetch
+        # hands out nothing either (its records are done), and the batch is fetched again
+        # until the partition is set aside.
+        collected.append(found)
+        return []
     state = self._assignment.state_value(tp) if start is not None else None
     if state is None or not state.has_valid_position:
         return records
@@ -649,6 +670,21 @@ _original_on_partitions_revoked = Consumer.on_partitions_revoked
 async def _on_partitions_revoked(self: Any, revoked: Any) -> None:
     _on_revoked(self, revoked)
     await _original_on_partitions_revoked(self, revoked)
+
+
+_original_fetch_records = faust_aiokafka.AIOKafkaConsumerThread._fetch_records
+
+
+async def _fetch_records(self: Any, consumer: Any, *args: Any, **kwargs: Any) -> Any:
+    """faust's fetch on its consumer thread: undecodable batches are collected for the
+    fetch path to set aside (7.), and the other partitions' records are returned."""
+    found: list[UndecodableBatch] = []
+    token = _undecodable_found.set(found)
+    try:
+        return await _original_fetch_records(self, consumer, *args, **kwargs)
+    finally:
+        _undecodable_found.reset(token)
+        ledger(self.consumer).found_undecodable.extend(found)
 
 
 # -- 14. a commit of exactly 0 is sought like any other -------------------------------------
@@ -1086,6 +1122,7 @@ def apply() -> None:
     PartitionAssignor.on_assignment = _on_assignment  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread.seek_to_committed = _thread_seek_to_committed  # type: ignore[method-assign]
+    faust_aiokafka.AIOKafkaConsumerThread._fetch_records = _fetch_records  # type: ignore[method-assign]
 
 
 # -- Reads of faust's internals --------------------------------------------------------------

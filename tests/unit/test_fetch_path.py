@@ -7,6 +7,7 @@ where gaps come from. Issue 16's loss ("committed past records never counted") a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import types
 from collections import defaultdict
 from types import SimpleNamespace
@@ -577,3 +578,101 @@ async def test_a_queued_reread_of_a_partition_without_a_commit_survives_a_seek()
         faust_fixes.rewind(consumer, TP, 3, hold=True)
         await consumer.perform_seek()
         assert faust_fixes.ledger(consumer).rewinds == kept, committed
+
+
+class UndecodableRecords:
+    """aiokafka's PartitionRecords of a fetch from 41: a record, then a batch that cannot be
+    decoded. Like aiokafka's, its generator is finished once it raised."""
+
+    def __init__(self) -> None:
+        self.next_fetch_offset = 41
+        self._step = 0
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        from aiokafka.errors import UnsupportedCodecError
+
+        self._step += 1
+        if self._step == 1:
+            self.next_fetch_offset = 42
+            return Record(offset=41)
+        if self._step == 2:
+            raise UnsupportedCodecError("Libraries for snappy compression codec not found")
+        raise StopIteration
+
+
+async def test_an_undecodable_batch_keeps_the_other_partitions_records() -> None:
+    """7.: aiokafka's fetched_records drains the partitions one after another; an exception
+    from a later one dropped the records already drained for earlier ones (their positions
+    had moved past them). On faust's fetch the batch is collected instead, the others are
+    returned, and the fetch path sets the partition aside."""
+    from aiokafka.consumer.fetcher import Fetcher, FetchResult
+
+    good_tp = faust.types.TP("interactions", 1)
+    states = {TP: PartitionState(position=41), good_tp: PartitionState(position=5)}
+    assignment = SimpleNamespace(active=True, state_value=states.__getitem__)
+    fetcher = SimpleNamespace(
+        _closed=False,
+        _records={
+            good_tp: FetchResult(
+                good_tp,
+                assignment=assignment,
+                partition_records=PartitionRecords(5, [5, 6], 7),
+                backoff=0,
+            ),
+            TP: FetchResult(
+                TP, assignment=assignment, partition_records=UndecodableRecords(), backoff=0
+            ),
+        },
+        _subscriptions=SimpleNamespace(
+            reassignment_in_progress=False, fetch_context=contextlib.nullcontext
+        ),
+        _notify=lambda future: None,
+        _wait_consume_future=None,
+    )
+    fetcher.fetched_records = types.MethodType(Fetcher.fetched_records, fetcher)
+    consumer = ScriptedConsumer([0])
+    thread = SimpleNamespace(consumer=consumer)
+    kafka = SimpleNamespace(_fetcher=fetcher, _closed=False)
+    records = await faust_fixes._fetch_records(thread, kafka, {TP, good_tp}, timeout=0)
+    assert {tp: [r.offset for r in rs] for tp, rs in records.items()} == {good_tp: [5, 6]}
+    [found] = faust_fixes.ledger(consumer).found_undecodable
+    assert (found.tp, found.offset) == (TP, 41)
+    assert states[TP].position == 41  # read again from 41 once it can be decoded
+    # Parked until its partition is paused: nothing handed out, the position kept (aiokafka
+    # would move it to 42, past record 41, which never reached the stream).
+    assert await faust_fixes._fetch_records(thread, kafka, {TP}, timeout=0) == {}
+    assert states[TP].position == 41
+    assert TP not in fetcher._records  # dropped: fetched again from 41 until set aside
+
+    # Outside faust's fetch (the changelog reader's own consumer) it is raised, as before.
+    bad = FetchResult(TP, assignment=assignment, partition_records=UndecodableRecords(), backoff=0)
+    states[TP].paused = False
+    try:
+        bad.getall()
+    except faust_fixes.UndecodableBatch:
+        pass
+    else:
+        raise AssertionError("no UndecodableBatch")
+
+
+async def test_a_collected_undecodable_batch_is_set_aside_and_the_records_go_on() -> None:
+    consumer = ScriptedConsumer([0, 1, 2])
+    paused: list[Any] = []
+    consumer.pause_partitions = paused.extend
+    other = faust.types.TP("interactions", 1)
+
+    async def fetched(active_partitions: Any, timeout: float) -> Any:
+        faust_fixes.ledger(consumer).found_undecodable.append(
+            faust_fixes.UndecodableBatch(TP, 7, ValueError("corrupt"))
+        )
+        return {other: [Record(offset=0)]}
+
+    consumer._getmany = fetched
+    records, _active = await consumer._wait_next_records(1.0)
+    assert list(records) == [other]
+    assert paused == [TP]
+    assert faust_fixes.ledger(consumer).undecodable == {TP: 7}
+    assert faust_fixes.ledger(consumer).found_undecodable == []
