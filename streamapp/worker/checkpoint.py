@@ -277,7 +277,10 @@ class Checkpoint:
                 continue
             if due is None or offset >= due:
                 self.next_due[tp] = offset + 1
-            await self.queue.put((event, time.time()))
+            if self.queue.full():
+                await self.queue.put((event, time.time()))
+            else:  # no coroutine per record while there is room
+                self.queue.put_nowait((event, time.time()))
             if self.queue.qsize() + 1 >= self.batch_max:
                 self.filled.set()
             self._note_backlog(tp, offset)

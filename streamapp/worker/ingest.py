@@ -26,7 +26,7 @@ import orjson
 
 from streamapp import metrics
 from streamapp.core.counting import Touched, count_batch
-from streamapp.core.features import feature_vector
+from streamapp.core.features import feature_vector, no_chunks
 from streamapp.core.models import KIND_INDEX
 from streamapp.core.pair_state import Interaction
 from streamapp.core.parsing import (
@@ -39,7 +39,7 @@ from streamapp.core.parsing import (
     parse_user,
 )
 from streamapp.core.partitioning import HomePartitions
-from streamapp.core.times import now_us
+from streamapp.core.times import iso_micros, now_us
 from streamapp.kafka.outbox import Outbox
 from streamapp.worker import tables, topics
 from streamapp.worker.app import app, producer, scoring, settings
@@ -194,7 +194,8 @@ async def count_into_state(
                 return pairs.keys(p, prefix)
 
             def on_count(pair: Touched, interaction_id: str, p: int = partition) -> None:
-                vector = vector_of(pair, p, now_us())
+                at = now_us()
+                vector = vector_of(pair, p, at, iso_micros(at))
                 publish(box, pair.user_id, vector, interaction_id, 1, [interaction_id])
 
             for start in range(0, len(items), SLICE_EVENTS):
@@ -220,17 +221,23 @@ async def count_into_state(
                 metrics.counted.inc(result.counted)
                 metrics.duplicates.inc(result.duplicates)
                 metrics.replays.inc(result.replays)
+                if each:  # on_count published one update per interaction counted or replayed
+                    metrics.updates.inc(result.counted + result.replays)
                 await slicer.tick()
         if not each:
             as_of = now_us()
-            for (partition, _), pair in touched.items():
+            as_of_text = iso_micros(as_of)  # one as_of for the batch's updates
+            published = 0
+            for (partition, key), pair in touched.items():
                 ids = pair.covered_ids
                 if not ids:
                     continue  # only duplicates: nothing changed
-                vector = vector_of(pair, partition, as_of)
+                vector = vector_of(pair, partition, as_of, as_of_text, key)
                 last, many = ids[-1], len(ids) <= MAX_IDS
                 publish(box, pair.user_id, vector, last, len(ids), ids if many else None)
+                published += 1
                 await slicer.tick()
+            metrics.updates.inc(published)
         # Changelog records and updates leave in the order the values were written, inside
         # the lock: a newer value or update of a pair is never overtaken by an older one
         # from the other agent (the updates once left after the lock, and a consumer of
@@ -246,20 +253,25 @@ def publish(
     covered: int,
     ids: list[str] | None,
 ) -> None:
+    """Queue one update (the caller counts it in metrics.updates, once per batch)."""
     vector["interaction_id"] = last_id
     vector["interactions_covered"] = covered
     vector["interaction_ids"] = ids
     partition = _updates["partition_of"](user_id)
     box.add(topics.affinity_updates_name, partition, user_id.encode(), orjson.dumps(vector))
-    metrics.updates.inc()
 
 
-def vector_of(pair: Touched, partition: int, as_of_us: int) -> dict[str, Any]:
-    """The vector an update publishes: the pair's new state, the current profiles."""
-    key = tables.pair_key(pair.user_id, pair.seller_id)
+def vector_of(
+    pair: Touched, partition: int, as_of_us: int, as_of_text: str, key: bytes | None = None
+) -> dict[str, Any]:
+    """The vector an update publishes: the pair's new state, the current profiles.
+    `key`: the pair's key when the caller has it."""
+    load = no_chunks
+    if pair.state.tchunks:  # only a hot pair's window counts read chunk records
+        pair_key = tables.pair_key(pair.user_id, pair.seller_id) if key is None else key
 
-    def load(suffix: bytes) -> bytes | None:
-        return tables.pairs.get(partition, key + suffix)
+        def load(suffix: bytes) -> bytes | None:
+            return tables.pairs.get(partition, pair_key + suffix)
 
     return feature_vector(
         pair.user_id,
@@ -270,6 +282,7 @@ def vector_of(pair: Touched, partition: int, as_of_us: int) -> dict[str, Any]:
         as_of_us,
         scoring,
         load,
+        as_of_text,
     )
 
 
