@@ -63,6 +63,12 @@ rereads = Counter(
     "Source partitions read again: offsets faust skipped, or a hole at the committed offset",
     ["why"],
 )
+deleted_unread = Counter(
+    "streamapp_records_deleted_unread",
+    "Source records the topic's retention deleted before this group read them (a group "
+    "offline longer than the retention): never counted, committed past",
+    ["topic"],
+)
 stalls = Counter(
     "streamapp_partition_stalls",
     "Source partitions found behind without progress for STREAMAPP_STALL_TIMEOUT",

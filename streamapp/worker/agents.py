@@ -98,10 +98,11 @@ async def watch_partitions() -> None:
         return
     try:
         ends = await asyncio.wait_for(app.consumer.highwaters(*assigned), 10.0)
+        starts = await asyncio.wait_for(app.consumer.earliest_offsets(*assigned), 10.0)
     except Exception as exc:  # the broker is away: judge by what the consumer knows
         log.warning("partition watch: no end offsets from the broker (%r)", exc)
-        ends = {}
-    stall_watch.check(app.consumer, assigned, ends, context=describe_checkpoints)
+        ends, starts = {}, {}
+    stall_watch.check(app.consumer, assigned, ends, context=describe_checkpoints, starts=starts)
     stall_watch.checks += 1
     if stall_watch.checks == 1:
         log.info("partition watch: %d source partitions, ends %s", len(assigned), dict(ends))

@@ -318,15 +318,36 @@ class _Seen:
 
 @dataclass
 class StallWatch:
-    """Per assigned source partition: committed offset, processed offsets, fetch position
-    and end. A partition that stays behind without progress is logged once with those
-    numbers, counted, and read again from its committed offset, whatever the cause."""
+    """Per assigned source partition: committed offset, processed offsets, fetch position,
+    end and log start. A partition that stays behind without progress is logged once with
+    those numbers, counted, and read again from its committed offset, whatever the cause;
+    offsets below the log start that the commit has not passed are committed past."""
 
     stall_s: float
     checks: int = 0
     seen: dict[Any, _Seen] = field(default_factory=dict)
     holes: dict[Any, int] = field(default_factory=dict)
     tails: dict[Any, tuple[int, int]] = field(default_factory=dict)
+    deleted: dict[Any, int] = field(default_factory=dict)  # log start last committed past
+
+    def _deleted_unread(self, consumer: Any, tp: Any, committed: int, start: int) -> None:
+        """The topic's retention deleted offsets committed..start-1 before they were read (a
+        group offline for longer than the retention): no fetch can return them, so they are
+        committable. Without it the commit waited at `committed` for good, and the hole
+        rule read the partition again from there every few seconds (aiokafka answers a
+        fetch below the log start by resetting to it)."""
+        faust_fixes.record_gap(consumer, tp, committed, start)
+        if self.deleted.get(tp) != start:
+            self.deleted[tp] = start
+            metrics.deleted_unread.labels(tp.topic).inc(start - committed)
+            log.warning(
+                "%s[%d]: offsets %d-%d were deleted by the topic's retention before they were "
+                "read; they are not counted, and the commit moves past them",
+                tp.topic,
+                tp.partition,
+                committed,
+                start - 1,
+            )
 
     def check(
         self,
@@ -335,9 +356,10 @@ class StallWatch:
         ends: Mapping[Any, int] | None = None,
         now: float | None = None,
         context: Callable[[], str] | None = None,
+        starts: Mapping[Any, int] | None = None,
     ) -> None:
         """`ends`: each partition's end from the broker (a partition never fetched has no
-        end in the consumer's own bookkeeping)."""
+        end in the consumer's own bookkeeping); `starts`: each partition's log start."""
         now = time.monotonic() if now is None else now
         holes: dict[Any, int] = {}
         tails: dict[Any, tuple[int, int]] = {}
@@ -346,6 +368,10 @@ class StallWatch:
             committed = view.committed
             if committed is None:
                 continue
+            start = (starts or {}).get(tp)
+            if start is not None and committed < start:
+                self._deleted_unread(consumer, tp, committed, start)
+                view = faust_fixes.partition_view(consumer, tp)  # a gap at the commit now
             end = (ends or {}).get(tp, view.end)
             behind = (end - committed) if end is not None and end >= 0 else 0
             metrics.commit_lag.labels(tp.topic, str(tp.partition)).set(max(behind, 0))

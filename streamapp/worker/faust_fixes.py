@@ -450,9 +450,9 @@ def _set_aside(self: Any, book: FetchLedger, exc: UndecodableBatch) -> None:
     tp = exc.tp
     if tp not in book.undecodable:
         log.error(
-            "%s[%d]: cannot decode the record batch at offset %s (%s: %s); this partition is "
-            "no longer read (the others go on) until the worker is restarted with what it "
-            "needs to read it",
+            "%s[%d]: cannot decode a record batch fetched from offset %s (%s: %s); this "
+            "partition is no longer read (the others go on) until the worker is restarted "
+            "with what it needs to read it",
             tp.topic,
             tp.partition,
             exc.offset,
@@ -692,8 +692,9 @@ async def seek_all_to_committed(consumer: Any) -> Any:
     """aiokafka's `seek_to_committed`, and a seek of its own to every commit of 0, which
     aiokafka skips (14.). Runs on the consumer's own thread, as faust's call does."""
     offsets = await consumer.seek_to_committed()
+    assigned = consumer.assignment()  # a rebalance may have moved some meanwhile
     for tp, offset in offsets.items():
-        if offset == 0:
+        if offset == 0 and tp in assigned:
             consumer.seek(tp, 0)
     return offsets
 

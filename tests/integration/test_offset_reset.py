@@ -1,6 +1,8 @@
-"""An operator's reset of the group to the earliest offsets (`kafka-consumer-groups
---reset-offsets --to-earliest`, which commits 0 on every partition): the workers read
-everything again, recognise every record as already counted, and count what comes after.
+"""The group's offsets against the log: an operator's reset to the earliest offsets
+(`kafka-consumer-groups --reset-offsets --to-earliest`, which commits 0 on a partition
+whose log starts at 0) makes the workers read everything again, recognise every record as
+already counted, and count what comes after; and a group offline longer than the topic's
+retention, whose commits are below the log start, goes on from there.
 
 A commit of exactly 0 is the one aiokafka 0.14 does not seek to (faust_fixes 14.).
 """
@@ -12,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import OffsetAndMetadata
 
 from streamapp.worker import faust_fixes
 from tests.dataset import DataSet
-from tests.harness import Namespace, produce, wait_until
+from tests.harness import Namespace, committed_and_end, produce, wait_until
 from tests.integration.checks import (
     assert_matches_truth,
     metric_total,
@@ -140,3 +142,54 @@ def test_a_reset_to_the_earliest_offsets_counts_nothing_twice(
     counted = sum(metric_total(w, "streamapp_interactions_counted_total") for w in workers)
     assert counted == ds.total - counted_before  # the new ones, each once; no replay again
     wait_for_commits_at_end(first)
+
+
+def delete_everything_before_the_end(bootstrap: str, topic: str, partitions: int) -> None:
+    """What retention does to records older than it: the log start moves to the end."""
+
+    async def run() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await consumer.start()
+        await admin.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            ends = await consumer.end_offsets(tps)
+            await admin.delete_records({tp: RecordsToDelete(ends[tp]) for tp in tps})
+        finally:
+            await admin.close()
+            await consumer.stop()
+
+    return asyncio.run(asyncio.wait_for(run(), 60))
+
+
+def test_records_deleted_before_the_group_read_them_are_committed_past(
+    bootstrap: str, workers, tmp_path: Path
+) -> None:
+    """The worker is stopped; interactions arrive and the topic's retention deletes them
+    before it is back (its commits are now below the log start). It counts what comes
+    after, reports what it never saw, and its commits reach the end: they waited at the
+    old commit for good, and the watchdog read the partition again every few seconds."""
+    ns = Namespace(bootstrap)
+    ds = DataSet()
+    before = interactions(ns, ds, 1_000, seed=41)
+    worker = new_worker(workers, ns, tmp_path / "data", "ret").start()
+    produce(bootstrap, before)
+    wait_for_total(worker, ds)
+    wait_for_commits_at_end(worker)
+    assert worker.stop() == 0
+    topic = ns.topic("interactions")
+    produce(bootstrap, interactions(ns, DataSet(), 600, seed=42))  # never counted
+    delete_everything_before_the_end(bootstrap, topic, ns.partitions)
+    # (the group's commit, the partition's end = its new log start): a partition with a
+    # commit skips from it to the log start; one without starts at the log start anyway.
+    offsets = committed_and_end(bootstrap, ns.app_id, [topic], ns.partitions)
+    unread = sum(end - commit for commit, end in offsets.values() if commit >= 0)
+    assert unread > 0
+    after = interactions(ns, ds, 500, seed=43)
+    produce(bootstrap, after)
+    worker.start()
+    wait_for_total(worker, ds, timeout=180)
+    assert_matches_truth(worker, ds)
+    wait_for_commits_at_end(worker)
+    assert metric_total(worker, "streamapp_records_deleted_unread_total") == unread

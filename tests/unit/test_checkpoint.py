@@ -386,3 +386,24 @@ def test_a_partition_never_fetched_is_behind_by_the_brokers_end(
     watch.check(None, [TP], {TP: 2131}, now=10)
     watch.check(None, [TP], {TP: 2131}, now=20)
     assert actions["rewind"] == [1640] and actions["refetch"] == [TP]
+
+
+def test_offsets_deleted_by_retention_before_they_were_read_are_committed_past(
+    monkeypatch: pytest.MonkeyPatch, actions: dict[str, list[Any]]
+) -> None:
+    """A group offline longer than the topic's retention: its commit (100) is below the
+    log start (250). aiokafka resets the fetch to 250, and the records from 250 on are
+    processed (acked_head); without a gap at the commit the hole rule read the partition
+    again from 100 every few seconds and the commit never moved."""
+    deleted = view(committed=100, acked_head=260, next_offset=300, position=300, end=300)
+    settled = view(
+        committed=100, acked_head=260, gap_at_committed=True, next_offset=300, position=300,
+        end=300,
+    )  # fmt: skip
+    watch = watch_with(monkeypatch, [deleted, settled, deleted, settled, settled])
+    watch.check(None, [TP], {TP: 300}, now=0, starts={TP: 250})
+    watch.check(None, [TP], {TP: 300}, now=5, starts={TP: 250})
+    assert actions["gap"] == [(100, 250), (100, 250)]
+    assert actions["rewind"] == []
+    watch.check(None, [TP], {TP: 300}, now=10, starts={TP: 90})  # a commit above the start
+    assert actions["gap"] == [(100, 250), (100, 250)]

@@ -542,6 +542,10 @@ class CommittedOffsets:
     def __init__(self, commits: dict[Any, int | None], position: int) -> None:
         self.commits = commits
         self.positions = dict.fromkeys(commits, position)
+        self.assigned = set(commits)
+
+    def assignment(self) -> set[Any]:
+        return set(self.assigned)
 
     async def seek_to_committed(self) -> dict[Any, int | None]:
         for tp, offset in self.commits.items():
@@ -567,6 +571,45 @@ async def test_a_commit_of_0_is_sought_like_any_other() -> None:
     # No commit: the reset policy decides, and faust_fixes 8. reads again from where the
     # reading began.
     assert fixed.positions == {zero: 0, five: 5, none: 12}
+    # Revoked while the commits were read (aiokafka would refuse the seek): left alone.
+    moved = CommittedOffsets({zero: 0}, position=12)
+    moved.assigned.clear()
+    await faust_fixes.seek_all_to_committed(moved)
+    assert moved.positions == {zero: 12}
+
+
+def test_every_correction_is_installed() -> None:
+    """The tests above call the corrections directly; this one checks that faust runs them."""
+    from aiokafka.consumer.fetcher import FetchResult
+    from faust.tables.recovery import Recovery
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    installed = {
+        (Consumer, "_new_offset"): faust_fixes._new_offset,
+        (Consumer, "_commit_tps"): faust_fixes._commit_tps,
+        (Consumer, "ack"): faust_fixes._ack,
+        (Consumer, "_add_gap"): faust_fixes._add_gap,
+        (Consumer, "_wait_next_records"): faust_fixes._wait_next_records,
+        (Consumer, "perform_seek"): faust_fixes._perform_seek,
+        (Consumer, "seek"): faust_fixes._seek,
+        (Consumer, "on_partitions_revoked"): faust_fixes._on_partitions_revoked,
+        (Consumer, "on_partitions_assigned"): faust_fixes._on_partitions_assigned,
+        (ThreadDelegateConsumer, "seek_to_committed"): faust_fixes._seek_to_committed,
+        (FetchResult, "getall"): faust_fixes._getall,
+        (Recovery, "on_recovery_completed"): faust_fixes._on_recovery_completed,
+        (AIOKafkaConsumerThread, "seek_to_committed"): faust_fixes._thread_seek_to_committed,
+        (AIOKafkaConsumerThread, "_fetch_records"): faust_fixes._fetch_records,
+        (
+            AIOKafkaConsumerThread,
+            "_create_worker_consumer",
+        ): faust_fixes._create_worker_consumer,
+    }
+    missing = [
+        f"{cls.__name__}.{name}"
+        for (cls, name), fn in installed.items()
+        if getattr(cls, name) is not fn
+    ]
+    assert missing == []
 
 
 async def test_a_queued_reread_of_a_partition_without_a_commit_survives_a_seek() -> None:
