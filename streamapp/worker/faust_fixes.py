@@ -446,13 +446,13 @@ def _getall(self: Any, max_records: Any = None) -> Any:
 def _set_aside(self: Any, book: FetchLedger, exc: UndecodableBatch) -> None:
     """One line, and the partition is no longer fetched (its undecodable batch stays parked
     in aiokafka, so nothing is fetched again for it): the other partitions go on. Its lag
-    shows in streamapp_commit_lag; a restart tries it again."""
+    shows in streamapp_commit_lag; a new assignment of it, or a restart, tries it again."""
     tp = exc.tp
     if tp not in book.undecodable:
         log.error(
             "%s[%d]: cannot decode a record batch fetched from offset %s (%s: %s); this "
-            "partition is no longer read (the others go on) until the worker is restarted "
-            "with what it needs to read it",
+            "partition is no longer read (the others go on) until it is assigned again or "
+            "the worker is restarted with what it needs to read it",
             tp.topic,
             tp.partition,
             exc.offset,
@@ -662,6 +662,9 @@ def _on_revoked(self: Any, revoked: Any) -> None:
         book.reread_from.pop(tp, None)
         book.rewinds.pop(tp, None)
         book.holds.pop(tp, None)
+        # Set aside for this assignment only: given back, it is fetched (and, if still
+        # undecodable, set aside and reported) again.
+        book.undecodable.pop(tp, None)
 
 
 _original_on_partitions_revoked = Consumer.on_partitions_revoked

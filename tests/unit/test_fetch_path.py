@@ -719,3 +719,7 @@ async def test_a_collected_undecodable_batch_is_set_aside_and_the_records_go_on(
     assert paused == [TP]
     assert faust_fixes.ledger(consumer).undecodable == {TP: 7}
     assert faust_fixes.ledger(consumer).found_undecodable == []
+    # Set aside for this assignment: revoked, it is forgotten (and reported again if it
+    # comes back still undecodable), so the watchdog's refetch may resume it.
+    faust_fixes._on_revoked(consumer, {TP})
+    assert faust_fixes.ledger(consumer).undecodable == {}
