@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+import orjson
+
 from streamapp.core.models import KIND_ORDER
 from streamapp.core.pair_state import Loader, PairState
 from streamapp.core.score import Scoring, interaction_score
@@ -148,6 +150,48 @@ def assemble(
         "user_seller_score": score,
         "as_of": as_of_text,
     }
+
+
+# A vector as JSON text, around the fields that move with as_of: the text before the windows
+# ("head": id .. interactions_by_kind, no closing brace) and the one between windows and score
+# ("middle": first_interaction_at .. category_jaccard, no braces). A lookup fills in the rest
+# with one format: the same bytes orjson.dumps(assemble(...)) gives (tests/unit/
+# test_features.py), at a third of its cost.
+_TEXT = (
+    b'%b,"interactions_1d":%d,"interactions_7d":%d,"interactions_30d":%d,'
+    b'%b,"user_seller_score":%b,"as_of":%b}'
+)
+
+
+def static_text(parts: StaticParts) -> tuple[bytes, bytes]:
+    """(head, middle) of the vector's JSON text (_TEXT) for these static parts."""
+    pid, user_id, seller_id, total, like, view, purchase, other, first, last = parts[:10]
+    head = orjson.dumps(
+        {
+            "id": pid,
+            "user_id": user_id,
+            "seller_id": seller_id,
+            "number_of_interactions": total,
+            "interactions_by_kind": {LIKE: like, VIEW: view, PURCHASE: purchase, OTHER: other},
+        }
+    )[:-1]
+    middle = orjson.dumps(
+        {
+            "first_interaction_at": first,
+            "last_interaction_at": last,
+            "favorites_match": parts[10],
+            "category_overlap": parts[11],
+            "category_jaccard": parts[12],
+        }
+    )[1:-1]
+    return head, middle
+
+
+def vector_text(
+    head: bytes, middle: bytes, w1: int, w7: int, w30: int, score: float, as_of_json: bytes
+) -> bytes:
+    """The vector's JSON text; `as_of_json` is orjson.dumps(as_of text)."""
+    return _TEXT % (head, w1, w7, w30, middle, orjson.dumps(score), as_of_json)
 
 
 def feature_vector(

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from streamapp.core import seller_ranking
 from streamapp.core.counting import pair_key, user_sellers
 from streamapp.core.features import feature_vector
@@ -55,17 +57,18 @@ class Sources:
         object.__setattr__(self, "memo", VectorMemo(self.scoring))
 
 
-async def vectors(
-    src: Sources, pairs: list[tuple[str, str]], as_of_us: int
-) -> list[dict[str, Any]]:
-    """Feature vectors, one per input pair, at one as_of: the pairs of a partition read with
-    multi-gets, each profile read once."""
+async def vector_texts(src: Sources, pairs: list[tuple[str, str]], as_of_us: int) -> list[bytes]:
+    """Feature vectors as JSON texts, one per input pair, at one as_of: the pairs of a
+    partition read with multi-gets, each profile read once. Texts, not dicts: the answer
+    of a lookup is these texts joined (features.vector_text)."""
     as_of_text = iso_micros(as_of_us)
+    as_of_json = orjson.dumps(as_of_text)
+    home_partition = src.home_partition
     by_partition: dict[int, list[tuple[str, str]]] = {}
     for pair in dict.fromkeys(pairs):
-        by_partition.setdefault(src.home_partition(pair[0]), []).append(pair)
+        by_partition.setdefault(home_partition(pair[0]), []).append(pair)
     favorites: dict[str, frozenset[str]] = {}
-    done: dict[tuple[str, str], dict[str, Any]] = {}
+    done: dict[tuple[str, str], bytes] = {}
     slices = [
         (partition, whole[i : i + SLICE])
         for partition, whole in by_partition.items()
@@ -81,17 +84,14 @@ async def vectors(
             since_turn = 0
         since_turn += len(group)
         keys = [pair_key(u, s) for u, s in group]
-        for (user_id, seller_id), key, raw in zip(
-            group, keys, read_many(partition, keys), strict=True
-        ):
+        for pair, key, raw in zip(group, keys, read_many(partition, keys), strict=True):
+            user_id, seller_id = pair
             fav = favorites.get(user_id)
             if fav is None:
                 fav = favorites[user_id] = user_categories(user_id)
             categories = seller_categories(seller_id)
-            vector = memo_vector(
-                key, user_id, seller_id, raw, fav, categories, as_of_us, as_of_text
-            )
-            if vector is None:  # a hot pair: its windows may read chunks
+            text = memo_vector(key, user_id, seller_id, raw, fav, categories, as_of_us, as_of_json)
+            if text is None:  # a hot pair: its windows may read chunks
 
                 def load(suffix: bytes, key: bytes = key, p: int = partition) -> bytes | None:
                     return read(p, key + suffix)
@@ -100,8 +100,16 @@ async def vectors(
                 vector = feature_vector(
                     user_id, seller_id, state, fav, categories, as_of_us, scoring, load, as_of_text
                 )
-            done[(user_id, seller_id)] = vector
+                text = orjson.dumps(vector)
+            done[pair] = text
     return [done[pair] for pair in pairs]
+
+
+async def vectors(
+    src: Sources, pairs: list[tuple[str, str]], as_of_us: int
+) -> list[dict[str, Any]]:
+    """The same vectors as dicts (tests, tools)."""
+    return [orjson.loads(text) for text in await vector_texts(src, pairs, as_of_us)]
 
 
 # Index entries a top-k walk reads in one go, without yielding to the event loop (so ingest

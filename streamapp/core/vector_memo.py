@@ -7,7 +7,8 @@ entry is kept with what it was built from: the pair's stored bytes and the two c
 sets. A lookup reads the pair as always and takes the entry only where those are the same
 (a byte compare, two small set compares), so an answer is the one feature_vector() gives,
 never an older one: windows and score are computed at every call from the kept bytes, with
-the same arithmetic.
+the same arithmetic. The static parts are kept as the vector's JSON text around the moving
+fields (features.static_text), so a hit is one format, not a dict built and encoded.
 
 An entry is one tuple of plain values (bytes, strings, numbers, tuples of them), which the
 garbage collector stops tracking at its first pass: a memo of tens of thousands of objects
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamapp.core.features import SCORE_BASE, assemble, static_parts
+from streamapp.core.features import SCORE_BASE, static_parts, static_text, vector_text
 from streamapp.core.pair_state import PairView, inline_window_counts
 from streamapp.core.score import Scoring, decay, weighted_sum
 
@@ -30,13 +31,14 @@ from streamapp.core.score import Scoring, decay, weighted_sum
 CAPACITY = 20_000
 BYTES_PER_GENERATION = 16 * 1024 * 1024
 
-# An entry: the vector's static parts (features.StaticParts), then what they were built
-# from and what the moving fields need: the stored bytes, the favorites and the categories
-# (as tuples, one per distinct set), the offset of the inline event times in the bytes (-1
-# where nothing was counted), their number, ref_us and the weighted sum weights . acc. One
-# tuple, so one object for the collector to see once.
+# An entry: the vector's JSON text around its moving fields (features.static_text: head,
+# middle) and the part of the score that does not decay, then what they were built from and
+# what the moving fields need: the stored bytes, the favorites and the categories (as
+# tuples, one per distinct set), the offset of the inline event times in the bytes (-1 where
+# nothing was counted), their number, ref_us and the weighted sum weights . acc. One tuple,
+# so one object for the collector to see once.
 _Entry = tuple[Any, ...]
-RAW, FAVORITES, CATEGORIES, TIMES_AT, TIMES_N, REF_US, WEIGHTED = range(14, 21)
+HEAD, MIDDLE, BASE, RAW, FAVORITES, CATEGORIES, TIMES_AT, TIMES_N, REF_US, WEIGHTED = range(10)
 
 
 class VectorMemo:
@@ -64,46 +66,50 @@ class VectorMemo:
         favorites: frozenset[str],
         categories: frozenset[str],
         as_of_us: int,
-        as_of_text: str,
-    ) -> dict[str, Any] | None:
-        """The vector of the pair stored under `key` as `raw`, or None where the pair's
-        windows read chunks (the caller builds it with feature_vector and a loader)."""
+        as_of_json: bytes,
+    ) -> bytes | None:
+        """The JSON text of the vector of the pair stored under `key` as `raw`
+        (`as_of_json`: the as_of text as JSON), or None where the pair's windows read
+        chunks (the caller builds it with feature_vector and a loader)."""
         entry = self._new.get(key)
         if entry is None:
             entry = self._old.get(key)
             if entry is not None:
                 self._keep(key, entry)
-        if (
-            entry is not None
-            and entry[RAW] == raw
-            and _same(favorites, entry[FAVORITES])
-            and _same(categories, entry[CATEGORIES])
-        ):
-            at = entry[TIMES_AT]
-            if at < 0:
-                return assemble(entry, 0, 0, 0, entry[SCORE_BASE], as_of_text)
-            times = memoryview(raw)[at : at + 8 * entry[TIMES_N]].cast("q")  # type: ignore[index]
-            w1, w7, w30 = inline_window_counts(times, as_of_us)
-            score = entry[SCORE_BASE] + decay(
-                entry[WEIGHTED], entry[REF_US], as_of_us, self.scoring
-            )
-            return assemble(entry, w1, w7, w30, score, as_of_text)  # type: ignore[arg-type]
+        if entry is not None and entry[RAW] == raw:
+            kept_fav, kept_cats = entry[FAVORITES], entry[CATEGORIES]
+            # The same sets: as many members, all of the kept ones among them.
+            if (
+                len(favorites) == len(kept_fav)
+                and len(categories) == len(kept_cats)
+                and favorites.issuperset(kept_fav)
+                and categories.issuperset(kept_cats)
+            ):
+                at = entry[TIMES_AT]
+                if at < 0:
+                    return vector_text(entry[HEAD], entry[MIDDLE], 0, 0, 0, entry[BASE], as_of_json)
+                times = memoryview(raw)[at : at + 8 * entry[TIMES_N]].cast("q")  # type: ignore[index]
+                w1, w7, w30 = inline_window_counts(times, as_of_us)
+                score = entry[BASE] + decay(entry[WEIGHTED], entry[REF_US], as_of_us, self.scoring)
+                return vector_text(entry[HEAD], entry[MIDDLE], w1, w7, w30, score, as_of_json)
         view = PairView(raw) if raw else None
         if view is not None and view.tchunks:
             return None
         scoring = self.scoring
         parts = static_parts(user_id, seller_id, view, favorites, categories, scoring)
+        base = parts[SCORE_BASE]
         if view is not None and view.total:  # as feature_vector() computes them
             w1, w7, w30 = inline_window_counts(view.times, as_of_us)
             weighted = weighted_sum(view.acc, scoring)
-            score = parts[SCORE_BASE] + decay(weighted, view.ref_us, as_of_us, scoring)
+            score = base + decay(weighted, view.ref_us, as_of_us, scoring)
             at, n, ref_us = view.times_at, len(view.times), view.ref_us
         else:
             w1 = w7 = w30 = 0
-            score, weighted, at, n, ref_us = parts[SCORE_BASE], 0.0, -1, 0, 0
-        kept = (raw, self._tuple(favorites), self._tuple(categories), at, n, ref_us, weighted)
-        self._keep(key, parts + kept)
-        return assemble(parts, w1, w7, w30, score, as_of_text)
+            score, weighted, at, n, ref_us = base, 0.0, -1, 0, 0
+        head, middle = static_text(parts)
+        fav_t, cats_t = self._tuple(favorites), self._tuple(categories)
+        self._keep(key, (head, middle, base, raw, fav_t, cats_t, at, n, ref_us, weighted))
+        return vector_text(head, middle, w1, w7, w30, score, as_of_json)
 
     def _tuple(self, categories: frozenset[str]) -> tuple[str, ...]:
         """The set as a tuple, one per distinct set (the same few sets recur)."""
@@ -120,7 +126,3 @@ class VectorMemo:
             self._old, self._new, self._new_bytes = self._new, {}, 0
         self._new[key] = entry
         self._new_bytes += size
-
-
-def _same(now: frozenset[str], kept: tuple[str, ...]) -> bool:
-    return len(now) == len(kept) and now.issuperset(kept)

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -153,12 +154,19 @@ class ServeNode:
 
     # -- lookup_api.Node ----------------------------------------------------------------
     def remote_owner(self, request: Any, user_id: str) -> URL | None:
+        return self.remote_owners(request, (user_id,))[user_id]
+
+    def remote_owners(self, request: Any, user_ids: Iterable[str]) -> dict[str, URL | None]:
         if not self.is_ready():
             raise not_ready("the worker is not ready, retry shortly")
+        home, local = self.home, self.pairs.dbs
+        return {
+            user: None if home(user) in local else self._owner_of(request, home(user))
+            for user in user_ids
+        }
+
+    def _owner_of(self, request: Any, partition: int) -> URL:
         assert self.map is not None
-        partition = self.home(user_id)
-        if partition in self.pairs.dbs:
-            return None
         owner = self.map.owners.get(partition)
         if owner is None:
             raise not_ready("partitions are being assigned, retry shortly")
@@ -189,10 +197,10 @@ class ServeNode:
         if not self.is_ready():
             raise not_ready("the worker is not ready, retry shortly")
 
-    async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
+    async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[bytes]:
         home = self.home
         self.fresh({home(user) for user in {user for user, _ in pairs}})
-        return await lookup.vectors(self.sources, pairs, as_of_us)
+        return await lookup.vector_texts(self.sources, pairs, as_of_us)
 
     async def top_sellers(self, user_id: str, k: int, as_of_us: int) -> dict[str, Any]:
         self.fresh({self.home(user_id)})

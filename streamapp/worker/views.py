@@ -73,6 +73,9 @@ class WorkerNode:
     def remote_owner(self, request: Any, user_id: str) -> URL | None:
         return ownership.remote_owner(request, user_id)
 
+    def remote_owners(self, request: Any, user_ids: Iterable[str]) -> dict[str, URL | None]:
+        return {user: ownership.remote_owner(request, user) for user in user_ids}
+
     def state_age(self, user_ids: Iterable[str]) -> float | None:
         return readiness.state_age({tables.home_partition(user) for user in user_ids})
 
@@ -82,9 +85,9 @@ class WorkerNode:
     def other_workers(self, owner: URL) -> list[URL]:
         return ownership.other_workers(owner)
 
-    async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[dict[str, Any]]:
+    async def vectors(self, pairs: list[tuple[str, str]], as_of_us: int) -> list[bytes]:
         users = {user for user, _ in pairs}
-        return await self._in_turn(lookup.vectors(self.sources, pairs, as_of_us), users)
+        return await self._in_turn(lookup.vector_texts(self.sources, pairs, as_of_us), users)
 
     async def top_sellers(self, user_id: str, k: int, as_of_us: int) -> dict[str, Any]:
         return await self._in_turn(

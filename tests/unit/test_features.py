@@ -1,0 +1,73 @@
+"""A vector's JSON text, filled in around its static parts (features.vector_text), is byte for
+byte what encoding the vector dict gives: every id style, missing and present times, scores of
+every size and sign, and the contract's model reads it back."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamapp.core.features import assemble, static_text, vector_text
+from streamapp.core.models import FeatureVector
+from streamapp.core.times import iso_micros
+
+ids = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12
+) | st.sampled_from(["u1", "a-b", "a\\b", 'q"uote', "ünï", "😀"])
+counts = st.integers(0, 2**40)
+times = st.none() | st.integers(0, 2**62).map(iso_micros)
+scores = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
+    [0.0, -0.0, 1e-300, 1e300, 1.5, 1e16, 123456789.125]
+)
+
+
+@given(
+    ids,
+    ids,
+    st.tuples(counts, counts, counts, counts),
+    times,
+    times,
+    st.booleans(),
+    st.integers(0, 50),
+    st.floats(0, 1),
+    st.tuples(counts, counts, counts),
+    scores,
+    st.integers(0, 2**62),
+)
+def test_text_is_the_encoded_vector(
+    user: str,
+    seller: str,
+    kinds: tuple[int, int, int, int],
+    first: str | None,
+    last: str | None,
+    match: bool,
+    overlap: int,
+    jaccard: float,
+    windows: tuple[int, int, int],
+    score: float,
+    as_of_us: int,
+) -> None:
+    parts = (f"{user}-{seller}", user, seller, sum(kinds), *kinds, first, last)
+    parts += (match, overlap, jaccard, 0.0)
+    as_of = iso_micros(as_of_us)
+    head, middle = static_text(parts)  # type: ignore[arg-type]
+    text = vector_text(head, middle, *windows, score, orjson.dumps(as_of))
+    assert text == orjson.dumps(assemble(parts, *windows, score, as_of))  # type: ignore[arg-type]
+
+
+def test_text_reads_as_the_contract_model() -> None:
+    parts = ("u-s", "u", "s", 3, 1, 1, 1, 0, iso_micros(10**15), iso_micros(2 * 10**15))
+    parts += (True, 1, 0.5, 1.5)
+    head, middle = static_text(parts)  # type: ignore[arg-type]
+    text = vector_text(head, middle, 1, 2, 3, 2.25, orjson.dumps(iso_micros(3 * 10**15)))
+    vector = FeatureVector.model_validate_json(text)
+    assert (vector.interactions_1d, vector.interactions_7d, vector.interactions_30d) == (1, 2, 3)
+    assert vector.user_seller_score == 2.25
+    assert vector.interactions_by_kind.model_dump() == {
+        "LIKE": 1,
+        "VIEW": 1,
+        "PURCHASE": 1,
+        "OTHER": 0,
+    }
+    assert orjson.loads(text)["number_of_interactions"] == 3
