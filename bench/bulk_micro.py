@@ -5,8 +5,9 @@
 Builds the state through the worker's counting code into a real RocksDB database (as
 bench/topk_micro.py does), then times, in one process and without HTTP, the three parts of
 a bulk(100) query as the serving process runs them: reading the body
-(request_input.query_pairs), the vectors (core/lookup.vectors) and encoding the answer
-(orjson). Microseconds per pair are the figure issue 20's target speaks of.
+(request_input.query_pairs), the vectors' JSON texts (core/lookup.vector_texts) and joining
+them into the answer (lookup.results_text). Microseconds per pair are the figure issue 20's
+target speaks of.
 """
 
 from __future__ import annotations
@@ -81,9 +82,9 @@ def main() -> None:
             query = query_pairs(body)
             assert query is not None
             t1 = time.perf_counter()
-            vectors = loop.run_until_complete(lookup.vectors(src, query, now))
+            texts = loop.run_until_complete(lookup.vector_texts(src, query, now))
             t2 = time.perf_counter()
-            orjson.dumps({"results": vectors})
+            lookup.results_text(texts)
             t3 = time.perf_counter()
             if n >= 20:  # warm-up
                 parse.append(t1 - t0)

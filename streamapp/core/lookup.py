@@ -105,6 +105,12 @@ async def vector_texts(src: Sources, pairs: list[tuple[str, str]], as_of_us: int
     return [done[pair] for pair in pairs]
 
 
+def results_text(texts: list[bytes]) -> bytes:
+    """A bulk answer, {"results": [...]}, from its vectors' JSON texts: joined, not encoded
+    again."""
+    return b'{"results":[' + b",".join(texts) + b"]}"
+
+
 async def vectors(
     src: Sources, pairs: list[tuple[str, str]], as_of_us: int
 ) -> list[dict[str, Any]]:

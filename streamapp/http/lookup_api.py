@@ -25,6 +25,7 @@ from yarl import URL
 
 from streamapp import metrics
 from streamapp.core.config import Settings
+from streamapp.core.lookup import results_text
 from streamapp.core.models import AffinityQuery, EntityId
 from streamapp.core.parsing import describe
 from streamapp.core.times import now_us
@@ -90,8 +91,7 @@ def json_text_response(text: bytes) -> web.Response:
 
 
 def results_response(texts: list[bytes]) -> web.Response:
-    """{"results": [...]} from the vectors' JSON texts, joined rather than encoded again."""
-    return json_text_response(b'{"results":[' + b",".join(texts) + b"]}")
+    return json_text_response(results_text(texts))
 
 
 def check_token(header: str, token: str) -> None:
