@@ -12,6 +12,10 @@ was actually sent, so a server (or a client) that falls behind shows the queuein
 causes instead of hiding it (no coordinated omission). A request that fails or times out
 counts as infinitely slow in the percentiles. The first --warmup seconds are sent at the
 same rate but not counted. One JSON object is printed on stdout.
+
+The requests go through bench/raw_http.py on uvloop: aiohttp's client cost this process
+about three times the CPU a request, which at these rates took most of a core from the
+server under test.
 """
 
 from __future__ import annotations
@@ -23,18 +27,19 @@ import sys
 import time
 from collections import Counter
 
-import aiohttp
 import orjson
+import uvloop
 
 from bench.common import summary_ms
+from bench.raw_http import HTTPFailure, Pool, get, post_json, segment
 
 
 async def run(args: argparse.Namespace) -> dict:
     with open(args.pairs, "rb") as f:
         pairs: list[list[str]] = orjson.loads(f.read())
     rng = random.Random(args.seed)
-    timeout = aiohttp.ClientTimeout(total=args.timeout)
-    connector = aiohttp.TCPConnector(limit=args.connections, limit_per_host=args.connections)
+    pool = Pool(args.url, args.connections)
+    host = pool.host_header
     latencies: list[float] = []
     lags: list[float] = []
     errors: Counter[str] = Counter()
@@ -44,21 +49,21 @@ async def run(args: argparse.Namespace) -> dict:
     n_total = warm_n + int(args.rate * args.duration)
 
     if args.mode == "single":
-        targets = [f"{args.url}/affinity/{u}/{s}" for u, s in rng.choices(pairs, k=4096)]
+        requests = [
+            get(host, f"/affinity/{segment(u)}/{segment(s)}") for u, s in rng.choices(pairs, k=4096)
+        ]
     elif args.mode == "top":
         if not args.top_user:
             raise SystemExit("loadgen: --mode top needs --top-user")
-        targets = [f"{args.url}/users/{args.top_user}/top-sellers?k={args.k}"]
+        requests = [get(host, f"/users/{segment(args.top_user)}/top-sellers?k={args.k}")]
     else:
-        bodies = []
+        requests = []
         for _ in range(256):
             chosen = rng.choices(pairs, k=args.bulk_size)
-            bodies.append(
-                orjson.dumps({"pairs": [{"user_id": u, "seller_id": s} for u, s in chosen]})
-            )
-    headers = {"Content-Type": "application/json"}
+            body = orjson.dumps({"pairs": [{"user_id": u, "seller_id": s} for u, s in chosen]})
+            requests.append(post_json(host, "/affinity/query", body))
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    try:
 
         async def one(i: int, due: float) -> None:
             nonlocal ok, last_done
@@ -66,21 +71,13 @@ async def run(args: argparse.Namespace) -> dict:
             if counted:
                 lags.append(time.monotonic() - due)
             try:
-                if args.mode in ("single", "top"):
-                    req = session.get(targets[i % len(targets)])
-                else:
-                    req = session.post(
-                        args.url + "/affinity/query", data=bodies[i % 256], headers=headers
-                    )
-                async with req as resp:
-                    body = await resp.read()
-                    status = resp.status
+                status, body = await pool.request(requests[i % len(requests)], args.timeout)
             except TimeoutError:
                 if counted:
                     errors["timeout"] += 1
                     latencies.append(float("inf"))
                 return
-            except (aiohttp.ClientError, OSError) as exc:
+            except (HTTPFailure, OSError) as exc:
                 if counted:
                     errors[type(exc).__name__] += 1
                     latencies.append(float("inf"))
@@ -118,6 +115,8 @@ async def run(args: argparse.Namespace) -> dict:
         if pending:
             errors["unfinished"] += len(pending)
             latencies.extend([float("inf")] * len(pending))
+    finally:
+        pool.close()
 
     window = max(last_done, scheduled_end) - measured_from
     return {
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=5.0, help="per request, seconds")
     p.add_argument("--seed", type=int, default=11)
     args = p.parse_args(argv)
-    result = asyncio.run(run(args))
+    result = uvloop.run(run(args))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0
 

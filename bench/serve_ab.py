@@ -5,7 +5,7 @@
 Starts its own broker, preloads interactions and one worker (of this tree), then, round by
 round and alternately, a fresh serving process of each tree beside it (`python -m
 streamapp.serve` run from that tree). Each sends 300 bulk(100) queries one at a time (the
-bench's bodies, aiohttp), then the same 300 again: service times p50/p99 and the serving
+bench's bodies, bench/raw_http.py), then the same 300 again: service times p50/p99 and the serving
 process's CPU per query from /proc, for pairs seen the first time and for the same pairs
 again. One worker for both keeps their state the same; fresh processes keep their caches
 cold alike. Every process it starts is stopped at the end.
@@ -19,13 +19,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bench.common import Reaper, Serve
 from bench.run import bulk_body
 from bench.serve_profile import counted_worker, run_to_end, service_times, worker_arguments
-
-TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
 async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
@@ -42,9 +38,8 @@ async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
             serve.start(reaper)
             try:
                 await asyncio.to_thread(serve.wait_ready, 120)
-                async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-                    first = await service_times(session, serve.url, bulk, serve.pid)
-                    again = await service_times(session, serve.url, bulk, serve.pid)
+                first = await service_times(serve.url, bulk, serve.pid)
+                again = await service_times(serve.url, bulk, serve.pid)
             finally:
                 await asyncio.to_thread(serve.stop, 30)
             row = {"round": n, "tree": name, "first": first, "again": again}

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 
+from bench import raw_http
 from bench.common import (
     RESULTS,
     Reaper,
@@ -41,27 +43,31 @@ WARM_UP = 10
 
 
 async def service_times(
-    session: aiohttp.ClientSession,
     url: str,
     body: Callable[[int], Any] | None,
     pid: int | None = None,
 ) -> dict[str, Any]:
-    """QUERIES requests one at a time (bulk queries of `body`, or GET /health): p50/p99,
-    and with `pid` the server's CPU per request (server_cpu_ms, from /proc)."""
+    """QUERIES requests one at a time (bulk queries of `body`, or GET /health) with the lean
+    client (bench/raw_http.py): p50/p99, and with `pid` the server's CPU per request
+    (server_cpu_ms, from /proc)."""
+    pool = raw_http.Pool(url, 1)
     times = []
     cpu0 = proc_cpu_s(pid) if pid else None
-    for i in range(QUERIES + WARM_UP):
-        began = time.monotonic()
-        if body is None:
-            request = session.get(url + "/health")
-        else:
-            request = session.post(url + "/affinity/query", json=body(i))
-        async with request as response:
-            await response.read()
-            if response.status != 200:
-                raise RuntimeError(f"{url} answered {response.status}")
-        if i >= WARM_UP:
-            times.append(time.monotonic() - began)
+    try:
+        for i in range(QUERIES + WARM_UP):
+            if body is None:
+                request = raw_http.get(pool.host_header, "/health")
+            else:
+                payload = orjson.dumps(body(i))
+                request = raw_http.post_json(pool.host_header, "/affinity/query", payload)
+            began = time.monotonic()
+            status, _ = await pool.request(request, 30.0)
+            if status != 200:
+                raise RuntimeError(f"{url} answered {status}")
+            if i >= WARM_UP:
+                times.append(time.monotonic() - began)
+    finally:
+        pool.close()
     out = summary_ms(sorted(times), (50, 99))
     cpu1 = proc_cpu_s(pid) if pid else None
     if cpu0 is not None and cpu1 is not None:
@@ -101,7 +107,7 @@ async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         for target in (serve, worker):
             for what, body in (("bulk(100)", bulk), ("health", None)):
-                print(f"{target.name} {what}: {await service_times(session, target.url, body)}")
+                print(f"{target.name} {what}: {await service_times(target.url, body)}")
         svg, raw = RESULTS / "profile-serve.svg", RESULTS / "profile-serve.txt"
         recorder = Recorder(serve.pid, args.seconds, svg, raw, reaper)
         if not recorder.start():
