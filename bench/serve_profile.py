@@ -1,12 +1,13 @@
-"""Where a bulk(100) query via a serving process spends its time (issue 20).
+"""Where a bulk(100) query or a single GET via a serving process spends its time (issue 20).
 
-    python -m bench.serve_profile [--kafka-port 29892] [--interactions 50000]
+    python -m bench.serve_profile [--kafka-port 29892] [--interactions 50000] [--single]
 
 Starts its own broker, preloads interactions, starts one worker and one serving process
 beside it, and once the worker has counted everything: 300 bulk(100) queries and 300
 `GET /health` one at a time on each (service times, p50/p99), then py-spy on the serving
-process for 8 s of back-to-back bulk queries (bench/results/profile-serve.svg and .txt, with
-the top of the profile printed). Every process it starts is stopped at the end.
+process for 8 s of back-to-back bulk queries, or single GETs with --single
+(bench/results/profile-serve.svg and .txt, with the top of the profile printed). Every
+process it starts is stopped at the end.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 
 from bench import raw_http
@@ -104,23 +104,35 @@ async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
     def bulk(i: int) -> dict[str, Any]:
         return bulk_body(pairs, i)
 
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        for target in (serve, worker):
-            for what, body in (("bulk(100)", bulk), ("health", None)):
-                print(f"{target.name} {what}: {await service_times(target.url, body)}")
-        svg, raw = RESULTS / "profile-serve.svg", RESULTS / "profile-serve.txt"
-        recorder = Recorder(serve.pid, args.seconds, svg, raw, reaper)
-        if not recorder.start():
-            print("py-spy is not installed: no profile")
-            return
-        done, until = 0, time.monotonic() + args.seconds + 1
+    for target in (serve, worker):
+        for what, body in (("bulk(100)", bulk), ("health", None)):
+            print(f"{target.name} {what}: {await service_times(target.url, body)}")
+    svg, raw = RESULTS / "profile-serve.svg", RESULTS / "profile-serve.txt"
+    recorder = Recorder(serve.pid, args.seconds, svg, raw, reaper)
+    if not recorder.start():
+        print("py-spy is not installed: no profile")
+        return
+    what = "single GETs" if args.single else "bulk(100) queries"
+    pool = raw_http.Pool(serve.url, 1)
+    host = pool.host_header
+    done, until = 0, time.monotonic() + args.seconds + 1
+    try:
         while time.monotonic() < until:
-            async with session.post(serve.url + "/affinity/query", json=bulk(done)) as r:
-                await r.read()
+            if args.single:
+                u, s = pairs[done % len(pairs)]
+                path = f"/affinity/{raw_http.segment(u)}/{raw_http.segment(s)}"
+                request = raw_http.get(host, path)
+            else:
+                request = raw_http.post_json(host, "/affinity/query", orjson.dumps(bulk(done)))
+            status, _ = await pool.request(request, 30.0)
+            if status != 200:
+                raise RuntimeError(f"the serving process answered {status}")
             done += 1
-        await asyncio.to_thread(recorder.finish, 30)
-        print(f"profiled {done} bulk queries; {svg}, {raw}")
-        print(json.dumps(summarise(raw, top=15), indent=1))
+    finally:
+        pool.close()
+    await asyncio.to_thread(recorder.finish, 30)
+    print(f"profiled {done} {what}; {svg}, {raw}")
+    print(json.dumps(summarise(raw, top=15), indent=1))
 
 
 def worker_arguments(p: argparse.ArgumentParser) -> None:
@@ -148,6 +160,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     worker_arguments(p)
     p.add_argument("--seconds", type=float, default=8.0, help="py-spy duration")
+    p.add_argument("--single", action="store_true", help="profile single GETs, not bulk(100)")
     run_to_end(run, p.parse_args(), "serve-profile-")
 
 
