@@ -2,11 +2,11 @@
 
     python -m bench.web_floor --port 7001 --bytes 420
 
-An aiohttp server built like the serving process's (streamapp/serving/server.py: one
-process, the same server limits, no access log) whose one handler answers GET /floor with a
-pre-encoded JSON body of the given size: parsing, routing and the response, and nothing of
-a lookup. bench/run.py times it like the lookups, in the same run, and reports each lookup's
-service time as a ratio to it.
+An aiohttp server built like the serving process's (streamapp/serving/main.py and
+server.py: one process on uvloop, the same server limits, no access log) whose one handler
+answers GET /floor with a pre-encoded JSON body of the given size: parsing, routing and the
+response, and nothing of a lookup. bench/run.py times it like the lookups, in the same run,
+and reports each lookup's service time as a ratio to it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncio
 import signal
 
 import orjson
+import uvloop
 from aiohttp import web
 
 from streamapp.http import lookup_api
@@ -53,7 +54,7 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--bytes", type=int, default=400)
     args = p.parse_args()
-    asyncio.run(serve(args.port, args.bytes))
+    uvloop.run(serve(args.port, args.bytes))  # the serving process's loop
 
 
 if __name__ == "__main__":

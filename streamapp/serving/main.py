@@ -18,13 +18,14 @@ they may trail the worker's by one catch-up interval.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+import uvloop
 
 from streamapp.core.config import ConfigError, load_settings
 from streamapp.kafka import baked_settings
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="streamapp-serve-"))
     node = ServeNode(settings, serve, scratch)
     try:
-        asyncio.run(run(node))
+        # uvloop, as the worker runs (FAUST_LOOP): its C transports cut the web layer's
+        # share of a lookup (docs/performance.md, 6 December, night).
+        uvloop.run(run(node))
     except OSError as exc:  # the port is taken, typically
         sys.stderr.write(f"streamapp serve: cannot listen on {serve.host}:{serve.port}: {exc}\n")
         return 2
