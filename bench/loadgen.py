@@ -31,7 +31,7 @@ import orjson
 import uvloop
 
 from bench.common import summary_ms
-from bench.raw_http import HTTPFailure, Pool, get, post_json, segment
+from bench.raw_http import HTTPFailure, Pool, affinity, get, post_json, segment
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -49,9 +49,7 @@ async def run(args: argparse.Namespace) -> dict:
     n_total = warm_n + int(args.rate * args.duration)
 
     if args.mode == "single":
-        requests = [
-            get(host, f"/affinity/{segment(u)}/{segment(s)}") for u, s in rng.choices(pairs, k=4096)
-        ]
+        requests = [affinity(host, u, s) for u, s in rng.choices(pairs, k=4096)]
     elif args.mode == "top":
         if not args.top_user:
             raise SystemExit("loadgen: --mode top needs --top-user")

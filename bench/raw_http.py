@@ -15,7 +15,11 @@ import argparse
 import asyncio
 import resource
 import time
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote, urlsplit
+
+from bench.common import proc_cpu_s, summary_ms
 
 
 class HTTPFailure(Exception):
@@ -154,6 +158,45 @@ class Pool:
         for conn in self.idle:
             conn.close()
         self.idle.clear()
+
+
+def affinity(host: str, user_id: str, seller_id: str) -> bytes:
+    """GET /affinity/{user_id}/{seller_id}."""
+    return get(host, f"/affinity/{segment(user_id)}/{segment(seller_id)}")
+
+
+async def one_at_a_time(
+    url: str,
+    build: Callable[[str, int], bytes],
+    count: int,
+    warm_up: int = 10,
+    pid: int | None = None,
+) -> dict[str, Any]:
+    """`warm_up` + `count` requests one after another, request i's bytes from build(host,
+    i), each timed from its send to its answer (its bytes are built before the clock
+    starts): p50/p99 of the last `count` (bench.common.summary_ms), and with `pid` the
+    server's CPU per request over all of them (server_cpu_ms: /proc, 10 ms ticks), which
+    neither the client's time nor the machine's noise blurs. RuntimeError on an answer
+    other than 200."""
+    pool = Pool(url, 1)
+    times: list[float] = []
+    cpu0 = proc_cpu_s(pid) if pid else None
+    try:
+        for i in range(warm_up + count):
+            request = build(pool.host_header, i)
+            began = time.monotonic()
+            status, _ = await pool.request(request, 30.0)
+            if status != 200:
+                raise RuntimeError(f"{url} answered {status}")
+            if i >= warm_up:  # the first ones open the connection and warm caches
+                times.append(time.monotonic() - began)
+    finally:
+        pool.close()
+    out = summary_ms(times, (50, 99))
+    cpu1 = proc_cpu_s(pid) if pid else None
+    if cpu0 is not None and cpu1 is not None:
+        out["server_cpu_ms"] = round((cpu1 - cpu0) * 1000 / (warm_up + count), 3)
+    return out
 
 
 def _cpu_s() -> float:

@@ -73,7 +73,6 @@ from bench.common import (
     proc_status_kb,
     run_json_process,
     stop_process,
-    summary_ms,
 )
 from bench.data import (
     TOP_USER,
@@ -543,47 +542,32 @@ async def service_times(
     url = url or ctx.worker.url  # type: ignore[union-attr]
     pairs = ctx.lookup_pairs
     out: dict[str, Any] = {}
-    # The lean client (bench/raw_http.py): aiohttp's own time was a fifth of a bulk query's.
-    pool = raw_http.Pool(url, 1)
-    host = pool.host_header
-    try:
-        if not ctx.args.top_user_sellers:
-            tops = 0
-        # "bulk_again": the same bulk queries once more, as a ranking service asks for the
-        # same pairs again (the vector memo's hits); "bulk" is every pair's first sight.
-        for mode, count in (
-            ("single", singles),
-            ("bulk", bulks),
-            ("bulk_again", bulks),
-            ("top", tops),
-        ):
-            if not count:
-                continue
-            times = []
-            cpu0 = proc_cpu_s(pid) if pid else None
-            for i in range(count + 10):
-                if mode == "single":
-                    u, s = pairs[i % len(pairs)]
-                    path = f"/affinity/{raw_http.segment(u)}/{raw_http.segment(s)}"
-                    req = raw_http.get(host, path)
-                elif mode == "top":
-                    top = raw_http.segment(ctx.top_user)
-                    req = raw_http.get(host, f"/users/{top}/top-sellers?k=10")
-                else:
-                    body = orjson.dumps(bulk_body(pairs, i))
-                    req = raw_http.post_json(host, "/affinity/query", body)
-                t0 = time.monotonic()
-                status, _ = await pool.request(req, 30.0)
-                if status != 200:
-                    raise RuntimeError(f"{mode} lookup answered {status}")
-                if i >= 10:  # the first ones open the connection and warm caches
-                    times.append(time.monotonic() - t0)
-            out[mode] = summary_ms(times, (50, 99))
-            cpu1 = proc_cpu_s(pid) if pid else None
-            if cpu0 is not None and cpu1 is not None:
-                out[mode]["server_cpu_ms"] = round((cpu1 - cpu0) * 1000 / (count + 10), 3)
-    finally:
-        pool.close()
+    if not ctx.args.top_user_sellers:
+        tops = 0
+    top = f"/users/{raw_http.segment(ctx.top_user)}/top-sellers?k=10"
+
+    def single(host: str, i: int) -> bytes:
+        return raw_http.affinity(host, *pairs[i % len(pairs)])
+
+    def bulk(host: str, i: int) -> bytes:
+        return raw_http.post_json(host, "/affinity/query", orjson.dumps(bulk_body(pairs, i)))
+
+    def top_k(host: str, i: int) -> bytes:
+        return raw_http.get(host, top)
+
+    # "bulk_again": the same bulk queries once more, as a ranking service asks for the
+    # same pairs again (the vector memo's hits); "bulk" is every pair's first sight.
+    for mode, count, build in (
+        ("single", singles, single),
+        ("bulk", bulks, bulk),
+        ("bulk_again", bulks, bulk),
+        ("top", tops, top_k),
+    ):
+        if count:
+            try:
+                out[mode] = await raw_http.one_at_a_time(url, build, count, pid=pid)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{mode} lookup: {exc}") from None
     return out
 
 
@@ -1134,23 +1118,13 @@ async def web_floor(ctx: Ctx, like: str, requests: int = 300) -> dict[str, Any]:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)  # type: ignore[union-attr]
         if not line:
             raise RuntimeError("bench.web_floor did not start (see web-floor.log)")
-        pool = raw_http.Pool(f"http://127.0.0.1:{port}", 1)
-        req = raw_http.get(pool.host_header, "/floor")
-        times = []
-        cpu0 = proc_cpu_s(proc.pid)
-        try:
-            for i in range(requests + 10):  # with the client service_times() uses
-                t0 = time.monotonic()
-                await pool.request(req, 30.0)
-                if i >= 10:
-                    times.append(time.monotonic() - t0)
-        finally:
-            pool.close()
-        out = {"body_bytes": size, **summary_ms(times, (50, 99))}
-        cpu1 = proc_cpu_s(proc.pid)
-        if cpu0 is not None and cpu1 is not None:
-            out["server_cpu_ms"] = round((cpu1 - cpu0) * 1000 / (requests + 10), 3)
-        return out
+        timed = await raw_http.one_at_a_time(
+            f"http://127.0.0.1:{port}",
+            lambda host, i: raw_http.get(host, "/floor"),
+            requests,
+            pid=proc.pid,
+        )
+        return {"body_bytes": size, **timed}
     finally:
         stop_process(proc, group=True, timeout=10)
 

@@ -31,8 +31,6 @@ from bench.common import (
     Worker,
     broker_start,
     broker_stop,
-    proc_cpu_s,
-    summary_ms,
 )
 from bench.data import Preloaded, Sampler, create_topics, preload
 from bench.profile import Recorder, summarise
@@ -48,31 +46,14 @@ async def service_times(
     pid: int | None = None,
 ) -> dict[str, Any]:
     """QUERIES requests one at a time (bulk queries of `body`, or GET /health) with the lean
-    client (bench/raw_http.py): p50/p99, and with `pid` the server's CPU per request
-    (server_cpu_ms, from /proc)."""
-    pool = raw_http.Pool(url, 1)
-    times = []
-    cpu0 = proc_cpu_s(pid) if pid else None
-    try:
-        for i in range(QUERIES + WARM_UP):
-            if body is None:
-                request = raw_http.get(pool.host_header, "/health")
-            else:
-                payload = orjson.dumps(body(i))
-                request = raw_http.post_json(pool.host_header, "/affinity/query", payload)
-            began = time.monotonic()
-            status, _ = await pool.request(request, 30.0)
-            if status != 200:
-                raise RuntimeError(f"{url} answered {status}")
-            if i >= WARM_UP:
-                times.append(time.monotonic() - began)
-    finally:
-        pool.close()
-    out = summary_ms(sorted(times), (50, 99))
-    cpu1 = proc_cpu_s(pid) if pid else None
-    if cpu0 is not None and cpu1 is not None:
-        out["server_cpu_ms"] = round((cpu1 - cpu0) * 1000 / (QUERIES + WARM_UP), 3)
-    return out
+    client (raw_http.one_at_a_time): p50/p99, and with `pid` the server's CPU per request."""
+
+    def build(host: str, i: int) -> bytes:
+        if body is None:
+            return raw_http.get(host, "/health")
+        return raw_http.post_json(host, "/affinity/query", orjson.dumps(body(i)))
+
+    return await raw_http.one_at_a_time(url, build, QUERIES, WARM_UP, pid)
 
 
 async def counted_worker(
@@ -119,9 +100,7 @@ async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
     try:
         while time.monotonic() < until:
             if args.single:
-                u, s = pairs[done % len(pairs)]
-                path = f"/affinity/{raw_http.segment(u)}/{raw_http.segment(s)}"
-                request = raw_http.get(host, path)
+                request = raw_http.affinity(host, *pairs[done % len(pairs)])
             else:
                 request = raw_http.post_json(host, "/affinity/query", orjson.dumps(bulk(done)))
             status, _ = await pool.request(request, 30.0)
