@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from streamapp.core import seller_ranking
-from streamapp.core.counting import pair_key, user_sellers
+from streamapp.core.counting import pair_key, pair_keys, user_sellers
 from streamapp.core.features import feature_vector
 from streamapp.core.pair_state import PairState, summary
 from streamapp.core.score import Ranked, Scoring, decayed, top_k
@@ -76,31 +76,50 @@ async def vector_texts(src: Sources, pairs: list[tuple[str, str]], as_of_us: int
     ]
     read, read_many = src.pairs.read, src.pairs.read_many
     user_categories, seller_categories = src.users.categories, src.sellers.categories
-    memo_vector, scoring = src.memo.vector, src.scoring
+    memo, scoring = src.memo, src.scoring
+
+    def build(
+        partition: int,
+        pair: tuple[str, str],
+        key: bytes,
+        raw: bytes | None,
+        fav: frozenset[str],
+        cats: frozenset[str],
+    ) -> bytes:
+        """A vector the memo does not hold for these bytes and sets."""
+        user_id, seller_id = pair
+        text = memo.build(key, user_id, seller_id, raw, fav, cats, as_of_us, as_of_json)
+        if text is not None:
+            return text
+
+        def load(suffix: bytes) -> bytes | None:  # a hot pair: its windows read chunks
+            return read(partition, key + suffix)
+
+        state = PairState.decode_for_lookup(raw) if raw else None
+        vector = feature_vector(
+            user_id, seller_id, state, fav, cats, as_of_us, scoring, load, as_of_text
+        )
+        return orjson.dumps(vector)
+
     since_turn = 0
     for partition, group in slices:
         if since_turn >= SLICE:
             await asyncio.sleep(0)  # someone else's turn
             since_turn = 0
         since_turn += len(group)
-        keys = [pair_key(u, s) for u, s in group]
-        for pair, key, raw in zip(group, keys, read_many(partition, keys), strict=True):
-            user_id, seller_id = pair
+        keys = pair_keys(group)
+        raws = read_many(partition, keys)
+        favs = []
+        for user_id, _ in group:
             fav = favorites.get(user_id)
             if fav is None:
                 fav = favorites[user_id] = user_categories(user_id)
-            categories = seller_categories(seller_id)
-            text = memo_vector(key, user_id, seller_id, raw, fav, categories, as_of_us, as_of_json)
-            if text is None:  # a hot pair: its windows may read chunks
-
-                def load(suffix: bytes, key: bytes = key, p: int = partition) -> bytes | None:
-                    return read(p, key + suffix)
-
-                state = PairState.decode_for_lookup(raw) if raw else None
-                vector = feature_vector(
-                    user_id, seller_id, state, fav, categories, as_of_us, scoring, load, as_of_text
-                )
-                text = orjson.dumps(vector)
+            favs.append(fav)
+        cats = [seller_categories(seller_id) for _, seller_id in group]
+        for n, text in enumerate(memo.hits(keys, raws, favs, cats, as_of_us, as_of_json)):
+            pair = group[n]
+            if text is None:
+                text = build(partition, pair, keys[n], raws[n], favs[n], cats[n])
             done[pair] = text
     return [done[pair] for pair in pairs]
 

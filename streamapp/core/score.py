@@ -50,7 +50,11 @@ def decay(weighted: float, ref_us: int, as_of_us: int, scoring: Scoring) -> floa
     """`weighted` (as of `ref_us`) decayed to `as_of_us`."""
     exponent = -(as_of_us - ref_us) / (scoring.half_life_s * US)
     # Outside float range the decay is 0 (far past) or capped (events far in the future).
-    exponent = min(max(exponent, -1100.0), 1000.0)
+    # (Comparisons, not min/max: this runs for every pair of every lookup.)
+    if exponent < -1100.0:
+        exponent = -1100.0
+    elif exponent > 1000.0:
+        exponent = 1000.0
     return weighted * 2.0**exponent
 
 

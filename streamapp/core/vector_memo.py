@@ -22,23 +22,26 @@ from __future__ import annotations
 from typing import Any
 
 from streamapp.core.features import SCORE_BASE, static_parts, static_text, vector_text
-from streamapp.core.pair_state import PairView, inline_window_counts
+from streamapp.core.pair_state import PairView, few_window_counts, inline_window_counts
 from streamapp.core.score import Scoring, decay, weighted_sum
 
-# Entries per generation, and the stored bytes they may hold (a pair keeps up to 1,024
-# event times inline, 8 KB): two generations hold at most about 2 x (20,000 x 0.5 KB +
-# 16 MB), some 50 MB.
+# Entries per generation, and the bytes they may hold (entry_bytes: a pair keeps up to
+# 1,024 event times inline, 8 KB, plus its vector's text): two generations hold at most
+# about 2 x (20,000 x 0.5 KB of tuple and numbers + 16 MB), some 50 MB.
 CAPACITY = 20_000
 BYTES_PER_GENERATION = 16 * 1024 * 1024
+TIME_BYTES = 44  # an event time kept as a Python int (36 bytes) and its slot in a tuple
 
 # An entry: the vector's JSON text around its moving fields (features.static_text: head,
 # middle) and the part of the score that does not decay, then what they were built from and
 # what the moving fields need: the stored bytes, the favorites and the categories (as
-# tuples, one per distinct set), the offset of the inline event times in the bytes (-1 where
-# nothing was counted), their number, ref_us and the weighted sum weights . acc. One tuple,
-# so one object for the collector to see once.
+# tuples, one per distinct set), the inline event times (a tuple of them where there are at
+# most FEW_TIMES, most pairs' case; else their offset in the stored bytes, read in place;
+# None where nothing was counted), their number, ref_us and the weighted sum weights . acc.
+# One tuple, so one object for the collector to see once.
 _Entry = tuple[Any, ...]
-HEAD, MIDDLE, BASE, RAW, FAVORITES, CATEGORIES, TIMES_AT, TIMES_N, REF_US, WEIGHTED = range(10)
+HEAD, MIDDLE, BASE, RAW, FAVORITES, CATEGORIES, TIMES, TIMES_N, REF_US, WEIGHTED = range(10)
+FEW_TIMES = 8
 
 
 class VectorMemo:
@@ -57,7 +60,56 @@ class VectorMemo:
     def __len__(self) -> int:
         return len(self._new) + len(self._old)
 
-    def vector(
+    def hits(
+        self,
+        keys: list[bytes],
+        raws: list[bytes | None],
+        favorites: list[frozenset[str]],
+        categories: list[frozenset[str]],
+        as_of_us: int,
+        as_of_json: bytes,
+    ) -> list[bytes | None]:
+        """The JSON texts of the pairs stored under `keys` as `raws` where the memo holds an
+        entry built from these bytes and sets; None for the others (the caller builds those
+        with `build`). One loop for a slice of a query: most of a bulk query's cost per pair
+        was calls."""
+        new_get, old_get, keep = self._new.get, self._old.get, self._keep
+        scoring = self.scoring
+        out: list[bytes | None] = []
+        append = out.append
+        for key, raw, fav, cats in zip(keys, raws, favorites, categories, strict=True):
+            entry = new_get(key)
+            if entry is None:
+                entry = old_get(key)
+                if entry is None:
+                    append(None)
+                    continue
+                keep(key, entry)
+            kept_fav, kept_cats = entry[FAVORITES], entry[CATEGORIES]
+            # The same bytes and the same sets: as many members, all of the kept ones in them.
+            if not (
+                entry[RAW] == raw
+                and len(fav) == len(kept_fav)
+                and len(cats) == len(kept_cats)
+                and fav.issuperset(kept_fav)
+                and cats.issuperset(kept_cats)
+            ):
+                append(None)
+                continue
+            times = entry[TIMES]
+            if times is None:  # nothing counted
+                append(vector_text(entry[HEAD], entry[MIDDLE], 0, 0, 0, entry[BASE], as_of_json))
+                continue
+            if type(times) is int:  # many: where they are in the stored bytes
+                times = memoryview(raw)[times : times + 8 * entry[TIMES_N]].cast("q")  # type: ignore[index]
+                w1, w7, w30 = inline_window_counts(times, as_of_us)
+            else:
+                w1, w7, w30 = few_window_counts(times, as_of_us)
+            score = entry[BASE] + decay(entry[WEIGHTED], entry[REF_US], as_of_us, scoring)
+            append(vector_text(entry[HEAD], entry[MIDDLE], w1, w7, w30, score, as_of_json))
+        return out
+
+    def build(
         self,
         key: bytes,
         user_id: str,
@@ -68,30 +120,10 @@ class VectorMemo:
         as_of_us: int,
         as_of_json: bytes,
     ) -> bytes | None:
-        """The JSON text of the vector of the pair stored under `key` as `raw`
-        (`as_of_json`: the as_of text as JSON), or None where the pair's windows read
-        chunks (the caller builds it with feature_vector and a loader)."""
-        entry = self._new.get(key)
-        if entry is None:
-            entry = self._old.get(key)
-            if entry is not None:
-                self._keep(key, entry)
-        if entry is not None and entry[RAW] == raw:
-            kept_fav, kept_cats = entry[FAVORITES], entry[CATEGORIES]
-            # The same sets: as many members, all of the kept ones among them.
-            if (
-                len(favorites) == len(kept_fav)
-                and len(categories) == len(kept_cats)
-                and favorites.issuperset(kept_fav)
-                and categories.issuperset(kept_cats)
-            ):
-                at = entry[TIMES_AT]
-                if at < 0:
-                    return vector_text(entry[HEAD], entry[MIDDLE], 0, 0, 0, entry[BASE], as_of_json)
-                times = memoryview(raw)[at : at + 8 * entry[TIMES_N]].cast("q")  # type: ignore[index]
-                w1, w7, w30 = inline_window_counts(times, as_of_us)
-                score = entry[BASE] + decay(entry[WEIGHTED], entry[REF_US], as_of_us, self.scoring)
-                return vector_text(entry[HEAD], entry[MIDDLE], w1, w7, w30, score, as_of_json)
+        """The JSON text of the vector of the pair stored under `key` as `raw`, built and
+        kept for the next `hits` (`as_of_json`: the as_of text as JSON); None where the
+        pair's windows read chunks (the caller builds it with feature_vector and a
+        loader)."""
         view = PairView(raw) if raw else None
         if view is not None and view.tchunks:
             return None
@@ -102,13 +134,16 @@ class VectorMemo:
             w1, w7, w30 = inline_window_counts(view.times, as_of_us)
             weighted = weighted_sum(view.acc, scoring)
             score = base + decay(weighted, view.ref_us, as_of_us, scoring)
-            at, n, ref_us = view.times_at, len(view.times), view.ref_us
+            n, ref_us = len(view.times), view.ref_us
+            times: tuple[int, ...] | int | None = (
+                tuple(view.times) if n <= FEW_TIMES else view.times_at
+            )
         else:
             w1 = w7 = w30 = 0
-            score, weighted, at, n, ref_us = base, 0.0, -1, 0, 0
+            score, weighted, times, n, ref_us = base, 0.0, None, 0, 0
         head, middle = static_text(parts)
         fav_t, cats_t = self._tuple(favorites), self._tuple(categories)
-        self._keep(key, (head, middle, base, raw, fav_t, cats_t, at, n, ref_us, weighted))
+        self._keep(key, (head, middle, base, raw, fav_t, cats_t, times, n, ref_us, weighted))
         return vector_text(head, middle, w1, w7, w30, score, as_of_json)
 
     def _tuple(self, categories: frozenset[str]) -> tuple[str, ...]:
@@ -121,8 +156,16 @@ class VectorMemo:
         return found
 
     def _keep(self, key: bytes, entry: _Entry) -> None:
-        size = len(entry[RAW] or b"")
+        size = entry_bytes(entry)
         if len(self._new) >= self.capacity or self._new_bytes + size > BYTES_PER_GENERATION:
             self._old, self._new, self._new_bytes = self._new, {}, 0
         self._new[key] = entry
         self._new_bytes += size
+
+
+def entry_bytes(entry: _Entry) -> int:
+    """What an entry holds beyond its fixed-size fields: the stored bytes, the vector's
+    text, the event times kept as numbers."""
+    times = entry[TIMES]
+    kept_times = len(times) if type(times) is tuple else 0
+    return len(entry[RAW] or b"") + len(entry[HEAD]) + len(entry[MIDDLE]) + TIME_BYTES * kept_times

@@ -11,9 +11,14 @@ from streamapp.core.models import KIND_INDEX
 from streamapp.core.pair_state import (
     CHUNK_MAX,
     INLINE,
+    W1,
+    W7,
+    W30,
     Interaction,
     Outcome,
     PairState,
+    few_window_counts,
+    inline_window_counts,
     summary,
 )
 from streamapp.core.score import Scoring, top_k
@@ -159,6 +164,24 @@ def test_window_bounds_are_half_open() -> None:
     apply(state, event("c", "VIEW", NOW + timedelta(seconds=1), 2))  # future: out
     v = vector(state, NOW)
     assert (v["interactions_1d"], v["interactions_7d"], v["number_of_interactions"]) == (1, 2, 3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    offsets=st.lists(
+        st.sampled_from([0, 1, -1, W1, W7, W30, -W1, W1 + 1, W30 - 1, W30 + 1])
+        | st.integers(-40 * W1, 2 * W1),
+        max_size=12,
+    ),
+)
+def test_few_window_counts_counts_as_the_bisection_does(offsets: list[int]) -> None:
+    """The vector memo's one-pass window counts of a few times agree with the bisection
+    of sorted times, at the windows' edges too (a time exactly at as_of, or exactly a
+    window before it)."""
+    as_of = 1_700_000_000_000_000
+    times = [as_of - offset for offset in offsets]
+    assert few_window_counts(times, as_of) == inline_window_counts(sorted(times), as_of)
+    assert few_window_counts(tuple(times), as_of) == inline_window_counts(sorted(times), as_of)
 
 
 def test_top_k_orders_by_score_then_count_then_id() -> None:

@@ -147,7 +147,7 @@ def test_a_hot_pair_whose_times_spill_into_chunks_is_built_every_time() -> None:
     assert len(src.memo) == 0
 
 
-def test_the_memo_is_bounded_by_entries_and_by_stored_bytes(monkeypatch) -> None:
+def test_the_memo_is_bounded_by_entries_and_by_bytes(monkeypatch) -> None:
     from streamapp.core import vector_memo
 
     pairs = Table()
@@ -167,6 +167,4 @@ def test_the_memo_is_bounded_by_entries_and_by_stored_bytes(monkeypatch) -> None
         assert ask(src, wanted, NOW_US) == [expected(pairs, src, u, s, NOW_US) for u, s in wanted]
         for generation in (src.memo._new, src.memo._old):
             assert len(generation) <= 25
-            assert (
-                sum(len(entry[vector_memo.RAW] or b"") for entry in generation.values()) <= budget
-            )
+            assert sum(vector_memo.entry_bytes(entry) for entry in generation.values()) <= budget
