@@ -1,13 +1,15 @@
 """Where a bulk(100) query or a single GET via a serving process spends its time (issue 20).
 
     python -m bench.serve_profile [--kafka-port 29892] [--interactions 50000] [--single]
+                                  [--worker]
 
 Starts its own broker, preloads interactions, starts one worker and one serving process
 beside it, and once the worker has counted everything: 300 bulk(100) queries and 300
 `GET /health` one at a time on each (service times, p50/p99), then py-spy on the serving
 process for 8 s of back-to-back bulk queries, or single GETs with --single
-(bench/results/profile-serve.svg and .txt, with the top of the profile printed). Every
-process it starts is stopped at the end.
+(bench/results/profile-serve.svg and .txt, with the top of the profile printed); --worker
+profiles the worker answering them itself instead. Every process it starts is stopped at the
+end.
 """
 
 from __future__ import annotations
@@ -85,16 +87,17 @@ async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
     def bulk(i: int) -> dict[str, Any]:
         return bulk_body(pairs, i)
 
-    for target in (serve, worker):
+    for server in (serve, worker):
         for what, body in (("bulk(100)", bulk), ("health", None)):
-            print(f"{target.name} {what}: {await service_times(target.url, body)}")
+            print(f"{server.name} {what}: {await service_times(server.url, body)}")
+    target = worker if args.worker else serve
     svg, raw = RESULTS / "profile-serve.svg", RESULTS / "profile-serve.txt"
-    recorder = Recorder(serve.pid, args.seconds, svg, raw, reaper)
+    recorder = Recorder(target.pid, args.seconds, svg, raw, reaper)
     if not recorder.start():
         print("py-spy is not installed: no profile")
         return
     what = "single GETs" if args.single else "bulk(100) queries"
-    pool = raw_http.Pool(serve.url, 1)
+    pool = raw_http.Pool(target.url, 1)
     host = pool.host_header
     done, until = 0, time.monotonic() + args.seconds + 1
     try:
@@ -105,12 +108,12 @@ async def run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
                 request = raw_http.post_json(host, "/affinity/query", orjson.dumps(bulk(done)))
             status, _ = await pool.request(request, 30.0)
             if status != 200:
-                raise RuntimeError(f"the serving process answered {status}")
+                raise RuntimeError(f"the {target.name} answered {status}")
             done += 1
     finally:
         pool.close()
     await asyncio.to_thread(recorder.finish, 30)
-    print(f"profiled {done} {what}; {svg}, {raw}")
+    print(f"profiled {done} {what} via the {target.name}; {svg}, {raw}")
     print(json.dumps(summarise(raw, top=15), indent=1))
 
 
@@ -140,6 +143,9 @@ def main() -> None:
     worker_arguments(p)
     p.add_argument("--seconds", type=float, default=8.0, help="py-spy duration")
     p.add_argument("--single", action="store_true", help="profile single GETs, not bulk(100)")
+    p.add_argument(
+        "--worker", action="store_true", help="profile the worker, not the serving process"
+    )
     run_to_end(run, p.parse_args(), "serve-profile-")
 
 
