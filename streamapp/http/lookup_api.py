@@ -294,7 +294,7 @@ async def _bulk(node: Node, request: Any) -> web.Response:
 
         return await from_replica_only(node, users, age_s, here)
     owners = node.remote_owners(request, dict.fromkeys(user for user, _ in pairs))
-    if all(owner is None for owner in owners.values()):  # every user's data is here
+    if owners and all(owner is None for owner in owners.values()):  # every user's is here
         age = node.state_age(owners)
         answer = results_response(await node.vectors(pairs, as_of))
         return provenance.marked(answer, provenance.HELD, age)
