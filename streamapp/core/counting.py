@@ -103,8 +103,10 @@ def count_batch(
                 event.user_id,
                 event.seller_id,
                 state,
-                order_before=(
-                    seller_ranking.order_of(stored, weights, half_life_s) if stored else None
+                order_before=(  # as order_of(stored): the state is as decoded yet
+                    seller_ranking.order(state.total, state.ref_us, state.acc, weights, half_life_s)
+                    if stored
+                    else None
                 ),
             )
             chunk_loaders[key] = _chunk_loader(load_pair, key)

@@ -127,7 +127,8 @@ class PairState:
 
     @property
     def total(self) -> int:
-        return sum(self.counts)
+        c = self.counts
+        return c[0] + c[1] + c[2] + c[3]
 
     # -- binary form ---------------------------------------------------------------------
     def encode(self) -> bytes:
@@ -305,7 +306,10 @@ class PairState:
         )
 
     def window_counts(self, as_of_us: int, load: Loader) -> tuple[int, int, int]:
-        """The 1d, 7d and 30d window counts."""
+        """The 1d, 7d and 30d window counts (without chunks: one bisection for their common
+        end, as PairView's)."""
+        if not self.tchunks:
+            return inline_window_counts(self.times, as_of_us)
         count = self.window_count
         return count(as_of_us, W1, load), count(as_of_us, W7, load), count(as_of_us, W30, load)
 
