@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 FIGURES = {
-    # name: (module, common arguments, (size option, small, large), unit, units per step)
+    # name: (module, its arguments, (the size option, small, large), what one unit is)
     "bulk": (
         "bench.bulk_micro",
         ["--interactions", "10000", "--hot-pairs", "500"],

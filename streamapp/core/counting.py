@@ -27,11 +27,6 @@ def pair_key(user_id: str, seller_id: str) -> bytes:
     return f"{user_id}{PAIR_SEPARATOR}{seller_id}".encode()
 
 
-def pair_keys(pairs: list[tuple[str, str]]) -> list[bytes]:
-    """pair_key of each (user_id, seller_id), in one comprehension (a bulk query's keys)."""
-    return [f"{user_id}{PAIR_SEPARATOR}{seller_id}".encode() for user_id, seller_id in pairs]
-
-
 def user_sellers(user_id: str, scan_pairs: Scan) -> list[str]:
     """The user's sellers, in key order: the keys of the user's pairs in the pair table
     (`scan_pairs` lists the keys with a prefix), without their chunk records. No index of

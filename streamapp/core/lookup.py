@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from streamapp.core import seller_ranking
-from streamapp.core.counting import pair_key, pair_keys, user_sellers
+from streamapp.core.counting import pair_key, user_sellers
 from streamapp.core.features import feature_vector
 from streamapp.core.pair_state import PairState, summary
 from streamapp.core.score import Ranked, Scoring, decayed, top_k
@@ -107,7 +107,7 @@ async def vector_texts(src: Sources, pairs: list[tuple[str, str]], as_of_us: int
             await asyncio.sleep(0)  # someone else's turn
             since_turn = 0
         since_turn += len(group)
-        keys = pair_keys(group)
+        keys = [pair_key(u, s) for u, s in group]
         raws = read_many(partition, keys)
         favs = []
         for user_id, _ in group:
