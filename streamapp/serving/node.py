@@ -161,7 +161,7 @@ class ServeNode:
             raise not_ready("the worker is not ready, retry shortly")
         home, local = self.home, self.pairs.dbs
         return {
-            user: None if home(user) in local else self._owner_of(request, home(user))
+            user: None if (partition := home(user)) in local else self._owner_of(request, partition)
             for user in user_ids
         }
 

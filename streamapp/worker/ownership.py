@@ -58,24 +58,23 @@ class PartitionOwners:
 partition_owners = PartitionOwners()
 
 
-def owner(user_id: str) -> URL | None:
-    """The owner's base URL, or None when this worker owns the user."""
-    urls = partition_owners.now()
-    partition = tables.home_partition(user_id)
-    if partition not in urls:
-        raise not_ready("partitions are being assigned, retry shortly")
-    return urls[partition]
-
-
-def remote_owner(request: Any, user_id: str) -> URL | None:
-    """Where to forward `request` for `user_id`, or None to serve it here."""
+def remote_owners(request: Any, user_ids: Iterable[str]) -> dict[str, URL | None]:
+    """Where to forward `request` for each user: the owner's base URL, or None to serve it
+    here. The assignment and the request's headers are read once for all of them."""
     if app.should_stop:  # a forward would race the stop closing the HTTP client
         raise not_ready("this worker is stopping, retry shortly")
-    url = owner(user_id)
-    if url is not None and forwarder.internal(request) is not None:
-        # The sender thought we own it: assignments are moving. Never ping-pong.
+    urls = partition_owners.now()
+    home = tables.home_partition
+    owners: dict[str, URL | None] = {}
+    for user in user_ids:
+        partition = home(user)
+        if partition not in urls:
+            raise not_ready("partitions are being assigned, retry shortly")
+        owners[user] = urls[partition]
+    if forwarder.internal(request) is not None and any(u is not None for u in owners.values()):
+        # The sender thought we own them: assignments are moving. Never ping-pong.
         raise HTTPError(503, "partition ownership is moving, retry shortly", {"Retry-After": "1"})
-    return url
+    return owners
 
 
 def other_workers(owner: URL) -> list[URL]:

@@ -71,13 +71,15 @@ class WorkerNode:
     )
 
     def remote_owner(self, request: Any, user_id: str) -> URL | None:
-        return ownership.remote_owner(request, user_id)
+        return ownership.remote_owners(request, (user_id,))[user_id]
 
     def remote_owners(self, request: Any, user_ids: Iterable[str]) -> dict[str, URL | None]:
-        return {user: ownership.remote_owner(request, user) for user in user_ids}
+        return ownership.remote_owners(request, user_ids)
 
     def state_age(self, user_ids: Iterable[str]) -> float | None:
-        return readiness.state_age({tables.home_partition(user) for user in user_ids})
+        # The users' partitions matter only while not ready: computed only then.
+        home = tables.home_partition
+        return readiness.state_age(home(user) for user in user_ids)
 
     def holds_replica(self, user_ids: Iterable[str]) -> bool:
         return ready() and ownership.holds_replica(user_ids)

@@ -81,6 +81,31 @@ def owner_of(user: str, workers: list[Worker]) -> Worker:
     return owners[0]
 
 
+def signed_bulk_is_answered_by_the_owner_only(
+    workers: list[Worker], owners: dict[str, Worker], pairs: list[tuple[str, str]]
+) -> None:
+    """A forwarded (signed) bulk part is answered by the worker that owns all its users; one
+    that owns none or only some says 503 rather than forwarding it again (a ping-pong
+    while assignments move)."""
+    key = derive_key(SECRET, "", "")
+    now = datetime.now(UTC)
+    as_of = int(now.timestamp() * 1_000_000)
+    for w in workers:
+        own = [p for p in pairs if owners[p[0]] is w]
+        other = [p for p in pairs if owners[p[0]] is not w]
+        for part, served in ((own, True), (other, False), (own[:1] + other[:1], False)):
+            headers = sign(key, "POST", "/affinity/query", as_of, now.timestamp())
+            body = {"pairs": [{"user_id": u, "seller_id": s} for u, s in part]}
+            status, answer = w.post("/affinity/query", body, headers=headers)
+            if served:
+                assert status == 200, (w.name, answer)
+                got = [(r["user_id"], r["seller_id"]) for r in answer["results"]]
+                assert got == part
+            else:
+                assert status == 503, (w.name, part, answer)
+                assert answer == {"error": "partition ownership is moving, retry shortly"}
+
+
 def test_ids_with_path_characters_on_two_workers(
     bootstrap: str, workers: list[Worker], tmp_path: Path
 ) -> None:
@@ -105,6 +130,7 @@ def test_ids_with_path_characters_on_two_workers(
     wait_until(all_counted, 120, interval=0.5, what="every interaction counted on both")
     owners = {user: owner_of(user, both) for user in USERS}
     assert set(owners.values()) == set(both), "each worker should own some of the users"
+    signed_bulk_is_answered_by_the_owner_only(both, owners, pairs)
 
     for w in both:
         # The bulk query is split by owner and forwarded in parts.
