@@ -4,12 +4,12 @@ serving process (serving/node.py) each give it their own HTTP client."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web as aiohttp_web
 from yarl import URL
 
@@ -140,14 +140,20 @@ class Forwarder:
     ) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """Part of a bulk query, answered by its owner at the same as_of; with the owner's
         headers the answer keeps (provenance.py)."""
-        body = json.dumps({"pairs": pairs}).encode()
+        body = orjson.dumps({"pairs": pairs})
         url = base.with_path("/affinity/query")
         headers = {
             **self._headers(request, "POST", url, as_of_us, replica_age_s),
             "Content-Type": "application/json",
         }
         status, payload, _, extra = await self._call("POST", url, headers, body)
-        answer = json.loads(payload)
-        if status != 200:
-            raise HTTPError(status, answer.get("error", "owner failed"), extra)
-        return answer["results"], extra
+        try:
+            answer = orjson.loads(payload)
+            if status == 200:
+                return answer["results"], extra
+            message = answer["error"]
+        except (ValueError, TypeError, KeyError):  # not our JSON: a proxy's page, say
+            raise not_ready(
+                f"owner {url.host}:{url.port} gave an unreadable answer ({status}), retry shortly"
+            ) from None
+        raise HTTPError(status, message, extra)

@@ -7,10 +7,11 @@ import asyncio
 
 import aiohttp
 import pytest
+from aiohttp import web
 from yarl import URL
 
 from streamapp.http.errors import NOT_READY_HEADER, HTTPError
-from streamapp.http.forwarding import call
+from streamapp.http.forwarding import Forwarder, call
 
 
 def test_a_stopping_process_and_an_unreachable_owner_are_503() -> None:
@@ -49,3 +50,51 @@ def test_other_runtime_errors_are_not_hidden() -> None:
 
     with pytest.raises(RuntimeError, match="a bug"):
         asyncio.run(run())
+
+
+def test_a_forwarded_part_gets_the_owners_results_its_errors_or_a_503() -> None:
+    """The owner's results and its JSON errors pass through; an answer that is not the
+    owner's JSON (a proxy's error page) is a 503 to retry, not a 500."""
+    answers = {  # what the owner says to each forwarded part, in turn
+        "ok": lambda: web.json_response({"results": [{"user_id": "u", "seller_id": "s"}]}),
+        "error": lambda: web.json_response({"error": "too many pairs"}, status=413),
+        "page": lambda: web.Response(text="<html>bad gateway</html>", status=502),
+        "other": lambda: web.json_response({"something": "else"}),
+    }
+    turn = iter(answers.values())
+
+    class Request:  # the client's request being forwarded
+        headers: dict[str, str] = {}
+
+    async def run() -> dict[str, object]:
+        async def owner(request: web.Request) -> web.Response:
+            return next(turn)()
+
+        app = web.Application()
+        app.router.add_post("/affinity/query", owner)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        out: dict[str, object] = {}
+        async with aiohttp.ClientSession() as client:
+            forwarder = Forwarder(b"k" * 32, lambda: client)
+            for case in answers:
+                try:
+                    out[case] = await forwarder.forward_query(
+                        Request(), URL(f"http://127.0.0.1:{port}"), [], 1
+                    )
+                except HTTPError as exc:
+                    out[case] = exc
+        await runner.cleanup()
+        return out
+
+    out = asyncio.run(asyncio.wait_for(run(), 30))
+    assert out["ok"] == ([{"user_id": "u", "seller_id": "s"}], {})
+    error = out["error"]
+    assert isinstance(error, HTTPError) and (error.status, error.message) == (413, "too many pairs")
+    for case in ("page", "other"):
+        exc = out[case]
+        assert isinstance(exc, HTTPError) and exc.status == 503, (case, exc)
+        assert "unreadable answer" in exc.message and exc.headers[NOT_READY_HEADER] == "1"
