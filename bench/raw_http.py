@@ -16,7 +16,7 @@ import asyncio
 import resource
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from bench.common import proc_cpu_s, summary_ms
@@ -178,24 +178,47 @@ async def one_at_a_time(
     server's CPU per request over all of them (server_cpu_ms: /proc, 10 ms ticks), which
     neither the client's time nor the machine's noise blurs. RuntimeError on an answer
     other than 200."""
-    pool = Pool(url, 1)
-    times: list[float] = []
-    cpu0 = proc_cpu_s(pid) if pid else None
+    return (await interleaved([Stream(url, build, pid)], count, warm_up))[0]
+
+
+class Stream(NamedTuple):
+    """One kind of request of interleaved(): where to, how to build request i, and the
+    server's pid for its CPU (None: not measured)."""
+
+    url: str
+    build: Callable[[str, int], bytes]
+    pid: int | None = None
+
+
+async def interleaved(streams: list[Stream], count: int, warm_up: int = 10) -> list[dict[str, Any]]:
+    """one_at_a_time() of several streams in turns (request i of each, then request i + 1
+    of each, ...), one request in flight at a time: each stream's summary, as one_at_a_time
+    gives it. Turns put two servers' requests in the same seconds, so a burst of the
+    machine's noise falls on both: a ratio of two of their figures is not a comparison of
+    two different minutes. The servers' CPU is per pid, so streams to one server share it."""
+    pools = [Pool(stream.url, 1) for stream in streams]
+    times: list[list[float]] = [[] for _ in streams]
+    cpu0 = [proc_cpu_s(stream.pid) if stream.pid else None for stream in streams]
     try:
         for i in range(warm_up + count):
-            request = build(pool.host_header, i)
-            began = time.monotonic()
-            status, _ = await pool.request(request, 30.0)
-            if status != 200:
-                raise RuntimeError(f"{url} answered {status}")
-            if i >= warm_up:  # the first ones open the connection and warm caches
-                times.append(time.monotonic() - began)
+            for n, (stream, pool) in enumerate(zip(streams, pools, strict=True)):
+                request = stream.build(pool.host_header, i)
+                began = time.monotonic()
+                status, _ = await pool.request(request, 30.0)
+                if status != 200:
+                    raise RuntimeError(f"{stream.url} answered {status}")
+                if i >= warm_up:  # the first ones open the connection and warm caches
+                    times[n].append(time.monotonic() - began)
     finally:
-        pool.close()
-    out = summary_ms(times, (50, 99))
-    cpu1 = proc_cpu_s(pid) if pid else None
-    if cpu0 is not None and cpu1 is not None:
-        out["server_cpu_ms"] = round((cpu1 - cpu0) * 1000 / (warm_up + count), 3)
+        for pool in pools:
+            pool.close()
+    out = []
+    for stream, took, before in zip(streams, times, cpu0, strict=True):
+        summary = summary_ms(took, (50, 99))
+        after = proc_cpu_s(stream.pid) if stream.pid else None
+        if before is not None and after is not None:
+            summary["server_cpu_ms"] = round((after - before) * 1000 / (warm_up + count), 3)
+        out.append(summary)
     return out
 
 

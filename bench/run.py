@@ -42,10 +42,11 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -533,11 +534,14 @@ async def service_times(
     tops: int = 300,
     url: str = "",
     pid: int | None = None,
+    floor: Floor | None = None,
 ) -> dict[str, Any]:
     """Closed loop, one request at a time, nothing else running: what one request costs
     (at `url`: the worker unless given), and with `pid` the server's CPU per request
     (server_cpu_ms: from /proc, 10 ms ticks over all of a mode's requests), which the
-    client's own time and the machine's noise do not blur."""
+    client's own time and the machine's noise do not blur. With `floor` (the web floor's
+    requests), each mode's requests take turns with the floor's, and the mode gets the
+    floor's figures of those same seconds (`web_floor`)."""
     assert ctx.worker is not None or url
     url = url or ctx.worker.url  # type: ignore[union-attr]
     pairs = ctx.lookup_pairs
@@ -564,10 +568,14 @@ async def service_times(
         ("top", tops, top_k),
     ):
         if count:
+            streams = [raw_http.Stream(url, build, pid), *([floor.requests] if floor else [])]
             try:
-                out[mode] = await raw_http.one_at_a_time(url, build, count, pid=pid)
+                timed = await raw_http.interleaved(streams, count)
             except RuntimeError as exc:
                 raise RuntimeError(f"{mode} lookup: {exc}") from None
+            out[mode] = timed[0]
+            if floor:
+                out[mode]["web_floor"] = timed[1]
     return out
 
 
@@ -957,39 +965,36 @@ async def lookups_with_ingest(
     if serve is not None:
         targets.append(("serve", serve))
     out["service_times"] = []
-    for via, target in targets:
-        cpu = CpuWindow(pid=target.pid).start()
-        try:
-            svc = {"via": via, **await service_times(ctx, url=target.url, pid=target.pid)}
-        except SERVE_ERRORS as exc:
-            if target is worker:
-                raise
-            serve_failed(out, serve, exc)
-            serve = None
-            targets = targets[:1]
-            break
-        svc["cpu"] = cpu.stop()
-        out["service_times"].append(svc)
-        log(f"service times via {via} (idle, one at a time): {svc}")
+    async with web_floor(ctx, targets[-1][1].url) as floor:
+        for via, target in targets:
+            cpu = CpuWindow(pid=target.pid).start()
+            try:
+                svc = {
+                    "via": via,
+                    **await service_times(ctx, url=target.url, pid=target.pid, floor=floor),
+                }
+            except SERVE_ERRORS as exc:
+                if target is worker:
+                    raise
+                serve_failed(out, serve, exc)
+                serve = None
+                targets = targets[:1]
+                break
+            svc["cpu"] = cpu.stop()
+            against_floor(svc)
+            out["service_times"].append(svc)
+            log(f"service times via {via} (idle, one at a time): {svc}")
     out["service_time_ms"] = out["service_times"][0]  # the worker's (older readers)
-    try:
-        out["web_floor"] = await web_floor(ctx, targets[-1][1].url)
-        floor_p99 = out["web_floor"]["p99"]
-        for svc in out["service_times"]:
-            svc["p99_to_web_floor"] = {
-                mode: round(svc[mode]["p99"] / floor_p99, 2)
-                for mode in ("single", "bulk", "bulk_again", "top")
-                if svc.get(mode, {}).get("p99") and floor_p99
-            }
-            if svc.get("bulk", {}).get("p99") is not None and floor_p99:
-                svc["bulk_p99_over_web_floor_ms"] = round(svc["bulk"]["p99"] - floor_p99, 3)
-            if svc.get("bulk_again", {}).get("p99") is not None and floor_p99:
-                svc["bulk_again_p99_over_web_floor_ms"] = round(
-                    svc["bulk_again"]["p99"] - floor_p99, 3
-                )
-        log(f"web floor (one at a time): {out['web_floor']}")
-    except (OSError, RuntimeError, aiohttp.ClientError) as exc:
-        out["web_floor"] = {"error": str(exc)}
+    if floor is not None:
+        # The reference of the single-lookup target: the floor beside the last target's
+        # single lookups (the serving process's when there is one).
+        out["web_floor"] = {
+            "body_bytes": floor.body_bytes,
+            **out["service_times"][-1]["single"]["web_floor"],
+        }
+        log(f"web floor (one at a time, in turns with the lookups): {out['web_floor']}")
+    else:
+        out["web_floor"] = {"error": "bench.web_floor did not start (see web-floor.log)"}
     if serve is not None:
         try:
             info["processes"] = await serve_processes(ctx, serve)
@@ -1095,9 +1100,11 @@ async def lookups_with_ingest(
             serve_failed(out, serve, exc)
 
 
-async def web_floor(ctx: Ctx, like: str, requests: int = 300) -> dict[str, Any]:
-    """The service time of bench/web_floor.py's handler (a pre-encoded body the size of a
-    single answer of `like`), one request at a time like service_times()."""
+@contextlib.asynccontextmanager
+async def web_floor(ctx: Ctx, like: str) -> AsyncIterator[Floor | None]:
+    """bench/web_floor.py's server (a pre-encoded body the size of a single answer of
+    `like`), running for the block: its requests, to take turns with the lookups'
+    (service_times), or None when it did not start."""
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
         session.get(f"{like}/affinity/{ctx.lookup_pairs[0][0]}/{ctx.lookup_pairs[0][1]}") as resp,
@@ -1116,17 +1123,36 @@ async def web_floor(ctx: Ctx, like: str, requests: int = 300) -> dict[str, Any]:
     )
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)  # type: ignore[union-attr]
-        if not line:
-            raise RuntimeError("bench.web_floor did not start (see web-floor.log)")
-        timed = await raw_http.one_at_a_time(
-            f"http://127.0.0.1:{port}",
-            lambda host, i: raw_http.get(host, "/floor"),
-            requests,
-            pid=proc.pid,
-        )
-        return {"body_bytes": size, **timed}
+        url = f"http://127.0.0.1:{port}"
+        yield Floor(raw_http.Stream(url, floor_request, proc.pid), size) if line else None
     finally:
         stop_process(proc, group=True, timeout=10)
+
+
+class Floor(NamedTuple):
+    requests: raw_http.Stream
+    body_bytes: int
+
+
+def floor_request(host: str, i: int) -> bytes:
+    return raw_http.get(host, "/floor")
+
+
+def against_floor(svc: dict[str, Any]) -> None:
+    """Each mode's p99 as a ratio to the web floor's p99 of the same seconds (and bulk's as
+    a difference): what a lookup costs beyond the web layer itself."""
+    ratios, floors = {}, {}
+    for mode in ("single", "bulk", "bulk_again", "top"):
+        timed = svc.get(mode, {})
+        floor_p99 = timed.get("web_floor", {}).get("p99")
+        if timed.get("p99") is not None and floor_p99:
+            ratios[mode] = round(timed["p99"] / floor_p99, 2)
+            floors[mode] = floor_p99
+    if ratios:
+        svc["p99_to_web_floor"] = ratios
+    for mode in ("bulk", "bulk_again"):
+        if mode in floors:
+            svc[f"{mode}_p99_over_web_floor_ms"] = round(svc[mode]["p99"] - floors[mode], 3)
 
 
 async def closed_loop(ctx: Ctx, url: str, seconds: float, connections: int = 16) -> dict[str, Any]:

@@ -93,3 +93,23 @@ async def test_timeout_and_closing_server(server: tuple[str, list[str]]) -> None
         assert (status, orjson.loads(body)) == (200, {"path": "x"})
     finally:
         pool.close()
+
+
+async def test_interleaved_streams_take_turns(server: tuple[str, list[str]]) -> None:
+    """Request i of each stream, then request i + 1 of each: the server sees them in turns,
+    and each stream's summary counts its own requests only."""
+    url, peers = server
+
+    def echo(tag: str) -> raw_http.Stream:
+        return raw_http.Stream(url, lambda host, i: raw_http.get(host, f"/echo/{tag}{i}"))
+
+    a, b = await raw_http.interleaved([echo("a"), echo("b")], count=5, warm_up=2)
+    assert a["n"] == b["n"] == 5
+    assert "server_cpu_ms" not in a  # no pid given
+    assert len(peers) == 14 and len(set(peers)) == 2  # a connection of each stream, kept
+    first = peers[0]
+    assert peers == [p for _ in range(7) for p in (first, next(q for q in peers if q != first))]
+    with pytest.raises(RuntimeError, match="answered 404"):
+        await raw_http.interleaved(
+            [echo("a"), raw_http.Stream(url, lambda h, i: raw_http.get(h, "/no"))], 1
+        )
