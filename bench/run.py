@@ -529,9 +529,9 @@ async def profile_lookups(ctx: Ctx, seconds: float) -> None:
 
 async def service_times(
     ctx: Ctx,
-    singles: int = 300,
+    singles: int = 1000,
     bulks: int = 300,
-    tops: int = 300,
+    tops: int = 1000,
     url: str = "",
     pid: int | None = None,
     floor: Floor | None = None,
