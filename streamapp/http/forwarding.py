@@ -4,6 +4,7 @@ serving process (serving/node.py) each give it their own HTTP client."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,9 @@ def forward_path(request: Any) -> str:
     decoded ("/affinity/./s/dot" for the ids "." and "s/dot"), and a URL built from it loses
     dot segments and the boundaries of ids with '/' or '?'."""
     return fill_path(request.match_info.route.resource.canonical, dict(request.match_info))
+
+
+log = logging.getLogger(__name__)
 
 
 async def call(
@@ -149,11 +153,12 @@ class Forwarder:
         status, payload, _, extra = await self._call("POST", url, headers, body)
         try:
             answer = orjson.loads(payload)
-            if status == 200:
-                return answer["results"], extra
-            message = answer["error"]
-        except (ValueError, TypeError, KeyError):  # not our JSON: a proxy's page, say
+        except ValueError:  # not JSON: a proxy's error page, say; the owner cannot answer
+            log.warning("owner %s:%s answered %d without JSON", url.host, url.port, status)
             raise not_ready(
                 f"owner {url.host}:{url.port} gave an unreadable answer ({status}), retry shortly"
             ) from None
-        raise HTTPError(status, message, extra)
+        if status != 200:
+            error = answer.get("error") if isinstance(answer, dict) else None
+            raise HTTPError(status, error if isinstance(error, str) else "owner failed", extra)
+        return answer["results"], extra  # our own answer (any other shape is a bug: a 500)

@@ -123,10 +123,10 @@ class ServeNode:
         return set(self.pairs.dbs)
 
     def worker_alive(self) -> bool:
-        """Whether the worker of the serving map runs. Asked for every user of a bulk
-        query (remote_owner), where a signal-0 each time took 9 % of the serving process's
-        CPU: a live answer is believed for ALIVE_CHECK_S, so a worker's death is noticed
-        within that (its state on disk is as it left it meanwhile)."""
+        """Whether the worker of the serving map runs. Asked for every lookup (is_ready),
+        where a signal-0 each time once took 9 % of the serving process's CPU: a live answer
+        is believed for ALIVE_CHECK_S, so a worker's death is noticed within that (its
+        state on disk is as it left it meanwhile)."""
         if self.map is None:
             return False
         pid, now = self.map.worker_pid, time.monotonic()

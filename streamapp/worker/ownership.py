@@ -60,20 +60,27 @@ partition_owners = PartitionOwners()
 
 def remote_owners(request: Any, user_ids: Iterable[str]) -> dict[str, URL | None]:
     """Where to forward `request` for each user: the owner's base URL, or None to serve it
-    here. The assignment and the request's headers are read once for all of them."""
+    here. The stop, the assignment and the request's headers are read once; the checks run
+    user by user, in order, as one user's would (no user: nothing to check)."""
+    owners: dict[str, URL | None] = {}
+    users = list(user_ids)
+    if not users:
+        return owners
     if app.should_stop:  # a forward would race the stop closing the HTTP client
         raise not_ready("this worker is stopping, retry shortly")
     urls = partition_owners.now()
     home = tables.home_partition
-    owners: dict[str, URL | None] = {}
-    for user in user_ids:
+    internal = forwarder.internal(request) is not None
+    for user in users:
         partition = home(user)
         if partition not in urls:
             raise not_ready("partitions are being assigned, retry shortly")
-        owners[user] = urls[partition]
-    if forwarder.internal(request) is not None and any(u is not None for u in owners.values()):
-        # The sender thought we own them: assignments are moving. Never ping-pong.
-        raise HTTPError(503, "partition ownership is moving, retry shortly", {"Retry-After": "1"})
+        url = owners[user] = urls[partition]
+        if url is not None and internal:
+            # The sender thought we own it: assignments are moving. Never ping-pong.
+            raise HTTPError(
+                503, "partition ownership is moving, retry shortly", {"Retry-After": "1"}
+            )
     return owners
 
 
