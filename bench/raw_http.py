@@ -181,6 +181,14 @@ async def one_at_a_time(
     return (await interleaved([Stream(url, build, pid)], count, warm_up))[0]
 
 
+class StreamFailed(RuntimeError):
+    """A request of stream number `index` of interleaved() failed."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
 class Stream(NamedTuple):
     """One kind of request of interleaved(): where to, how to build request i, and the
     server's pid for its CPU (None: not measured)."""
@@ -204,9 +212,12 @@ async def interleaved(streams: list[Stream], count: int, warm_up: int = 10) -> l
             for n, (stream, pool) in enumerate(zip(streams, pools, strict=True)):
                 request = stream.build(pool.host_header, i)
                 began = time.monotonic()
-                status, _ = await pool.request(request, 30.0)
+                try:
+                    status, _ = await pool.request(request, 30.0)
+                except (OSError, HTTPFailure) as exc:  # TimeoutError is an OSError
+                    raise StreamFailed(n, f"{stream.url}: {exc!r}") from None
                 if status != 200:
-                    raise RuntimeError(f"{stream.url} answered {status}")
+                    raise StreamFailed(n, f"{stream.url} answered {status}")
                 if i >= warm_up:  # the first ones open the connection and warm caches
                     times[n].append(time.monotonic() - began)
     finally:

@@ -571,8 +571,16 @@ async def service_times(
             streams = [raw_http.Stream(url, build, pid), *([floor.requests] if floor else [])]
             try:
                 timed = await raw_http.interleaved(streams, count)
-            except RuntimeError as exc:
-                raise RuntimeError(f"{mode} lookup: {exc}") from None
+            except raw_http.StreamFailed as exc:
+                if exc.index == 0:
+                    raise RuntimeError(f"{mode} lookup: {exc}") from None
+                # The floor failed, not the lookup: this mode again alone, the rest too.
+                log(f"web floor failed during {mode} lookups ({exc}): timed without it")
+                floor = None
+                try:
+                    timed = [await raw_http.one_at_a_time(url, build, count, pid=pid)]
+                except RuntimeError as again:
+                    raise RuntimeError(f"{mode} lookup: {again}") from None
             out[mode] = timed[0]
             if floor:
                 out[mode]["web_floor"] = timed[1]
@@ -985,7 +993,8 @@ async def lookups_with_ingest(
             out["service_times"].append(svc)
             log(f"service times via {via} (idle, one at a time): {svc}")
     out["service_time_ms"] = out["service_times"][0]  # the worker's (older readers)
-    if floor is not None:
+    if "web_floor" in out["service_times"][-1].get("single", {}):
+        assert floor is not None
         # The reference of the single-lookup target: the floor beside the last target's
         # single lookups (the serving process's when there is one).
         out["web_floor"] = {
@@ -994,7 +1003,7 @@ async def lookups_with_ingest(
         }
         log(f"web floor (one at a time, in turns with the lookups): {out['web_floor']}")
     else:
-        out["web_floor"] = {"error": "bench.web_floor did not start (see web-floor.log)"}
+        out["web_floor"] = {"error": "bench.web_floor did not start or failed (web-floor.log)"}
     if serve is not None:
         try:
             info["processes"] = await serve_processes(ctx, serve)
@@ -1105,28 +1114,42 @@ async def web_floor(ctx: Ctx, like: str) -> AsyncIterator[Floor | None]:
     """bench/web_floor.py's server (a pre-encoded body the size of a single answer of
     `like`), running for the block: its requests, to take turns with the lookups'
     (service_times), or None when it did not start."""
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
-        session.get(f"{like}/affinity/{ctx.lookup_pairs[0][0]}/{ctx.lookup_pairs[0][1]}") as resp,
-    ):
-        size = len(await resp.read())
-    port = free_port()
-    proc = ctx.reaper.add(
-        subprocess.Popen(
-            [sys.executable, "-m", "bench.web_floor", "--port", str(port), "--bytes", str(size)],
-            cwd=ROOT,
-            env=clean_env(),
-            stdout=subprocess.PIPE,
-            stderr=(ctx.workdir / "web-floor.log").open("ab"),
-            start_new_session=True,
-        )
-    )
+    floor, proc = None, None
     try:
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)  # type: ignore[union-attr]
-        url = f"http://127.0.0.1:{port}"
-        yield Floor(raw_http.Stream(url, floor_request, proc.pid), size) if line else None
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.get(f"{like}/affinity/{ctx.lookup_pairs[0][0]}/{ctx.lookup_pairs[0][1]}") as r,
+        ):
+            size = len(await r.read())
+        port = free_port()
+        proc = ctx.reaper.add(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.web_floor",
+                    "--port",
+                    str(port),
+                    "--bytes",
+                    str(size),
+                ],
+                cwd=ROOT,
+                env=clean_env(),
+                stdout=subprocess.PIPE,
+                stderr=(ctx.workdir / "web-floor.log").open("ab"),
+                start_new_session=True,
+            )
+        )
+        if await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30):  # type: ignore[union-attr]
+            url = f"http://127.0.0.1:{port}"
+            floor = Floor(raw_http.Stream(url, floor_request, proc.pid), size)
+    except (OSError, RuntimeError, aiohttp.ClientError) as exc:  # TimeoutError is an OSError
+        log(f"web floor: not started ({exc!r})")
+    try:
+        yield floor
     finally:
-        stop_process(proc, group=True, timeout=10)
+        if proc is not None:
+            stop_process(proc, group=True, timeout=10)
 
 
 class Floor(NamedTuple):

@@ -109,7 +109,7 @@ async def test_interleaved_streams_take_turns(server: tuple[str, list[str]]) -> 
     assert len(peers) == 14 and len(set(peers)) == 2  # a connection of each stream, kept
     first = peers[0]
     assert peers == [p for _ in range(7) for p in (first, next(q for q in peers if q != first))]
-    with pytest.raises(RuntimeError, match="answered 404"):
-        await raw_http.interleaved(
-            [echo("a"), raw_http.Stream(url, lambda h, i: raw_http.get(h, "/no"))], 1
-        )
+    missing = raw_http.Stream(url, lambda h, i: raw_http.get(h, "/no"))
+    with pytest.raises(raw_http.StreamFailed, match="answered 404") as failed:
+        await raw_http.interleaved([echo("a"), missing], 1)
+    assert failed.value.index == 1  # which stream failed: the floor's or the lookup's
