@@ -18,6 +18,8 @@ from streamapp.http import internal_auth, provenance
 from streamapp.http.errors import NOT_READY_HEADER, HTTPError, not_ready
 from streamapp.http.request_input import fill_path
 
+log = logging.getLogger(__name__)
+
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 _INTERNAL = "streamapp.internal"  # where authenticate() leaves its verdict on the request
 # An owner's headers that its answer keeps on the way back to the client.
@@ -34,9 +36,6 @@ def forward_path(request: Any) -> str:
     decoded ("/affinity/./s/dot" for the ids "." and "s/dot"), and a URL built from it loses
     dot segments and the boundaries of ids with '/' or '?'."""
     return fill_path(request.match_info.route.resource.canonical, dict(request.match_info))
-
-
-log = logging.getLogger(__name__)
 
 
 async def call(
