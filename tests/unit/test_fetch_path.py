@@ -577,7 +577,7 @@ async def test_a_commit_of_0_is_sought_like_any_other() -> None:
 
 def test_every_correction_is_installed() -> None:
     """The tests above call the corrections directly; this one checks that faust runs them."""
-    from aiokafka.consumer.fetcher import FetchResult
+    from aiokafka.consumer.fetcher import Fetcher, FetchResult
     from faust.tables.recovery import Recovery
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -600,6 +600,7 @@ def test_every_correction_is_installed() -> None:
             AIOKafkaConsumerThread,
             "_create_worker_consumer",
         ): faust_fixes._create_worker_consumer,
+        (Fetcher, "_get_actions_per_node"): faust_fixes._actions_per_node,
     }
     missing = [
         f"{cls.__name__}.{name}"
@@ -716,3 +717,37 @@ async def test_a_collected_undecodable_batch_is_set_aside_and_the_records_go_on(
     # comes back still undecodable), so the watchdog's refetch may resume it.
     faust_fixes._on_revoked(consumer, {TP})
     assert faust_fixes.ledger(consumer).undecodable == {}
+
+
+def test_a_fetch_waits_long_only_when_it_holds_every_partition_faust_reads() -> None:
+    """A fetch that leaves out a partition faust reads (its records still buffered) waits
+    FETCH_MAX_WAIT_MS, so that partition is fetched again soon after it is drained (issue
+    19); one that holds all of them, faust's paused ones aside, waits FETCH_IDLE_WAIT_MS.
+    Per broker: a fetch to one node is judged by that node's partitions."""
+    from aiokafka.protocol.fetch import FetchRequest
+    from aiokafka.structs import TopicPartition
+
+    def fetch(*tps: TopicPartition) -> Any:
+        by_topic: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+        for tp in tps:
+            by_topic[tp.topic].append((tp.partition, 0, 1_048_576))
+        return FetchRequest(faust_fixes.FETCH_MAX_WAIT_MS, 1, 52_428_800, 1, list(by_topic.items()))
+
+    src = [TopicPartition("interactions", p) for p in range(3)]
+    log = [TopicPartition("pairs-changelog", p) for p in range(3)]
+    assigned = [(tp, 1) for tp in src + log]
+    paused = {faust.types.TP(tp.topic, tp.partition) for tp in log}  # faust's own TP type
+
+    def waits(requests: list[tuple[int, Any]], faust_paused: set) -> list[int]:
+        faust_fixes.wait_longer_when_whole(requests, assigned, faust_paused)
+        return [request._max_wait_ms for _, request in requests]
+
+    idle, short = faust_fixes.FETCH_IDLE_WAIT_MS, faust_fixes.FETCH_MAX_WAIT_MS
+    assert waits([(1, fetch(*src, *log))], set()) == [idle]  # everything held
+    assert waits([(1, fetch(*src))], paused) == [idle]  # the changelogs: faust's paused
+    assert waits([(1, fetch(*src))], set()) == [short]  # changelogs buffered, read by faust
+    assert waits([(1, fetch(*src[1:]))], paused) == [short]  # a source partition buffered
+    # Two brokers: node 2 holds source partition 2; each fetch answers for its own node.
+    assigned[2] = (src[2], 2)
+    assert waits([(1, fetch(*src[:2])), (2, fetch())], paused) == [idle, short]
+    assert waits([(1, fetch(src[0])), (2, fetch(src[2]))], paused) == [short, idle]
