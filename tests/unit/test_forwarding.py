@@ -12,6 +12,7 @@ from yarl import URL
 
 from streamapp.http.errors import NOT_READY_HEADER, HTTPError
 from streamapp.http.forwarding import Forwarder, call
+from tests.unit.local_http import serving
 
 
 def test_a_stopping_process_and_an_unreachable_owner_are_503() -> None:
@@ -74,22 +75,14 @@ def test_a_forwarded_part_gets_the_owners_results_its_errors_or_a_503() -> None:
 
         app = web.Application()
         app.router.add_post("/affinity/query", owner)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         out: dict[str, object] = {}
-        async with aiohttp.ClientSession() as client:
+        async with serving(app) as url, aiohttp.ClientSession() as client:
             forwarder = Forwarder(b"k" * 32, lambda: client)
             for case in answers:
                 try:
-                    out[case] = await forwarder.forward_query(
-                        Request(), URL(f"http://127.0.0.1:{port}"), [], 1
-                    )
+                    out[case] = await forwarder.forward_query(Request(), URL(url), [], 1)
                 except HTTPError as exc:
                     out[case] = (exc.status, exc.message, exc.headers)
-        await runner.cleanup()
         return out
 
     out = asyncio.run(asyncio.wait_for(run(), 30))

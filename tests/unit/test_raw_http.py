@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from bench import raw_http
+from tests.unit.local_http import serving
 
 BIG = b"x" * 300_000  # arrives in many reads
 
@@ -44,15 +45,8 @@ async def server() -> AsyncIterator[tuple[str, list[str]]]:
     app.router.add_get("/big", big)
     app.router.add_get("/slow", slow)
     app.router.add_get("/close", closing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", peers
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url, peers
 
 
 async def test_get_post_and_reuse(server: tuple[str, list[str]]) -> None:
