@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -134,6 +135,65 @@ class CpuWindow:
                     100.0 * (now - self.proc0) / wall, 1
                 )
         return self.result
+
+
+def thread_sched_s(pid: int, tid: int) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds runnable but waiting for one) of one thread of a process
+    (/proc/<pid>/task/<tid>/schedstat)."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            ran, waited = f.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return int(ran) / 1e9, int(waited) / 1e9
+
+
+class MainThreadIdle:
+    """How a process's main thread (its event loop) spent windows of `every` seconds, for the
+    first `seconds` after start(): on a CPU, runnable but waiting for one (a busy machine),
+    or idle. While records arrive every fraction of a millisecond, a window in which the
+    loop was idle for more than IDLE_ABOVE of the time is a worker idle while work waits:
+    that is how faust_fixes 15. was found (docs/performance.md)."""
+
+    IDLE_ABOVE = 0.9
+
+    def __init__(self, pid: int, seconds: float, every: float = 0.25) -> None:
+        self.pid, self.seconds, self.every = pid, seconds, every
+        self.windows: list[tuple[float, float]] = []  # (share on a CPU, share waiting)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="main-thread-idle")
+
+    def start(self) -> MainThreadIdle:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        last, at = thread_sched_s(self.pid, self.pid), time.monotonic()
+        end = at + self.seconds
+        while not self._stop.wait(self.every) and last is not None:
+            now, t = thread_sched_s(self.pid, self.pid), time.monotonic()
+            if now is None or t > end:
+                return
+            wall = max(t - at, 1e-9)
+            self.windows.append(((now[0] - last[0]) / wall, (now[1] - last[1]) / wall))
+            last, at = now, t
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join(5)
+        windows = self.windows
+        n = len(windows)
+
+        def pct(values: list[float]) -> float | None:
+            return round(100 * sum(values) / n, 1) if n else None
+
+        return {
+            "window_s": self.every,
+            "windows": n,
+            "idle_windows": sum(1 for ran, waited in windows if 1 - ran - waited > self.IDLE_ABOVE),
+            "main_thread_pct": pct([ran for ran, _ in windows]),
+            "runqueue_pct": pct([waited for _, waited in windows]),
+        }
 
 
 def data_dir_bytes(path: Path) -> int:

@@ -459,6 +459,14 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         else:
             label, target, limit = "", "", None
         steps = fr.get("steps", {})
+        main = fr.get("main_thread") or {}
+        loop = (
+            f"worker's loop {main['main_thread_pct']} % busy, {main.get('runqueue_pct')} % "
+            f"waiting for a CPU, idle in {main['idle_windows']} of {main['windows']} windows "
+            f"of {main['window_s']} s; "
+            if main.get("windows")
+            else ""
+        )
         out.append(
             (
                 f"Freshness @ {fr['target_rate']:,.0f} interactions/s" + label,
@@ -467,7 +475,7 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 _verdict(f["p99"] is not None and f["p99"] < limit) if limit else "",
                 f"achieved {fr['achieved_rate']} /s for {fr['seconds']:.0f} s, "
                 f"{fr['updates_missing']} missing, producer lag p99 "
-                f"{_ms(fr['send_lag_ms']['p99'])} ms; steps p99 <= "
+                f"{_ms(fr['send_lag_ms']['p99'])} ms; {loop}steps p99 <= "
                 + ", ".join(f"{k} {v.get('p99_le_ms')} ms" for k, v in steps.items()),
             )
         )

@@ -94,3 +94,26 @@ def test_the_benchmark_reads_batch_sizes_and_splits_worker_samples(tmp_path) -> 
         "main (m.py:1);Consumer._drain_messages (faust/transport/consumer.py:1) 2\n"
     )
     assert split(raw) == {"standby": 30.0, "own_partitions": 50.0, "rest": 20.0}
+
+
+def test_the_benchmark_tells_an_idle_event_loop_from_a_busy_one() -> None:
+    """bench.common.MainThreadIdle reads the main thread's CPU (this test's own): asleep, every
+    window is idle; spinning, the thread is busy (faust_fixes 15. was found this way)."""
+    import os
+    import time
+
+    from bench.common import MainThreadIdle
+
+    asleep = MainThreadIdle(os.getpid(), seconds=0.5, every=0.1).start()
+    time.sleep(0.8)
+    idle = asleep.stop()
+    assert idle["windows"] >= 3 and idle["idle_windows"] == idle["windows"]
+
+    spinning = MainThreadIdle(os.getpid(), seconds=0.5, every=0.1).start()
+    until = time.monotonic() + 0.8
+    while time.monotonic() < until:
+        pass
+    busy = spinning.stop()
+    assert busy["windows"] >= 3 and busy["idle_windows"] < busy["windows"]
+    assert busy["main_thread_pct"] > 30
+    assert busy["runqueue_pct"] is not None
