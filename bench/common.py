@@ -149,17 +149,22 @@ def thread_sched_s(pid: int, tid: int) -> tuple[float, float] | None:
 
 
 class MainThreadIdle:
-    """How a process's main thread (its event loop) spent windows of `every` seconds, for the
-    first `seconds` after start(): on a CPU, runnable but waiting for one (a busy machine),
-    or idle. While records arrive every fraction of a millisecond, a window in which the
-    loop was idle for more than IDLE_ABOVE of the time is a worker idle while work waits:
-    that is how faust_fixes 15. was found (docs/performance.md)."""
+    """How a process's main thread (its event loop) spent windows of `every` seconds, from
+    start() until stop() (at most `longest` seconds): on a CPU, runnable but waiting for one
+    (a busy machine), or asleep; and how much CPU the whole process used. `stop(between=)`
+    keeps the windows inside the producer's sending. While records arrive every fraction of
+    a millisecond, a window in which the main thread slept more than 90 % of the time and
+    the process used under 10 % of a core (so no other thread of it held the GIL the loop
+    waited for) is a worker idle while work waits: how faust_fixes 15. was found
+    (docs/performance.md)."""
 
     IDLE_ABOVE = 0.9
 
-    def __init__(self, pid: int, seconds: float, every: float = 0.25) -> None:
-        self.pid, self.seconds, self.every = pid, seconds, every
-        self.windows: list[tuple[float, float]] = []  # (share on a CPU, share waiting)
+    def __init__(self, pid: int, longest: float, every: float = 0.25) -> None:
+        self.pid, self.longest, self.every = pid, longest, every
+        # (end of window, share on a CPU, share waiting for one, process CPU share)
+        self.windows: list[tuple[float, float, float, float]] = []
+        self.schedstat_works = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="main-thread-idle")
 
@@ -168,31 +173,48 @@ class MainThreadIdle:
         return self
 
     def _run(self) -> None:
-        last, at = thread_sched_s(self.pid, self.pid), time.monotonic()
-        end = at + self.seconds
-        while not self._stop.wait(self.every) and last is not None:
-            now, t = thread_sched_s(self.pid, self.pid), time.monotonic()
-            if now is None or t > end:
+        last, cpu, at = thread_sched_s(self.pid, self.pid), proc_cpu_s(self.pid), time.monotonic()
+        end = at + self.longest
+        while not self._stop.wait(self.every) and last is not None and cpu is not None:
+            now, cpu_now, t = (
+                thread_sched_s(self.pid, self.pid),
+                proc_cpu_s(self.pid),
+                time.monotonic(),
+            )
+            if now is None or cpu_now is None or t > end:
                 return
             wall = max(t - at, 1e-9)
-            self.windows.append(((now[0] - last[0]) / wall, (now[1] - last[1]) / wall))
-            last, at = now, t
+            ran, waited = (now[0] - last[0]) / wall, (now[1] - last[1]) / wall
+            self.windows.append((t, ran, waited, (cpu_now - cpu) / wall))
+            self.schedstat_works = self.schedstat_works or now[0] > 0
+            last, cpu, at = now, cpu_now, t
 
-    def stop(self) -> dict:
+    def stop(self, between: tuple[float, float] | None = None) -> dict:
         self._stop.set()
         self._thread.join(5)
-        windows = self.windows
+        windows = [
+            w
+            for w in self.windows
+            if between is None or between[0] + self.every <= w[0] <= between[1]
+        ]
         n = len(windows)
+        if not self.schedstat_works:  # a kernel without sched_info: all zeros
+            return {"window_s": self.every, "windows": n, "schedstat": "unavailable"}
 
-        def pct(values: list[float]) -> float | None:
-            return round(100 * sum(values) / n, 1) if n else None
+        def pct(i: int) -> float | None:
+            return round(100 * sum(w[i] for w in windows) / n, 1) if n else None
 
         return {
             "window_s": self.every,
             "windows": n,
-            "idle_windows": sum(1 for ran, waited in windows if 1 - ran - waited > self.IDLE_ABOVE),
-            "main_thread_pct": pct([ran for ran, _ in windows]),
-            "runqueue_pct": pct([waited for _, waited in windows]),
+            "idle_windows": sum(
+                1
+                for _, ran, waited, proc in windows
+                if 1 - ran - waited > self.IDLE_ABOVE and proc < 0.1
+            ),
+            "main_thread_pct": pct(1),
+            "runqueue_pct": pct(2),
+            "process_pct": pct(3),
         }
 
 

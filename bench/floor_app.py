@@ -4,7 +4,8 @@ It reads the same preloaded interactions topic as the worker, with the worker's 
 settings (`streamapp.worker.faust_settings.speed_options`) and the worker's delivery of a
 record to its stream (`faust_fixes.apply_eager_delivery`, 12.; `{"delivery": "faust"}` in
 BENCH_FLOOR_SETTINGS for faust's own), the worker's resumed fetching after a full stream
-buffer (`faust_fixes.apply_prompt_resume`, 15.), and the same environment variables
+buffer (`faust_fixes.apply_prompt_resume`, 15.; with either delivery: it is a wait, not a
+per-record cost), and the same environment variables
 (KAFKA_BROKER, STREAMAPP_ID, STREAMAPP_TOPIC_PREFIX, STREAMAPP_PARTITIONS, STREAMAPP_DATA_DIR,
 WEB_PORT, WEB_HOST), under its own app id, so its own consumer group. Whatever a faust agent
 costs per event at the least, on this machine and with these settings, it shows: no agent that

@@ -128,6 +128,9 @@ async def run(args: argparse.Namespace) -> dict:
         "seconds": round(elapsed, 3),
         "achieved_rate": round(sent / elapsed, 1) if elapsed > 0 else None,
         "send_lag_ms": summary_ms(lag, (50, 99)),
+        # CLOCK_MONOTONIC, which the benchmark process shares: its idle windows are read
+        # between the two (bench.common.MainThreadIdle).
+        "sending_monotonic": [round(start, 3), round(start + elapsed, 3)],
     }
     if consumer:
         missing = outstanding

@@ -464,7 +464,7 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             f"worker's loop {main['main_thread_pct']} % busy, {main.get('runqueue_pct')} % "
             f"waiting for a CPU, idle in {main['idle_windows']} of {main['windows']} windows "
             f"of {main['window_s']} s; "
-            if main.get("windows")
+            if main.get("windows") and "idle_windows" in main
             else ""
         )
         out.append(

@@ -1253,21 +1253,21 @@ async def freshness_run(ctx: Ctx, rate: float, duration: float, tag: str, seed: 
     cmd += ["--freshness", ctx.topic("affinity-updates"), "--wait", "30"]
     before = await metrics_text(worker.url)
     cpu = CpuWindow(pid=worker.pid).start()
-    loop_use = MainThreadIdle(worker.pid, duration).start()  # while the producer sends
+    loop_use = MainThreadIdle(worker.pid, duration + 120).start()
     out = await asyncio.to_thread(
         run_json_process, cmd, duration + 120, ctx.reaper, ctx.workdir / "freshness.log"
     )
     out["cpu"] = cpu.stop()
-    out["main_thread"] = loop_use.stop()
+    out["main_thread"] = loop_use.stop(between=out.get("sending_monotonic"))
     out["steps"] = step_breakdown(before, await metrics_text(worker.url))
     out["command"] = "python " + shlex.join(cmd)
     f = out["freshness_ms"]
     main = out["main_thread"]
     log(
         f"freshness @ {rate:g}/s: p50 {f['p50']} p99 {f['p99']} max {f['max']} ms, "
-        f"missing {out['updates_missing']}; worker's loop {main['main_thread_pct']} % busy, "
-        f"{main['runqueue_pct']} % waiting for a CPU, idle in {main['idle_windows']} of "
-        f"{main['windows']} windows; steps (p99 <= ms): "
+        f"missing {out['updates_missing']}; worker's loop {main.get('main_thread_pct')} % "
+        f"busy, {main.get('runqueue_pct')} % waiting for a CPU, idle in "
+        f"{main.get('idle_windows')} of {main['windows']} windows; steps (p99 <= ms): "
         + ", ".join(f"{k} {v['p99_le_ms']}" for k, v in out["steps"].items())
     )
     return out

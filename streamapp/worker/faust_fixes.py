@@ -126,7 +126,9 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    already holds, do not end that wait. At 80 % of the worker's capacity it sat idle for
    0.2-0.5 s several times a second while records waited (freshness p50 over a second).
    Taking a partition back now wakes that wait, and when every partition was taken out,
-   faust's one-second sleep in place of a fetch ends at the first one taken back.
+   faust's one-second sleep in place of a fetch ends at the first one taken back. (Only
+   the back-pressure's take-back: partitions resumed at the end of a recovery or given by
+   an assignment are fetched from faust's next call, as before, within a second.)
 
 The check `faust.__version__ == FAUST_VERSION` refuses any other faust at start-up: each
 correction was written against that version's code.
@@ -135,6 +137,7 @@ correction was written against that version's code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -1091,7 +1094,8 @@ def wake_fetch_waiters(consumer: Any) -> None:
             if not waiter.done():
                 waiter.set_result(None)
 
-    loop.call_soon_threadsafe(wake)
+    with contextlib.suppress(RuntimeError):  # its loop closed meanwhile (stopping)
+        loop.call_soon_threadsafe(wake)
 
 
 async def _waited_for_resume(consumer: Any, book: FetchLedger) -> bool:
@@ -1118,7 +1122,8 @@ def apply_prompt_resume() -> None:
     must not wait where the worker's faust does not. (`apply` then puts the worker's own
     `_wait_next_records`, which does the same, in its place.)"""
     Consumer.on_buffer_drop = _on_buffer_drop  # type: ignore[method-assign]
-    Consumer._wait_next_records = _wait_next_records_resuming  # type: ignore[method-assign]
+    if Consumer._wait_next_records is _original_wait_next_records:  # not over the worker's
+        Consumer._wait_next_records = _wait_next_records_resuming  # type: ignore[method-assign]
 
 
 # -- what the watchdog reads ------------------------------------------------------------

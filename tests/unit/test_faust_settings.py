@@ -97,23 +97,30 @@ def test_the_benchmark_reads_batch_sizes_and_splits_worker_samples(tmp_path) -> 
 
 
 def test_the_benchmark_tells_an_idle_event_loop_from_a_busy_one() -> None:
-    """bench.common.MainThreadIdle reads the main thread's CPU (this test's own): asleep, every
-    window is idle; spinning, the thread is busy (faust_fixes 15. was found this way)."""
+    """bench.common.MainThreadIdle reads the main thread's schedstat (this test's own):
+    asleep, every window is idle; spinning, the thread is on a CPU; only the windows inside
+    `between` (the producer's sending) count (faust_fixes 15. was found this way)."""
     import os
     import time
 
     from bench.common import MainThreadIdle
 
-    asleep = MainThreadIdle(os.getpid(), seconds=0.5, every=0.1).start()
+    asleep = MainThreadIdle(os.getpid(), longest=5, every=0.1).start()
     time.sleep(0.8)
     idle = asleep.stop()
     assert idle["windows"] >= 3 and idle["idle_windows"] == idle["windows"]
 
-    spinning = MainThreadIdle(os.getpid(), seconds=0.5, every=0.1).start()
-    until = time.monotonic() + 0.8
+    spinning = MainThreadIdle(os.getpid(), longest=5, every=0.1).start()
+    started = time.monotonic()
+    until = started + 0.8
     while time.monotonic() < until:
         pass
     busy = spinning.stop()
     assert busy["windows"] >= 3 and busy["idle_windows"] < busy["windows"]
-    assert busy["main_thread_pct"] > 30
+    assert busy["main_thread_pct"] > 30 and busy["process_pct"] > 30
     assert busy["runqueue_pct"] is not None
+
+    asleep = MainThreadIdle(os.getpid(), longest=5, every=0.1).start()
+    time.sleep(0.8)
+    cut = time.monotonic()
+    assert asleep.stop(between=(cut, cut + 10))["windows"] == 0

@@ -870,3 +870,50 @@ async def test_with_every_partition_taken_out_the_fetch_loop_waits_for_the_first
     consumer.offsets = [0, 1]
     records, active = await asyncio.wait_for(faust_fixes._wait_next_records(consumer, 1.0), 10)
     assert [r.offset for r in records[TP]] == [0, 1] and active == {TP}
+
+
+def test_the_wake_reads_names_faust_and_aiokafka_still_have() -> None:
+    """15. reaches aiokafka's fetcher through faust's consumer thread; the test above uses
+    stand-ins for both, so this one checks the names on the real classes (a faust or aiokafka
+    upgrade that renames them fails here, not silently in production)."""
+    import inspect
+
+    from aiokafka.consumer.fetcher import Fetcher
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    app = faust.App("fetch-wake-names-test", broker="kafka://127.0.0.1:1")
+    consumer = app.consumer  # built, never started: no connection is made
+    try:
+        thread = consumer._thread
+        assert isinstance(thread, AIOKafkaConsumerThread)
+        assert isinstance(thread.thread_loop, asyncio.AbstractEventLoop)
+        assert "_consumer" in vars(AIOKafkaConsumerThread)  # the aiokafka consumer, once started
+        assert "self._fetch_waiters = set()" in inspect.getsource(Fetcher.__init__)
+        assert "self._create_fetch_waiter()" in inspect.getsource(Fetcher.fetched_records)
+        assert consumer._buffered_partitions == set()
+    finally:
+        consumer._thread.thread_loop.close()
+
+
+def test_the_bare_agents_correction_never_replaces_the_workers_fetch_path() -> None:
+    """apply_prompt_resume (15. alone, for the benchmark's bare agent) after apply() keeps
+    the worker's _wait_next_records, which holds 3., 4., 7. and 11. besides 15."""
+    faust_fixes.apply()
+    faust_fixes.apply_prompt_resume()
+    assert Consumer._wait_next_records is faust_fixes._wait_next_records
+
+
+def test_a_wake_while_the_consumer_thread_closes_its_loop_is_nothing() -> None:
+    """The consumer thread may close its loop between the check and the call (stopping):
+    the take-back runs inside a stream's get(), which must not raise."""
+
+    def closing(callback: Any) -> None:
+        raise RuntimeError("Event loop is closed")
+
+    for loop in (
+        SimpleNamespace(is_closed=lambda: False, call_soon_threadsafe=closing),
+        SimpleNamespace(is_closed=lambda: True, call_soon_threadsafe=closing),
+    ):
+        fetcher = SimpleNamespace(_fetch_waiters=set())
+        thread = SimpleNamespace(_consumer=SimpleNamespace(_fetcher=fetcher), thread_loop=loop)
+        faust_fixes.wake_fetch_waiters(SimpleNamespace(_thread=thread))
