@@ -217,6 +217,17 @@ class MainThreadIdle:
             "process_pct": pct(3),
         }
 
+    @staticmethod
+    def describe(figures: dict) -> str:
+        """stop()'s figures in words, for the log line and the report ("" without them)."""
+        if not figures.get("windows") or "idle_windows" not in figures:
+            return ""
+        return (
+            f"worker's loop {figures['main_thread_pct']} % busy, {figures['runqueue_pct']} % "
+            f"waiting for a CPU, idle in {figures['idle_windows']} of {figures['windows']} "
+            f"windows of {figures['window_s']} s"
+        )
+
 
 def data_dir_bytes(path: Path) -> int:
     total = 0

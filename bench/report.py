@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.common import MainThreadIdle
+
 GIB_KB = 1024 * 1024
 TARGET_PAIRS = 10_000_000
 # Issue #10: (mode, req/s) -> latency limits in ms, with ingest at half capacity beside them.
@@ -459,14 +461,8 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         else:
             label, target, limit = "", "", None
         steps = fr.get("steps", {})
-        main = fr.get("main_thread") or {}
-        loop = (
-            f"worker's loop {main['main_thread_pct']} % busy, {main.get('runqueue_pct')} % "
-            f"waiting for a CPU, idle in {main['idle_windows']} of {main['windows']} windows "
-            f"of {main['window_s']} s; "
-            if main.get("windows") and "idle_windows" in main
-            else ""
-        )
+        loop = MainThreadIdle.describe(fr.get("main_thread") or {})
+        loop = f"{loop}; " if loop else ""
         out.append(
             (
                 f"Freshness @ {fr['target_rate']:,.0f} interactions/s" + label,

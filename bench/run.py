@@ -1262,13 +1262,12 @@ async def freshness_run(ctx: Ctx, rate: float, duration: float, tag: str, seed: 
     out["steps"] = step_breakdown(before, await metrics_text(worker.url))
     out["command"] = "python " + shlex.join(cmd)
     f = out["freshness_ms"]
-    main = out["main_thread"]
+    loop = MainThreadIdle.describe(out["main_thread"])
+    steps = ", ".join(f"{k} {v['p99_le_ms']}" for k, v in out["steps"].items())
     log(
         f"freshness @ {rate:g}/s: p50 {f['p50']} p99 {f['p99']} max {f['max']} ms, "
-        f"missing {out['updates_missing']}; worker's loop {main.get('main_thread_pct')} % "
-        f"busy, {main.get('runqueue_pct')} % waiting for a CPU, idle in "
-        f"{main.get('idle_windows')} of {main['windows']} windows; steps (p99 <= ms): "
-        + ", ".join(f"{k} {v['p99_le_ms']}" for k, v in out["steps"].items())
+        f"missing {out['updates_missing']}; {loop + '; ' if loop else ''}steps (p99 <= ms): "
+        + steps
     )
     return out
 
