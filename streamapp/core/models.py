@@ -94,7 +94,8 @@ class InteractionMessage(BaseModel):
     id: EntityId = Field(description="Unique interaction id; the dedupe key.")
     user_id: EntityId
     seller_id: EntityId
-    interaction_kind: Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)] = Field(
+    # Any length: the contract counts every other string as OTHER, and none is kept.
+    interaction_kind: str = Field(
         description="LIKE, VIEW or PURCHASE exactly; any other string counts as OTHER."
     )
     on: EventTime = Field(

@@ -317,7 +317,7 @@ def _fast(record: Record, max_bytes: int) -> Interaction | None:
     )
     if not (_plain_id(iid) and _plain_id(user) and _plain_id(seller)):
         return None
-    if type(kind) is not str or len(kind) > MAX_ID_LENGTH:
+    if type(kind) is not str:
         return None
     on = msg.get("on")
     if on is None:

@@ -51,6 +51,7 @@ def msg(**fields: object) -> bytes:
         ("", "OTHER"),
         ("CLICK", "OTHER"),
         (" LIKE", "OTHER"),
+        ("LIKE" * 1_000, "OTHER"),  # any length: a long kind was once dead-lettered
     ],
 )
 def test_kind_is_exact_match_else_other(text: str, kind: str) -> None:
