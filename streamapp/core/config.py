@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from streamapp.core.models import MAX_ID_LENGTH
 
 DAY = 86_400.0
 
@@ -71,7 +73,7 @@ class Settings:
     dead_letter_max_bytes: int = 512 * 1024
     max_bulk_pairs: int = 1_000
     max_top_k: int = 1_000
-    max_body_bytes: int = 1_048_576
+    min_body_bytes: int = 1_048_576  # a bulk body may always be this long (bulk_body_bytes)
     api_token: str = ""
     # Signs worker-to-worker requests (internal_auth.py); empty: derived from app id + token.
     internal_secret: str = ""
@@ -123,8 +125,21 @@ class Settings:
         return f"{self.topic_prefix}{self.app_id}-{name}"
 
     @property
+    def bulk_body_bytes(self) -> int:
+        """The longest body of a bulk query: room for `max_bulk_pairs` pairs of the longest
+        ids, each character written as a JSON escape, so that every query within the pair
+        limit is read (a fixed 1 MiB refused 1,000 pairs of long non-ASCII ids with 413)."""
+        return max(self.min_body_bytes, self.max_bulk_pairs * BULK_PAIR_BYTES)
+
+    @property
     def broker_addresses(self) -> list[tuple[str, int]]:
         return broker_addresses(self.broker)
+
+
+# A pair of a bulk query at its longest: two ids of MAX_ID_LENGTH characters, each as a
+# 6-byte \uXXXX escape, and 512 bytes of keys, quotes and spacing.
+BULK_PAIR_BYTES = 2 * MAX_ID_LENGTH * 6 + 512
+BROKER_SCHEMES = ("kafka", "aiokafka")  # faust's aiokafka transport (confluent's is not installed)
 
 
 def broker_addresses(url: str) -> list[tuple[str, int]]:
@@ -137,6 +152,9 @@ def broker_addresses(url: str) -> list[tuple[str, int]]:
         if "://" not in part:
             part = "kafka://" + part
         split = urlsplit(part)
+        if split.scheme not in BROKER_SCHEMES:
+            # faust picks its transport by the scheme and fails later with a traceback.
+            raise ValueError(f"{split.scheme}:// is not a transport of this worker's faust")
         if not split.hostname:
             raise ValueError(f"no host in {part!r}")
         out.append((split.hostname, split.port or 9092))
@@ -165,6 +183,38 @@ def group_instance_id(settings: Settings, host: str) -> str | None:
         identity = f"{host}|{settings.data_dir.resolve()}|{settings.own_url}"
     digest = hashlib.sha1(identity.encode()).hexdigest()[:12]
     return f"{settings.app_id}-{name}-{digest}"
+
+
+FAUST_DEFAULT_DATADIR = "{conf.name}-data"  # faust.types._env.DATADIR without F_DATADIR
+
+
+def datadir_option(argv: Sequence[str]) -> str | None:
+    """The value of faust's `--datadir` / `-D` option in a faust command line. faust imports
+    the app (`-A`) before it reads its options and hands `--datadir` to an app as F_DATADIR,
+    too late for one that reads its settings at import, as this one does."""
+    for n, arg in enumerate(argv):
+        if arg in ("--datadir", "-D") and n + 1 < len(argv):
+            return argv[n + 1]
+        if arg.startswith("--datadir="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("-D") and len(arg) > 2 and not arg.startswith("--"):
+            return arg[2:]
+        if arg == "--":
+            break
+    return None
+
+
+def cli_data_dir(env: Mapping[str, str], app_id: str) -> str | None:
+    """The data dir of faust's `--datadir` option (F_DATADIR: faust's own variable for it,
+    which its command line sets to its default "{conf.name}-data" when the option is not
+    given). Given, it beats STREAMAPP_DATA_DIR, as a command-line option beats the
+    environment: the app passes its data dir to faust explicitly, and faust would otherwise
+    ignore the option."""
+    value = env.get("F_DATADIR")
+    if not value or value == FAUST_DEFAULT_DATADIR:
+        return None
+    # faust formats it with its settings ("{conf.name}" is the app id), as here.
+    return value.replace("{conf.name}", app_id).replace("{conf.id}", app_id)
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -325,6 +375,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["weights"] = Weights(**weights)  # type: ignore[arg-type]
 
     app_id = str(values.get("app_id", defaults.app_id))
-    data_dir = _get(env, "STREAMAPP_DATA_DIR")
+    data_dir = cli_data_dir(env, app_id) or _get(env, "STREAMAPP_DATA_DIR")
     values["data_dir"] = Path(data_dir) if data_dir else Path("./var") / app_id
     return Settings(**values)  # type: ignore[arg-type]

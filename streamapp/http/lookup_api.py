@@ -272,7 +272,7 @@ async def _affinity(node: Node, request: Any, user_id: str, seller_id: str) -> w
 
 async def _bulk(node: Node, request: Any) -> web.Response:
     settings = node.settings
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.bulk_body_bytes)
     pairs = query_pairs(body)
     if pairs is None:  # not plainly valid: the model says what is wrong
         try:

@@ -23,7 +23,7 @@ class ServeSettings:
 
 def serve_settings(settings: Settings, env: dict[str, str]) -> ServeSettings:
     def number(name: str, default: str, low: float, high: float, integer: bool = False) -> float:
-        raw = env.get(name, default)
+        raw = env.get(name) or default  # set but empty: unset, as for the worker's settings
         try:
             value = int(raw) if integer else float(raw)
         except ValueError:
@@ -35,7 +35,7 @@ def serve_settings(settings: Settings, env: dict[str, str]) -> ServeSettings:
         return value
 
     def flag(name: str) -> bool:
-        raw = env.get(name, "0").strip().lower()
+        raw = (env.get(name) or "0").strip().lower()
         if raw not in ("0", "1", "true", "false", "yes", "no", ""):
             raise ConfigError(f"{name}={raw!r}: must be 1 or 0")
         return raw in ("1", "true", "yes")
@@ -49,7 +49,8 @@ def serve_settings(settings: Settings, env: dict[str, str]) -> ServeSettings:
             "a port of its own"
         )
     return ServeSettings(
-        host=env.get("STREAMAPP_SERVE_HOST", settings.web_host),
+        # Set but empty is unset: "" would make asyncio listen on every interface.
+        host=env.get("STREAMAPP_SERVE_HOST") or settings.web_host,
         port=port,
         catch_up_s=number("STREAMAPP_SERVE_CATCH_UP_MS", "200", 1, 10_000) / 1000,
         on_demand_s=number("STREAMAPP_SERVE_FRESH_MS", "10", 0, 10_000) / 1000,

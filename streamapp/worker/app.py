@@ -18,7 +18,13 @@ from typing import Any
 
 import faust
 
-from streamapp.core.config import ConfigError, Settings, group_instance_id, load_settings
+from streamapp.core.config import (
+    ConfigError,
+    Settings,
+    datadir_option,
+    group_instance_id,
+    load_settings,
+)
 from streamapp.core.score import Scoring
 from streamapp.kafka import baked_settings, local_state
 from streamapp.kafka.outbox import Producer
@@ -32,7 +38,8 @@ from streamapp.worker.faust_settings import speed_options
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        given = datadir_option(sys.argv)  # faust's --datadir (config.cli_data_dir)
+        return load_settings({**os.environ, "F_DATADIR": given} if given else None)
     except ConfigError as exc:
         # One clear line instead of a traceback: the setting, what is wrong, the fix.
         sys.stderr.write(f"streamapp: configuration error: {exc}\n")

@@ -21,6 +21,7 @@ from streamapp.http import lookup_api, openapi, page
 from streamapp.http.errors import HTTPError, not_ready
 from streamapp.http.lookup_api import valid_id
 from streamapp.http.lookup_share import LookupShare
+from streamapp.http.request_input import check_path_utf8
 from streamapp.kafka import changelog_restore
 from streamapp.worker import agents, faust_fixes, ownership, readiness, tables
 from streamapp.worker.app import app, scoring, settings
@@ -174,7 +175,10 @@ class TopSellersView(View):
         return await lookup_api.top_sellers(node, request, user_id)
 
 
-def profile_response(view: View, read: Callable[[str], Any], kind: str, entity_id: str) -> Response:
+def profile_response(
+    view: View, request: Request, read: Callable[[str], Any], kind: str, entity_id: str
+) -> Response:
+    check_path_utf8(request.raw_path)  # "%FF" must not be taken for the id "%25FF"
     entity_id = valid_id(f"{kind}_id", entity_id)
     require_ready()
     found = read(entity_id)
@@ -186,13 +190,13 @@ def profile_response(view: View, read: Callable[[str], Any], kind: str, entity_i
 @app.page("/users/{user_id:[^/]+}")
 class UserView(View):
     async def get(self, request: Request, user_id: str) -> Response:
-        return profile_response(self, tables.user_catalog.get, "user", user_id)
+        return profile_response(self, request, tables.user_catalog.get, "user", user_id)
 
 
 @app.page("/sellers/{seller_id:[^/]+}")
 class SellerView(View):
     async def get(self, request: Request, seller_id: str) -> Response:
-        return profile_response(self, tables.seller_catalog.get, "seller", seller_id)
+        return profile_response(self, request, tables.seller_catalog.get, "seller", seller_id)
 
 
 _openapi_document = openapi.build(settings)

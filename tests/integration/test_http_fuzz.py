@@ -274,7 +274,12 @@ def test_http_edges_are_json_4xx(worker: Worker) -> None:
     """Issue 18's HTTP edges, on the real server."""
     status, body = worker.get("/users/u1/top-sellers?k=1&k=2", headers=AUTH)
     assert status == 400 and body["error"] == "k is given more than once", body
-    for path in ("/affinity/%FF%FE/s1", "/users/%C3%28/top-sellers"):
+    for path in (
+        "/affinity/%FF%FE/s1",
+        "/users/%C3%28/top-sellers",
+        "/users/%FF",  # the profiles too: %FF must not be taken for the id "%25FF"
+        "/sellers/%C3%28",
+    ):
         status, body = worker.get(path, headers=AUTH)
         assert status == 400 and "not valid UTF-8" in body["error"], (path, body)
     status, body = worker.get("/affinity/%25FF%25FE/s1", headers=AUTH)  # the literal id "%FF%FE"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.harness import ROOT, free_port
+from tests.harness import ROOT, Namespace, Worker, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +177,24 @@ def test_cursor_is_shown_again_after_a_fatal_start_up_error(tmp_path: Path) -> N
     assert proc.returncode == 2
     hidden, shown = output.rfind(b"\x1b[?25l"), output.rfind(b"\x1b[?25h")
     assert shown > hidden, output[-500:]
+
+
+def test_fausts_datadir_option_places_the_state(
+    bootstrap: str, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """`faust -A streamapp.app --datadir D worker`: the state goes to D, not to
+    STREAMAPP_DATA_DIR (faust imports the app before it reads its options; the option was
+    once ignored without a word)."""
+
+    class WithDatadir(Worker):
+        def command(self) -> list[str]:
+            faust = [sys.executable, "-m", "faust", "-A", "streamapp.app"]
+            return [*faust, "--datadir", str(tmp_path / "given"), "worker", "-l", "info"]
+
+    worker = WithDatadir(Namespace(bootstrap), tmp_path / "from-env")
+    workers.append(worker)
+    worker.start()
+    assert worker.get("/health")[0] == 200
+    assert (tmp_path / "given" / "topics-epoch").is_file()
+    assert any((tmp_path / "given").rglob("CURRENT"))  # the tables' RocksDB databases
+    assert not (tmp_path / "from-env").exists()

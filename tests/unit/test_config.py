@@ -5,6 +5,7 @@ import pytest
 from streamapp.core.config import (
     ConfigError,
     broker_addresses,
+    datadir_option,
     group_instance_id,
     load_settings,
     parse_duration,
@@ -55,6 +56,9 @@ def test_overrides() -> None:
         ({"STREAMAPP_HALF_LIFE": "soon"}, "STREAMAPP_HALF_LIFE"),
         ({"STREAMAPP_ID": "bad id!"}, "STREAMAPP_ID"),
         ({"KAFKA_BROKER": "kafka://"}, "KAFKA_BROKER"),
+        # faust would pick no transport for these and fail later with a traceback
+        ({"KAFKA_BROKER": "http://x:1"}, "KAFKA_BROKER='http://x:1' is invalid (http://"),
+        ({"KAFKA_BROKER": "kafka://a:1;memory://b"}, "memory:// is not a transport"),
         ({"STREAMAPP_SESSION_TIMEOUT": "2m"}, "STREAMAPP_SESSION_TIMEOUT='2m' is too long"),
         ({"STREAMAPP_STATIC_MEMBERSHIP": "yes"}, "STREAMAPP_STATIC_MEMBERSHIP='yes' is invalid"),
         ({"STREAMAPP_INSTANCE_ID": "a b"}, "STREAMAPP_INSTANCE_ID='a b' is invalid"),
@@ -227,3 +231,33 @@ def test_a_state_format_this_version_cannot_read_is_one_line_that_says_how_out()
     assert not baked_settings._format_to_record(str(now))
     assert not baked_settings._format_to_record(str(now + 1))
     assert not baked_settings._format_to_record("1")
+
+
+def test_fausts_datadir_option_is_the_data_dir() -> None:
+    """`faust -A streamapp.app --datadir D worker` hands D to the app as F_DATADIR (faust
+    sets it to "{conf.name}-data" when the option is absent): it beats STREAMAPP_DATA_DIR,
+    as a command-line option beats the environment, and faust's placeholder is filled."""
+    assert load_settings({"F_DATADIR": "{conf.name}-data"}).data_dir == Path("./var/streamapp")
+    given = {"F_DATADIR": "/srv/w2", "STREAMAPP_DATA_DIR": "/srv/env"}
+    assert load_settings(given).data_dir == Path("/srv/w2")
+    named = {"F_DATADIR": "/srv/{conf.name}", "STREAMAPP_ID": "shop"}
+    assert load_settings(named).data_dir == Path("/srv/shop")
+    assert load_settings({"STREAMAPP_DATA_DIR": "/srv/env"}).data_dir == Path("/srv/env")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["faust", "-A", "streamapp.app", "--datadir", "/srv/w2", "worker"],
+        ["faust", "-A", "streamapp.app", "--datadir=/srv/w2", "worker", "-l", "info"],
+        ["faust", "-D", "/srv/w2", "-A", "streamapp.app", "worker"],
+        ["faust", "-D/srv/w2", "-A", "streamapp.app", "worker"],
+    ],
+)
+def test_the_datadir_option_is_read_from_fausts_command_line(argv: list[str]) -> None:
+    assert datadir_option(argv) == "/srv/w2"
+
+
+def test_no_datadir_option() -> None:
+    assert datadir_option(["faust", "-A", "streamapp.app", "worker", "--web-port", "6067"]) is None
+    assert datadir_option(["faust", "-A", "streamapp.app", "worker", "--", "-D", "x"]) is None

@@ -43,6 +43,19 @@ def test_serve_settings_default_beside_the_worker_and_refuse_bad_values() -> Non
     assert (serve.port, serve.catch_up_s) == (7000, 0.005)
     assert not serve.reuse_port
     assert serve_settings(settings, {"STREAMAPP_SERVE_REUSE_PORT": "1"}).reuse_port
+    # Set but empty is unset, as for the worker: an empty host would listen everywhere.
+    every_one_empty = {
+        name: ""
+        for name in (
+            "STREAMAPP_SERVE_HOST",
+            "STREAMAPP_SERVE_PORT",
+            "STREAMAPP_SERVE_CATCH_UP_MS",
+            "STREAMAPP_SERVE_FRESH_MS",
+            "STREAMAPP_SERVE_CATCH_UP_SHARE",
+            "STREAMAPP_SERVE_REUSE_PORT",
+        )
+    }
+    assert serve_settings(settings, every_one_empty) == serve_settings(settings, {})
     for env, words in (
         ({"STREAMAPP_SERVE_REUSE_PORT": "2"}, "STREAMAPP_SERVE_REUSE_PORT"),
         ({"STREAMAPP_SERVE_PORT": "6067"}, "WEB_PORT"),
