@@ -17,6 +17,14 @@ start with one line instead of misreading the state, again after every restart.
 
 The worker also writes what it checked into its data dir (`state-settings.json`), so a
 serving process beside it can refuse the same mismatch without a broker connection.
+
+The state also belongs to the `interactions` topic it was counted from: each pair keeps the
+highest source offset it applied per partition, which is how a redelivered record is told
+from a new one (pair_state.py). A topic deleted and created again under the same name starts
+its offsets over, and its records would be taken for replays of records already counted.
+So the topic's Kafka id is recorded too (first record wins), and a worker that finds
+another topic under that name refuses to start (`source_problem`), as a running worker
+stops when it finds one (agents.watch_partitions).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ BAKED: dict[str, tuple[str, Callable[[Settings], float]]] = {
 
 
 FORMAT_KEY = "state_format"  # its last record wins
+SOURCE_KEY = "interactions_topic_id"  # its first record wins
 
 
 async def _read_all(
@@ -64,9 +73,13 @@ async def _read_all(
     return first, last
 
 
-async def recorded(settings: Settings) -> dict[str, float]:
-    """The baked settings and the state format of the app's state, recording the current
-    ones where none is (and this version's format over an older one it reads: an upgrade)."""
+async def recorded(
+    settings: Settings, source_id: str | None = None
+) -> tuple[dict[str, float], str | None]:
+    """The baked settings and the state format of the app's state, and the id of the
+    `interactions` topic it was counted from, recording the current ones where none is (and
+    this version's format over an older one it reads: an upgrade). `source_id`: the id of
+    `interactions` now (None: the broker has no topic ids, nothing recorded)."""
     tp = TopicPartition(TopicCatalog.of(settings).epoch, 0)
     consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_options(settings))
     await consumer.start()
@@ -76,6 +89,8 @@ async def recorded(settings: Settings) -> dict[str, float]:
         writes = {name: repr(BAKED[name][1](settings)) for name in BAKED if name not in first}
         if _format_to_record(last.get(FORMAT_KEY)):
             writes[FORMAT_KEY] = str(STATE_FORMAT)
+        if source_id is not None and SOURCE_KEY not in first:
+            writes[SOURCE_KEY] = source_id
         if writes:
             producer = AIOKafkaProducer(acks="all", **client_options(settings))
             await producer.start()
@@ -91,7 +106,7 @@ async def recorded(settings: Settings) -> dict[str, float]:
         out = {name: float(first[name]) for name in BAKED if name in first}
         if FORMAT_KEY in last:
             out[FORMAT_KEY] = float(last[FORMAT_KEY])
-        return out
+        return out, first.get(SOURCE_KEY)
     finally:
         await consumer.stop()
 
@@ -140,14 +155,35 @@ def mismatch(settings: Settings, baked: Mapping[str, float]) -> str | None:
     return None
 
 
-async def check(settings: Settings) -> str | None:
+def source_problem(settings: Settings, counted_from: str | None, now: str | None) -> str | None:
+    """One line when `interactions` is now another topic (`now`: its id) than the one the
+    app's state was counted from (`counted_from`), or None (also when either is unknown)."""
+    if counted_from is None or now is None or counted_from == now:
+        return None
+    topic = TopicCatalog.of(settings).interactions
+    return (
+        f"{topic} is not the topic the state of app {settings.app_id!r} was counted from "
+        f"(topic id {now}, the state's {counted_from}): it was deleted and created again, its "
+        "offsets start over, and counting would take its records for replays of records "
+        "already counted. Count it under a new app id (STREAMAPP_ID), which reads it from "
+        "the beginning (README: A recreated interactions topic)"
+    )
+
+
+async def check(settings: Settings, source_id: str | None = None) -> tuple[str | None, str | None]:
     """Compare with the app's record (made now if there is none); on agreement, write the
-    record into the data dir for the serving processes. Returns the refusal, if any."""
-    baked = await asyncio.wait_for(recorded(settings), 3 * KAFKA_WAIT_S)
-    problem = format_problem(settings.app_id, baked) or mismatch(settings, baked)
+    record into the data dir for the serving processes. Returns the refusal, if any, and
+    the id of the `interactions` topic the state was counted from (`source_id`: its id
+    now, None when the broker has none)."""
+    baked, counted_from = await asyncio.wait_for(recorded(settings, source_id), 3 * KAFKA_WAIT_S)
+    problem = (
+        format_problem(settings.app_id, baked)
+        or mismatch(settings, baked)
+        or source_problem(settings, counted_from, source_id)
+    )
     if problem is None:
         write_local(settings.data_dir, baked)
-    return problem
+    return problem, counted_from
 
 
 def write_local(data_dir: Path, baked: Mapping[str, float]) -> None:

@@ -15,12 +15,15 @@ import asyncio
 import functools
 import logging
 import time
+from typing import Any
 
 from faust.types import StreamT
 
 from streamapp import metrics
+from streamapp.kafka import baked_settings
+from streamapp.kafka.topic_ids import topic_ids
 from streamapp.worker import ingest, tables, topics
-from streamapp.worker.app import app, settings
+from streamapp.worker.app import app, catalog, fail, settings
 from streamapp.worker.checkpoint import Checkpoint, Handler, StallWatch
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,33 @@ async def follow_seller_catalog() -> None:
 
 
 stall_watch = StallWatch(settings.stall_s)
+SOURCE_CHECK_EVERY = 6  # partition watches (5 s apart) between two looks at the topic's id
+
+
+async def check_source_topic(timeout: float = 10.0) -> None:
+    """A running worker stops (as a crash does: nothing more is committed) once
+    `interactions` is another topic than the one its state was counted from: deleted and
+    created again while it ran (baked_settings.source_problem). A restart then refuses with
+    the same line. Looked at on every assignment, before the partitions are fetched (a
+    topic deleted and created again changes the group's metadata, which rebalances it), and
+    every SOURCE_CHECK_EVERY partition watches for a change no rebalance showed."""
+    if app.counted_from is None:
+        return  # the broker has no topic ids
+    name = catalog.interactions
+    try:
+        ids = await asyncio.wait_for(topic_ids(settings, [name]), timeout)
+    except Exception as exc:  # the broker is away: look again next time
+        log.warning("source topic check: no metadata from the broker (%r)", exc)
+        return
+    problem = baked_settings.source_problem(settings, app.counted_from, (ids or {}).get(name))
+    if problem:
+        log.error("streamapp: %s; stopping", problem)
+        fail(f"streamapp: {problem}\n")
+
+
+@app.on_partitions_assigned.connect
+async def _source_topic_on_assignment(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+    await check_source_topic(timeout=5.0)  # within the rebalance: bounded more tightly
 
 
 def describe_checkpoints() -> str:
@@ -104,6 +134,8 @@ async def watch_partitions() -> None:
         ends, starts = {}, {}
     stall_watch.check(app.consumer, assigned, ends, context=describe_checkpoints, starts=starts)
     stall_watch.checks += 1
+    if stall_watch.checks % SOURCE_CHECK_EVERY == 0:
+        await check_source_topic()
     if stall_watch.checks == 1:
         log.info("partition watch: %d source partitions, ends %s", len(assigned), dict(ends))
 

@@ -30,6 +30,7 @@ from streamapp.kafka import baked_settings, local_state
 from streamapp.kafka.outbox import Producer
 from streamapp.kafka.startup import broker_unreachable, ensure_topics, unreachable_broker_line
 from streamapp.kafka.topic_catalog import TopicCatalog, changelog_config
+from streamapp.kafka.topic_ids import topic_ids
 from streamapp.runtime import tune_gc
 from streamapp.worker import faust_fixes, lifecycle, rebalances
 from streamapp.worker.credentials import broker_credentials
@@ -61,6 +62,8 @@ producer = Producer(settings)
 class StreamApp(faust.App):
     direct_path = False
     partitions_of: dict[str, int] = {}
+    source_topic_id: str | None = None  # the id of `interactions` at start-up
+    counted_from: str | None = None  # the id of the `interactions` the state was counted from
 
     async def on_first_start(self) -> None:
         tune_gc()  # everything imported and built by now is long-lived
@@ -89,8 +92,12 @@ class StreamApp(faust.App):
             )
         # Settings baked into the stored values (the half-life): another value would read
         # every stored score wrong (baked_settings.py).
+        # And the `interactions` topic it was counted from: one deleted and created again
+        # starts its offsets over, which replay detection would misread (baked_settings.py).
         try:
-            problem = await baked_settings.check(settings)
+            ids = await topic_ids(settings, [catalog.interactions])
+            self.source_topic_id = ids.get(catalog.interactions) if ids else None
+            problem, self.counted_from = await baked_settings.check(settings, self.source_topic_id)
         except Exception as exc:
             problem = f"cannot read the settings the state was built with ({exc!r})"
         if problem:
@@ -117,7 +124,9 @@ class StreamApp(faust.App):
 def fail(line: str) -> None:
     os.write(2, line.encode())  # the real stderr: faust's worker redirects sys.stderr
     lifecycle.show_cursor()  # faust's spinner hid it; os._exit skips every clean-up
-    os._exit(2)  # nothing is running yet; a SystemExit here becomes a traceback wall
+    # At start-up nothing is running yet, and a SystemExit would become a traceback wall;
+    # later, it stops as a crash does (nothing more is committed).
+    os._exit(2)
 
 
 app = StreamApp(

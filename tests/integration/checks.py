@@ -1,12 +1,14 @@
-"""Comparisons of what the worker answers with the ground truth."""
+"""Comparisons of what the worker answers with the ground truth, and shared steps."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from collections import Counter
 
 from tests.dataset import DataSet
-from tests.harness import Worker, committed_and_end, wait_until
+from tests.harness import ROOT, Namespace, Worker, committed_and_end, wait_until
 from tests.truth import assert_vector_equal, parse_time
 
 CHUNK = 500
@@ -152,3 +154,17 @@ def assert_top_sellers_match_truth(
             assert body["user_id"] == user
             want = truth_ranking(ds, user, parse_time(body["as_of"]))[:k]
             assert_ranking(body["sellers"], want)
+
+
+def delete_topics(ns: Namespace, names: list[str]) -> None:
+    """The command the partition-mismatch refusal prints, run as printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "streamapp.admin", "delete-topics", *names],
+        cwd=ROOT,
+        env=ns.env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"{n}: deleted (kafka://{ns.bootstrap})" for n in names]

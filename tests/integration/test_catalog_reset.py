@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.harness import ROOT, Namespace, Out, Worker, produce, wait_until
+from tests.harness import Namespace, Out, Worker, produce, wait_until
+from tests.integration.checks import delete_topics
 from tests.integration.conftest import new_worker
 
 pytestmark = pytest.mark.integration
@@ -51,20 +50,6 @@ def load_first_profiles(ns: Namespace, worker: Worker) -> None:
         200,
         {"id": "123", "age": 30, "favorite_categories": ["books"]},
     )
-
-
-def delete_topics(ns: Namespace, names: list[str]) -> None:
-    """The command the partition-mismatch refusal prints, run as printed."""
-    done = subprocess.run(
-        [sys.executable, "-m", "streamapp.admin", "delete-topics", *names],
-        cwd=ROOT,
-        env=ns.env(),
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [f"{n}: deleted (kafka://{ns.bootstrap})" for n in names]
 
 
 def test_profiles_of_a_deleted_users_topic_are_not_served(

@@ -137,6 +137,23 @@ def test_a_half_life_other_than_the_states_is_one_line_that_says_how_out(tmp_pat
     assert baked_settings.read_local(tmp_path) == {"half_life_s": 604800.0}
 
 
+def test_another_interactions_topic_than_the_states_is_one_line() -> None:
+    from streamapp.kafka import baked_settings
+
+    settings = load_settings({"STREAMAPP_ID": "shop", "STREAMAPP_TOPIC_PREFIX": "p-"})
+    problem = baked_settings.source_problem
+    assert problem(settings, None, "b2") is None  # nothing recorded (no topic ids then)
+    assert problem(settings, "a1", None) is None  # deleted, not created again yet
+    assert problem(settings, "a1", "a1") is None
+    assert problem(settings, "a1", "b2") == (
+        "p-interactions is not the topic the state of app 'shop' was counted from (topic id "
+        "b2, the state's a1): it was deleted and created again, its offsets start over, and "
+        "counting would take its records for replays of records already counted. Count it "
+        "under a new app id (STREAMAPP_ID), which reads it from the beginning (README: A "
+        "recreated interactions topic)"
+    )
+
+
 @pytest.mark.parametrize(
     ("env", "line"),
     [
