@@ -188,20 +188,44 @@ def group_instance_id(settings: Settings, host: str) -> str | None:
 FAUST_DEFAULT_DATADIR = "{conf.name}-data"  # faust.types._env.DATADIR without F_DATADIR
 
 
-def datadir_option(argv: Sequence[str]) -> str | None:
-    """The value of faust's `--datadir` / `-D` option in a faust command line. faust imports
-    the app (`-A`) before it reads its options and hands `--datadir` to an app as F_DATADIR,
-    too late for one that reads its settings at import, as this one does."""
-    for n, arg in enumerate(argv):
-        if arg in ("--datadir", "-D") and n + 1 < len(argv):
-            return argv[n + 1]
-        if arg.startswith("--datadir="):
-            return arg.split("=", 1)[1]
-        if arg.startswith("-D") and len(arg) > 2 and not arg.startswith("--"):
-            return arg[2:]
+# faust's options that name a setting of ours (the variable each stands for): faust imports
+# the app (`-A`) before it reads its options, too late for an app that reads its settings at
+# import, as this one does; faust would apply them to its own settings only.
+ROOT_OPTIONS = {"--datadir": "F_DATADIR", "-D": "F_DATADIR"}  # before the command
+WORKER_OPTIONS = {
+    "--web-port": "WEB_PORT",
+    "-p": "WEB_PORT",
+    "--web-host": "WEB_HOST",
+    "-h": "WEB_HOST",
+}
+
+
+def command_line_settings(argv: Sequence[str]) -> dict[str, str]:
+    """The settings given as faust options in a faust command line (`faust -A app --datadir D
+    worker --web-port P`), as the variables they stand for: they beat the environment."""
+    found: dict[str, str] = {}
+    options = ROOT_OPTIONS
+    n = 0
+    while n < len(argv):
+        arg = argv[n]
         if arg == "--":
             break
-    return None
+        if arg == "worker":
+            options = WORKER_OPTIONS
+        name, given, value = arg.partition("=")
+        if name in options and arg.startswith("--"):
+            if given:
+                found[options[name]] = value
+            elif n + 1 < len(argv):
+                found[options[name]] = argv[n + 1]
+                n += 1
+        elif arg in options and n + 1 < len(argv):  # a short option, its value apart
+            found[options[arg]] = argv[n + 1]
+            n += 1
+        elif arg[:2] in options and len(arg) > 2 and not arg.startswith("--"):  # "-DVALUE"
+            found[options[arg[:2]]] = arg[2:]
+        n += 1
+    return found
 
 
 def cli_data_dir(env: Mapping[str, str], app_id: str) -> str | None:

@@ -21,7 +21,7 @@ import faust
 from streamapp.core.config import (
     ConfigError,
     Settings,
-    datadir_option,
+    command_line_settings,
     group_instance_id,
     load_settings,
 )
@@ -39,8 +39,8 @@ from streamapp.worker.faust_settings import speed_options
 
 def _settings() -> Settings:
     try:
-        given = datadir_option(sys.argv)  # faust's --datadir (config.cli_data_dir)
-        return load_settings({**os.environ, "F_DATADIR": given} if given else None)
+        # faust's --datadir, --web-port, --web-host (config.command_line_settings)
+        return load_settings({**os.environ, **command_line_settings(sys.argv)})
     except ConfigError as exc:
         # One clear line instead of a traceback: the setting, what is wrong, the fix.
         sys.stderr.write(f"streamapp: configuration error: {exc}\n")

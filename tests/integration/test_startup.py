@@ -182,18 +182,22 @@ def test_cursor_is_shown_again_after_a_fatal_start_up_error(tmp_path: Path) -> N
 def test_fausts_datadir_option_places_the_state(
     bootstrap: str, tmp_path: Path, workers: list[Worker]
 ) -> None:
-    """`faust -A streamapp.app --datadir D worker`: the state goes to D, not to
-    STREAMAPP_DATA_DIR (faust imports the app before it reads its options; the option was
-    once ignored without a word)."""
+    """`faust -A streamapp.app --datadir D worker --web-port P`: the state goes to D, not to
+    STREAMAPP_DATA_DIR, and the worker is at P (faust imports the app before it reads its
+    options; --datadir was once ignored without a word)."""
 
     class WithDatadir(Worker):
         def command(self) -> list[str]:
             faust = [sys.executable, "-m", "faust", "-A", "streamapp.app"]
-            return [*faust, "--datadir", str(tmp_path / "given"), "worker", "-l", "info"]
+            given = ["--datadir", str(tmp_path / "given"), "worker", "--web-port", str(self.port)]
+            return [*faust, *given, "-l", "info"]
+
+        def env(self) -> dict[str, str]:
+            return {**super().env(), "WEB_PORT": str(free_port())}  # beaten by --web-port
 
     worker = WithDatadir(Namespace(bootstrap), tmp_path / "from-env")
     workers.append(worker)
-    worker.start()
+    worker.start()  # ready at --web-port
     assert worker.get("/health")[0] == 200
     assert (tmp_path / "given" / "topics-epoch").is_file()
     assert any((tmp_path / "given").rglob("CURRENT"))  # the tables' RocksDB databases

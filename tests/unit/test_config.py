@@ -5,7 +5,7 @@ import pytest
 from streamapp.core.config import (
     ConfigError,
     broker_addresses,
-    datadir_option,
+    command_line_settings,
     group_instance_id,
     load_settings,
     parse_duration,
@@ -265,16 +265,24 @@ def test_fausts_datadir_option_is_the_data_dir() -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["faust", "-A", "streamapp.app", "--datadir", "/srv/w2", "worker"],
-        ["faust", "-A", "streamapp.app", "--datadir=/srv/w2", "worker", "-l", "info"],
-        ["faust", "-D", "/srv/w2", "-A", "streamapp.app", "worker"],
-        ["faust", "-D/srv/w2", "-A", "streamapp.app", "worker"],
+        ["faust", "-A", "streamapp.app", "--datadir", "/srv/w2", "worker", "--web-port", "7001"],
+        ["faust", "-A", "streamapp.app", "--datadir=/srv/w2", "worker", "--web-port=7001"],
+        ["faust", "-D", "/srv/w2", "-A", "streamapp.app", "worker", "-l", "info", "-p", "7001"],
+        ["faust", "-D/srv/w2", "-A", "streamapp.app", "worker", "-p7001"],
     ],
 )
-def test_the_datadir_option_is_read_from_fausts_command_line(argv: list[str]) -> None:
-    assert datadir_option(argv) == "/srv/w2"
+def test_settings_given_as_fausts_options(argv: list[str]) -> None:
+    """faust's --datadir and the worker's --web-port / --web-host, read from its command
+    line: faust imports the app before it reads them, and would apply them to its own
+    settings only (the data dir ignored, the URL others reach the worker at wrong)."""
+    assert command_line_settings(argv) == {"F_DATADIR": "/srv/w2", "WEB_PORT": "7001"}
+    settings = load_settings({"WEB_PORT": "6066", **command_line_settings(argv)})
+    assert (settings.web_port, settings.own_url) == (7001, "http://127.0.0.1:7001")
+    assert settings.data_dir == Path("/srv/w2")
 
 
-def test_no_datadir_option() -> None:
-    assert datadir_option(["faust", "-A", "streamapp.app", "worker", "--web-port", "6067"]) is None
-    assert datadir_option(["faust", "-A", "streamapp.app", "worker", "--", "-D", "x"]) is None
+def test_options_of_other_commands_and_after_a_double_dash_are_not_settings() -> None:
+    worker = ["faust", "-A", "streamapp.app", "worker", "--web-host", "w1", "--", "-p", "1"]
+    assert command_line_settings(worker) == {"WEB_HOST": "w1"}
+    # -p and -h are the worker's: before the command they are something else (or nothing)
+    assert command_line_settings(["faust", "-A", "streamapp.app", "-p", "1", "tables"]) == {}
