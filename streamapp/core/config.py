@@ -128,8 +128,11 @@ class Settings:
     def bulk_body_bytes(self) -> int:
         """The longest body of a bulk query: room for `max_bulk_pairs` pairs of the longest
         ids, each character written as a JSON escape, so that every query within the pair
-        limit is read (a fixed 1 MiB refused 1,000 pairs of long non-ASCII ids with 413)."""
-        return max(self.min_body_bytes, self.max_bulk_pairs * BULK_PAIR_BYTES)
+        limit is read (a fixed 1 MiB refused 1,000 pairs of long non-ASCII ids with 413);
+        up to about 10,000 pairs, as the body is held in memory."""
+        return min(
+            max(self.min_body_bytes, self.max_bulk_pairs * BULK_PAIR_BYTES), MAX_BULK_BODY_BYTES
+        )
 
     @property
     def broker_addresses(self) -> list[tuple[str, int]]:
@@ -137,8 +140,10 @@ class Settings:
 
 
 # A pair of a bulk query at its longest: two ids of MAX_ID_LENGTH characters, each as a
-# 6-byte \uXXXX escape, and 512 bytes of keys, quotes and spacing.
-BULK_PAIR_BYTES = 2 * MAX_ID_LENGTH * 6 + 512
+# 12-byte escape (a character beyond U+FFFF is a pair of \uXXXX), and 512 bytes of keys,
+# quotes and spacing. The whole body is held in memory: at most MAX_BULK_BODY_BYTES.
+BULK_PAIR_BYTES = 2 * MAX_ID_LENGTH * 12 + 512
+MAX_BULK_BODY_BYTES = 64 * 1024 * 1024
 BROKER_SCHEMES = ("kafka", "aiokafka")  # faust's aiokafka transport (confluent's is not installed)
 
 
@@ -185,59 +190,76 @@ def group_instance_id(settings: Settings, host: str) -> str | None:
     return f"{settings.app_id}-{name}-{digest}"
 
 
-FAUST_DEFAULT_DATADIR = "{conf.name}-data"  # faust.types._env.DATADIR without F_DATADIR
-
-
-# faust's options that name a setting of ours (the variable each stands for): faust imports
-# the app (`-A`) before it reads its options, too late for an app that reads its settings at
-# import, as this one does; faust would apply them to its own settings only.
-ROOT_OPTIONS = {"--datadir": "F_DATADIR", "-D": "F_DATADIR"}  # before the command
-WORKER_OPTIONS = {
+# faust's options that name a setting of ours, and the setting each stands for: faust
+# imports the app (`-A`) before it reads its options, too late for an app that reads its
+# settings at import, as this one does; faust would apply them to its own settings only.
+ROOT_OPTIONS = {"--datadir": "datadir", "-D": "datadir"}  # before the command
+WORKER_OPTIONS = {  # after `worker`
     "--web-port": "WEB_PORT",
     "-p": "WEB_PORT",
     "--web-host": "WEB_HOST",
     "-h": "WEB_HOST",
 }
+# Every faust option (of its command line and of `worker`) that takes a value, so that a
+# value is never taken for the command or an option.
+VALUE_OPTIONS = frozenset(
+    (
+        *ROOT_OPTIONS,
+        *WORKER_OPTIONS,
+        *("-A", "--app", "-W", "--workdir", "-L", "--loop", "-l", "--loglevel"),
+        *("-f", "--logfile", "--blocking-timeout", "--console-port", "--web-transport"),
+        *("-b", "--web-bind"),
+    )
+)
+
+
+def is_faust_command_line(argv: Sequence[str]) -> bool:
+    """`faust ...` or `python -m faust ...` (whose argv[0] is faust's __main__.py)."""
+    if not argv:
+        return False
+    program = Path(argv[0])
+    return program.name == "faust" or (
+        program.name == "__main__.py" and program.parent.name == "faust"
+    )
 
 
 def command_line_settings(argv: Sequence[str]) -> dict[str, str]:
-    """The settings given as faust options in a faust command line (`faust -A app --datadir D
-    worker --web-port P`), as the variables they stand for: they beat the environment."""
+    """Settings given as options of faust's command line (`faust -A app --datadir D worker
+    --web-port P`): "datadir", "WEB_PORT", "WEB_HOST" (load_settings: they beat the
+    environment). Empty for any other program's command line (a test runner's, a tool's)."""
+    if not is_faust_command_line(argv):
+        return {}
     found: dict[str, str] = {}
-    options = ROOT_OPTIONS
-    n = 0
+    command: str | None = None
+    n = 1
     while n < len(argv):
         arg = argv[n]
+        n += 1
         if arg == "--":
             break
-        if arg == "worker":
-            options = WORKER_OPTIONS
-        name, given, value = arg.partition("=")
-        if name in options and arg.startswith("--"):
-            if given:
-                found[options[name]] = value
-            elif n + 1 < len(argv):
-                found[options[name]] = argv[n + 1]
-                n += 1
-        elif arg in options and n + 1 < len(argv):  # a short option, its value apart
-            found[options[arg]] = argv[n + 1]
+        if not arg.startswith("-") or arg == "-":
+            command = command or arg  # the first word that is not an option's value
+            continue
+        if arg.startswith("--"):
+            name, equals, value = arg.partition("=")
+            attached = bool(equals)
+        else:  # "-p 7001" or "-p7001"
+            name, value, attached = arg[:2], arg[2:], len(arg) > 2
+        if name not in VALUE_OPTIONS:
+            continue  # a flag
+        if not attached:
+            if n >= len(argv):
+                break
+            value = argv[n]
             n += 1
-        elif arg[:2] in options and len(arg) > 2 and not arg.startswith("--"):  # "-DVALUE"
-            found[options[arg[:2]]] = arg[2:]
-        n += 1
+        ours = ROOT_OPTIONS if command is None else WORKER_OPTIONS if command == "worker" else {}
+        if name in ours:
+            found[ours[name]] = value
     return found
 
 
-def cli_data_dir(env: Mapping[str, str], app_id: str) -> str | None:
-    """The data dir of faust's `--datadir` option (F_DATADIR: faust's own variable for it,
-    which its command line sets to its default "{conf.name}-data" when the option is not
-    given). Given, it beats STREAMAPP_DATA_DIR, as a command-line option beats the
-    environment: the app passes its data dir to faust explicitly, and faust would otherwise
-    ignore the option."""
-    value = env.get("F_DATADIR")
-    if not value or value == FAUST_DEFAULT_DATADIR:
-        return None
-    # faust formats it with its settings ("{conf.name}" is the app id), as here.
+def _faust_datadir(value: str, app_id: str) -> str:
+    # faust formats its data dir with its settings ("{conf.name}" is the app id), as here.
     return value.replace("{conf.name}", app_id).replace("{conf.id}", app_id)
 
 
@@ -246,9 +268,15 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting; raise ConfigError naming the first bad one."""
+def load_settings(
+    env: Mapping[str, str] | None = None, command_line: Mapping[str, str] | None = None
+) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad one.
+    `command_line`: settings given as faust's options (command_line_settings), which beat
+    the environment."""
     env = os.environ if env is None else env
+    command_line = command_line or {}
+    env = {**env, **{k: v for k, v in command_line.items() if k != "datadir"}}
     defaults = Settings()
     values: dict[str, object] = {}
 
@@ -399,6 +427,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["weights"] = Weights(**weights)  # type: ignore[arg-type]
 
     app_id = str(values.get("app_id", defaults.app_id))
-    data_dir = cli_data_dir(env, app_id) or _get(env, "STREAMAPP_DATA_DIR")
+    given = command_line.get("datadir")
+    data_dir = _faust_datadir(given, app_id) if given else _get(env, "STREAMAPP_DATA_DIR")
     values["data_dir"] = Path(data_dir) if data_dir else Path("./var") / app_id
     return Settings(**values)  # type: ignore[arg-type]

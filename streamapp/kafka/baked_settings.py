@@ -24,7 +24,8 @@ from a new one (pair_state.py). A topic deleted and created again under the same
 its offsets over, and its records would be taken for replays of records already counted.
 So the topic's Kafka id is recorded too (first record wins), and a worker that finds
 another topic under that name refuses to start (`source_problem`), as a running worker
-stops when it finds one (agents.watch_partitions).
+stops when it finds one (agents.check_source_topic). A deployment without the record makes
+it at its next start, of the topic there then.
 """
 
 from __future__ import annotations

@@ -201,3 +201,21 @@ async def topic_ids(settings: Settings, topics: list[str]) -> dict[str, str | No
         return {name: ids.get(name) for name in topics}
     finally:
         await client.close()
+
+
+async def topic_id(settings: Settings, topic: str, wait_s: float) -> str | None:
+    """The id of `topic`, which exists: asked again for up to `wait_s` while the broker
+    asked does not show it yet (a topic just created, a broker that has not seen it) or
+    fails; None when the broker has no topic ids. Raises the last error after `wait_s`."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        try:
+            ids = await topic_ids(settings, [topic])
+            if ids is None or ids.get(topic) is not None:
+                return None if ids is None else ids[topic]
+            error: Exception = LookupError(f"{topic} has no id yet")
+        except Exception as exc:  # a topic-level error, or the broker away a moment
+            error = exc
+        if asyncio.get_running_loop().time() >= deadline:
+            raise error
+        await asyncio.sleep(0.5)

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from faust.types import StreamT
+from faust.types import TP, StreamT
 
 from streamapp import metrics
 from streamapp.kafka import baked_settings
@@ -85,16 +85,18 @@ async def follow_seller_catalog() -> None:
 
 
 stall_watch = StallWatch(settings.stall_s)
-SOURCE_CHECK_EVERY = 6  # partition watches (5 s apart) between two looks at the topic's id
+WATCH_S = 5.0  # between two partition watches
+SOURCE_CHECK_S = 30.0  # between two looks at the topic's id without a rebalance
 
 
 async def check_source_topic(timeout: float = 10.0) -> None:
     """A running worker stops (as a crash does: nothing more is committed) once
     `interactions` is another topic than the one its state was counted from: deleted and
     created again while it ran (baked_settings.source_problem). A restart then refuses with
-    the same line. Looked at on every assignment, before the partitions are fetched (a
-    topic deleted and created again changes the group's metadata, which rebalances it), and
-    every SOURCE_CHECK_EVERY partition watches for a change no rebalance showed."""
+    the same line. Looked at on every partition assignment (a topic deleted and created
+    again changes the group's metadata, which rebalances it; faust may resume fetching
+    during the look), and every SOURCE_CHECK_S while the worker holds source partitions,
+    for a change no rebalance showed."""
     if app.counted_from is None:
         return  # the broker has no topic ids
     name = catalog.interactions
@@ -110,7 +112,7 @@ async def check_source_topic(timeout: float = 10.0) -> None:
 
 
 @app.on_partitions_assigned.connect
-async def _source_topic_on_assignment(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+async def _source_topic_on_assignment(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
     await check_source_topic(timeout=5.0)  # within the rebalance: bounded more tightly
 
 
@@ -118,7 +120,7 @@ def describe_checkpoints() -> str:
     return "; ".join(c.describe() for c in checkpoints.values())
 
 
-@app.timer(interval=5.0)
+@app.timer(interval=WATCH_S)
 async def watch_partitions() -> None:
     """A source partition that stays behind without progress is logged with its offsets,
     counted, and read again from its committed offset (checkpoint.StallWatch)."""
@@ -134,7 +136,7 @@ async def watch_partitions() -> None:
         ends, starts = {}, {}
     stall_watch.check(app.consumer, assigned, ends, context=describe_checkpoints, starts=starts)
     stall_watch.checks += 1
-    if stall_watch.checks % SOURCE_CHECK_EVERY == 0:
+    if stall_watch.checks % round(SOURCE_CHECK_S / WATCH_S) == 0:
         await check_source_topic()
     if stall_watch.checks == 1:
         log.info("partition watch: %d source partitions, ends %s", len(assigned), dict(ends))

@@ -30,7 +30,7 @@ from streamapp.kafka import baked_settings, local_state
 from streamapp.kafka.outbox import Producer
 from streamapp.kafka.startup import broker_unreachable, ensure_topics, unreachable_broker_line
 from streamapp.kafka.topic_catalog import TopicCatalog, changelog_config
-from streamapp.kafka.topic_ids import topic_ids
+from streamapp.kafka.topic_ids import topic_id
 from streamapp.runtime import tune_gc
 from streamapp.worker import faust_fixes, lifecycle, rebalances
 from streamapp.worker.credentials import broker_credentials
@@ -40,7 +40,7 @@ from streamapp.worker.faust_settings import speed_options
 def _settings() -> Settings:
     try:
         # faust's --datadir, --web-port, --web-host (config.command_line_settings)
-        return load_settings({**os.environ, **command_line_settings(sys.argv)})
+        return load_settings(command_line=command_line_settings(sys.argv))
     except ConfigError as exc:
         # One clear line instead of a traceback: the setting, what is wrong, the fix.
         sys.stderr.write(f"streamapp: configuration error: {exc}\n")
@@ -62,7 +62,6 @@ producer = Producer(settings)
 class StreamApp(faust.App):
     direct_path = False
     partitions_of: dict[str, int] = {}
-    source_topic_id: str | None = None  # the id of `interactions` at start-up
     counted_from: str | None = None  # the id of the `interactions` the state was counted from
 
     async def on_first_start(self) -> None:
@@ -95,13 +94,19 @@ class StreamApp(faust.App):
         # And the `interactions` topic it was counted from: one deleted and created again
         # starts its offsets over, which replay detection would misread (baked_settings.py).
         try:
-            ids = await topic_ids(settings, [catalog.interactions])
-            self.source_topic_id = ids.get(catalog.interactions) if ids else None
-            problem, self.counted_from = await baked_settings.check(settings, self.source_topic_id)
+            source_id = await topic_id(settings, catalog.interactions, settings.broker_wait_s)
+        except Exception as exc:
+            fail(f"streamapp: cannot read the topic id of {catalog.interactions} ({exc!r})\n")
+        try:
+            problem, self.counted_from = await baked_settings.check(settings, source_id)
         except Exception as exc:
             problem = f"cannot read the settings the state was built with ({exc!r})"
         if problem:
             fail(f"streamapp: {problem}\n")
+        # faust's worker command replaces the canonical URL with http://host:port when given
+        # --web-port or --web-host, dropping STREAMAPP_CANONICAL_URL: the settings' URL
+        # (which those options are part of: config.command_line_settings) is the one.
+        self.conf.canonical_url = settings.own_url  # type: ignore[assignment]
         # Records already in their user's partition skip the re-keying hop, but only when
         # `interactions` has the same partition count (else its table writes would not match).
         self.direct_path = partitions.get(catalog.interactions) == settings.partitions

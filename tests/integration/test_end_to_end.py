@@ -186,7 +186,7 @@ def test_http_errors_are_json_4xx(loaded) -> None:
             json.dumps({"pairs": [{"user_id": "u", "seller_id": "s"}] * 1001}).encode(),
             413,
         ),
-        ("POST", "/affinity/query", b"[" * 4_000_000, 413),  # over 1,000 pairs' longest
+        ("POST", "/affinity/query", b"[" * 7_000_000, 413),  # over 1,000 pairs' longest
         ("DELETE", "/affinity/query", None, 405),
     ]
     for method, path, raw, want in cases:
@@ -196,15 +196,16 @@ def test_http_errors_are_json_4xx(loaded) -> None:
 
 
 def test_a_bulk_query_within_the_pair_limit_is_read_however_long_its_ids(loaded) -> None:
-    """1,000 pairs (the default limit) of 256-character ids, every character a JSON escape:
-    a body of 3 MB, which a fixed 1 MiB limit refused with 413."""
+    """1,000 pairs (the default limit) of 256-character ids, every character a JSON escape,
+    and beyond U+FFFF a pair of them: a body of 6 MB, which a fixed 1 MiB limit refused with
+    413."""
     _ns, _ds, worker = loaded
     pairs = [
-        {"user_id": chr(0xE9 + n % 7) * 256, "seller_id": chr(0x4E00 + n) * 256}
+        {"user_id": chr(0x1F600 + n % 50) * 256, "seller_id": chr(0x20000 + n) * 256}
         for n in range(1_000)
     ]
     raw = json.dumps({"pairs": pairs}, ensure_ascii=True).encode()
-    assert len(raw) > 3_000_000
+    assert len(raw) > 6_000_000
     status, body = worker.request("POST", "/affinity/query", raw=raw)
     assert status == 200, (status, str(body)[:300])
     got = [(r["user_id"], r["seller_id"], r["number_of_interactions"]) for r in body["results"]]

@@ -250,39 +250,56 @@ def test_a_state_format_this_version_cannot_read_is_one_line_that_says_how_out()
     assert not baked_settings._format_to_record("1")
 
 
-def test_fausts_datadir_option_is_the_data_dir() -> None:
-    """`faust -A streamapp.app --datadir D worker` hands D to the app as F_DATADIR (faust
-    sets it to "{conf.name}-data" when the option is absent): it beats STREAMAPP_DATA_DIR,
-    as a command-line option beats the environment, and faust's placeholder is filled."""
-    assert load_settings({"F_DATADIR": "{conf.name}-data"}).data_dir == Path("./var/streamapp")
-    given = {"F_DATADIR": "/srv/w2", "STREAMAPP_DATA_DIR": "/srv/env"}
-    assert load_settings(given).data_dir == Path("/srv/w2")
-    named = {"F_DATADIR": "/srv/{conf.name}", "STREAMAPP_ID": "shop"}
-    assert load_settings(named).data_dir == Path("/srv/shop")
-    assert load_settings({"STREAMAPP_DATA_DIR": "/srv/env"}).data_dir == Path("/srv/env")
+FAUST = "/work/.venv/lib/python3.11/site-packages/faust/__main__.py"  # python -m faust
 
 
 @pytest.mark.parametrize(
     "argv",
     [
-        ["faust", "-A", "streamapp.app", "--datadir", "/srv/w2", "worker", "--web-port", "7001"],
+        [FAUST, "-A", "streamapp.app", "--datadir", "/srv/w2", "worker", "--web-port", "7001"],
         ["faust", "-A", "streamapp.app", "--datadir=/srv/w2", "worker", "--web-port=7001"],
         ["faust", "-D", "/srv/w2", "-A", "streamapp.app", "worker", "-l", "info", "-p", "7001"],
-        ["faust", "-D/srv/w2", "-A", "streamapp.app", "worker", "-p7001"],
+        ["/x/bin/faust", "-D/srv/w2", "-Astreamapp.app", "worker", "-p7001", "--without-web"],
+        # the value of -W is a word like a command: it is skipped as a value
+        [
+            "faust",
+            "-W",
+            "worker",
+            "-A",
+            "streamapp.app",
+            "--datadir",
+            "/srv/w2",
+            "worker",
+            "-p",
+            "7001",
+        ],
     ],
 )
 def test_settings_given_as_fausts_options(argv: list[str]) -> None:
     """faust's --datadir and the worker's --web-port / --web-host, read from its command
     line: faust imports the app before it reads them, and would apply them to its own
     settings only (the data dir ignored, the URL others reach the worker at wrong)."""
-    assert command_line_settings(argv) == {"F_DATADIR": "/srv/w2", "WEB_PORT": "7001"}
-    settings = load_settings({"WEB_PORT": "6066", **command_line_settings(argv)})
+    given = command_line_settings(argv)
+    assert given == {"datadir": "/srv/w2", "WEB_PORT": "7001"}
+    settings = load_settings({"WEB_PORT": "6066", "STREAMAPP_DATA_DIR": "/srv/env"}, given)
     assert (settings.web_port, settings.own_url) == (7001, "http://127.0.0.1:7001")
     assert settings.data_dir == Path("/srv/w2")
+    named = load_settings({"STREAMAPP_ID": "shop"}, {"datadir": "/srv/{conf.name}"})
+    assert named.data_dir == Path("/srv/shop")  # faust's placeholder, filled as faust does
 
 
-def test_options_of_other_commands_and_after_a_double_dash_are_not_settings() -> None:
-    worker = ["faust", "-A", "streamapp.app", "worker", "--web-host", "w1", "--", "-p", "1"]
-    assert command_line_settings(worker) == {"WEB_HOST": "w1"}
-    # -p and -h are the worker's: before the command they are something else (or nothing)
-    assert command_line_settings(["faust", "-A", "streamapp.app", "-p", "1", "tables"]) == {}
+@pytest.mark.parametrize(
+    "argv",
+    [
+        # a test runner's or a tool's command line is not faust's
+        ["/x/bin/pytest", "-q", "tests/unit", "-k", "worker", "-p", "no:cacheprovider"],
+        ["/x/streamapp/serve.py", "--datadir", "/srv/w2"],
+        # -p and -h are the worker's: of another command they are not settings
+        ["faust", "-A", "streamapp.app", "tables", "-p", "1"],
+        # nothing after --
+        ["faust", "-A", "streamapp.app", "worker", "--", "-p", "1", "--datadir", "x"],
+    ],
+)
+def test_no_setting_from_other_command_lines(argv: list[str]) -> None:
+    assert command_line_settings(argv) == {}
+    assert load_settings({}, command_line_settings(argv)).data_dir == Path("./var/streamapp")
