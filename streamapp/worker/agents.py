@@ -5,8 +5,9 @@
   users, sellers ─> (validated here; every worker's profile catalogs apply them)
   bad records ────> <source>-dlq
 
-Each stream goes through a Checkpoint (checkpoint.py): batches, acks only after the
-broker confirmed a batch's output, re-reads of records faust skipped.
+Each source goes through a Checkpoint (checkpoint.py), which faust's fetch loop hands the
+records to directly (faust_fixes 16.): batches, acks only after the broker confirmed a
+batch's output, re-reads of records faust skipped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from faust.types import TP, StreamT
 from streamapp import metrics
 from streamapp.kafka import baked_settings
 from streamapp.kafka.topic_ids import topic_ids
-from streamapp.worker import ingest, tables, topics
+from streamapp.worker import faust_fixes, ingest, tables, topics
 from streamapp.worker.app import app, catalog, fail, settings
 from streamapp.worker.checkpoint import Checkpoint, Handler, StallWatch
 
@@ -43,11 +44,14 @@ async def through_checkpoint(stream: StreamT, handler: Handler, what: str) -> No
         app, stream, handler, what, settings.batch_max, ready=ingest.ready_to_publish
     )
     checkpoints[what] = checkpoint
+    topic = stream.channel.get_topic_name()
+    faust_fixes.read_in_batches(topic, checkpoint)  # records come to it, not to the stream
     try:
         await checkpoint.run()
     finally:
         if checkpoints.get(what) is checkpoint:
             del checkpoints[what]
+            faust_fixes.read_in_batches(topic, None)
 
 
 @app.agent(topics.interactions)

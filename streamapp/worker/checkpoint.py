@@ -17,6 +17,13 @@ a batch stays open until the stream reached that end, a whole batch is waiting o
 GATHER_MAX_S passed; up to MAX_IN_FLIGHT batches wait for the broker while the next one is
 processed.
 
+Records come straight from faust's fetch loop (faust_fixes 16.), not through faust's
+stream: the checkpoint queues them on a flow-controlled queue and takes them as faust's
+stream would (records of an older generation, or taken while the flow is stopped for a
+rebalance, are dropped untracked and read again after the seek), at a fraction of the
+stream's cost per record. The agent's stream is still iterated, so faust subscribes to the
+topic; anything it yields joins the same queue.
+
 Records faust read but never handed to the stream (seen around a start-up seek) are
 noticed here as a jump in a partition's offsets and read again, and the records after
 them wait for the re-read: each partition is processed in offset order, which replay
@@ -56,8 +63,7 @@ def _tp_of(record: Record) -> tuple[str, int]:
     return (record.topic, record.partition)  # equal to faust's TP (a named tuple)
 
 
-def record_of(event: Any) -> Record:
-    message = event.message
+def record_of(message: Any) -> Record:
     ts = message.timestamp
     return Record(
         topic=message.topic,
@@ -71,8 +77,8 @@ def record_of(event: Any) -> Record:
 
 @dataclass
 class Checkpoint:
-    """Reads one faust stream into batches, hands them to `handler`, and acks each
-    batch's events once its output is confirmed and every earlier batch was acked."""
+    """Reads one source topic into batches, hands them to `handler`, and acks each
+    batch's records once its output is confirmed and every earlier batch was acked."""
 
     app: Any
     stream: Any
@@ -96,9 +102,13 @@ class Checkpoint:
     skipped_records: int = 0  # records set aside to wait for a hole's re-read
 
     def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(maxsize=2 * self.batch_max)
+        # As a stream's own queue: faust pauses a partition at 80 % of it (back-pressure)
+        # and empties it when the flow resumes after a rebalance (a seek follows).
+        size = max(self.app.conf.stream_buffer_maxsize, 2 * self.batch_max)
+        self.queue = self.app.FlowControlQueue(maxsize=size, clear_on_resume=True)
         self.filled = asyncio.Event()  # a whole batch is waiting
         self.drained = asyncio.Event()  # no partition is known to have records not read yet
+        self._pressure: dict[Any, tuple[Callable[[], None], Callable[[], None]]] = {}
 
     def waiting(self) -> bool:
         """Records are read and waiting for their batch."""
@@ -115,18 +125,14 @@ class Checkpoint:
 
     async def run(self) -> None:
         self.stream.enable_acks = False  # acked by hand, after confirmation
-        feeder = asyncio.ensure_future(self._feed())  # read from the start, even while waiting
+        # Iterating the stream subscribes faust to the topic; the records themselves come
+        # through `arrive` (faust_fixes 16.), or from the stream when no reader is set.
+        feeder = asyncio.ensure_future(self._feed())
         try:
             if self.ready is not None:
                 await self.ready()
             while True:
-                batch = [await self.queue.get()]
-                if self.in_flight and self.queue.qsize() + 1 < self.batch_max:
-                    await self._gather_while_confirming()
-                if self.behind and self.queue.qsize() + 1 < self.batch_max:
-                    await self._gather_backlog()
-                while len(batch) < self.batch_max and not self.queue.empty():
-                    batch.append(self.queue.get_nowait())
+                batch = await self._next_batch()
                 await self._process(batch)
                 if feeder.done():
                     feeder.result()  # the stream ended or failed: let faust see it
@@ -135,6 +141,74 @@ class Checkpoint:
             feeder.cancel()
             if self.in_flight:  # a stopping worker acks what was delivered
                 await asyncio.shield(asyncio.gather(*self.in_flight, return_exceptions=True))
+
+    async def _next_batch(self) -> list[tuple[Any, float]]:
+        queue, take = self.queue, self._take
+        batch: list[tuple[Any, float]] = []
+        while not batch:
+            item = await queue.get()
+            if take(item[0]):
+                batch.append(item)
+        if self.in_flight and queue.qsize() + 1 < self.batch_max:
+            await self._gather_while_confirming()
+        if self.behind and queue.qsize() + 1 < self.batch_max:
+            await self._gather_backlog()
+        while len(batch) < self.batch_max and not queue.empty():
+            item = queue.get_nowait()
+            if take(item[0]):
+                batch.append(item)
+        return batch
+
+    def arrive(self, message: Any, tp: Any) -> Awaitable[None] | None:
+        """A fetched record of `tp` (faust's TP) of this checkpoint's topic (faust_fixes
+        16.): queued as faust queues an event for its stream; an awaitable when the queue
+        is full."""
+        item = (message, time.time())
+        if self.queue.full():
+            return self._arrive_later(item, tp)
+        high, drop = self._pressure_of(tp)
+        self.queue.put_nowait_enhanced(item, on_pressure_high=high, on_pressure_drop=drop)
+        self._arrived(message, tp)
+        return None
+
+    async def _arrive_later(self, item: tuple[Any, float], tp: Any) -> None:
+        await self.queue.put(item)
+        self._arrived(item[0], tp)
+
+    def _generation(self) -> int:
+        """The consumer's generation; what this checkpoint knew of positions and ends is
+        forgotten when it changes."""
+        generation: int = self.app.consumer_generation_id
+        if generation != self.generation:
+            self.next_due.clear()  # a rebalance moved the positions
+            self.ends.clear()
+            self.behind.clear()  # what was fetched before may never come: no waiting
+            self.drained.set()
+            self.generation = generation
+        return generation
+
+    def _arrived(self, message: Any, tp: Any) -> None:
+        self._generation()
+        if self.queue.qsize() + 1 >= self.batch_max:
+            self.filled.set()
+        self._note_backlog(tp, message.offset)
+
+    def _pressure_of(self, tp: Any) -> tuple[Callable[[], None], Callable[[], None]]:
+        """The partition's pause and take-back, one pair of callables per partition (the
+        queue remembers them by identity), as faust's conductor makes them."""
+        pair = self._pressure.get(tp)
+        if pair is None:
+            consumer = self.app.consumer
+
+            def high() -> None:
+                self.app.sensors.on_topic_buffer_full(tp)
+                consumer.on_buffer_full(tp)
+
+            def drop() -> None:
+                consumer.on_buffer_drop(tp)
+
+            pair = self._pressure[tp] = (high, drop)
+        return pair
 
     async def _gather_while_confirming(self) -> None:
         """A group commit: while the broker confirms the last batch, what arrives joins the
@@ -191,10 +265,10 @@ class Checkpoint:
             for wait in waits:
                 wait.cancel()
 
-    async def _process(self, batch: list[Any]) -> None:
+    async def _process(self, batch: list[tuple[Any, float]]) -> None:
         taken = time.time()
-        events = [event for event, _ in batch]
-        records = [record_of(event) for event in events]
+        messages = [message for message, _ in batch]
+        records = [record_of(message) for message in messages]
         box = await run_guarded(self.handler(records), self.what)
         written = time.time()
         self._observe_steps(records[0], batch[0][1], taken, written)
@@ -202,7 +276,7 @@ class Checkpoint:
             await asyncio.wait([self.in_flight[0]])
         previous = self.in_flight[-1] if self.in_flight else None
         done = asyncio.ensure_future(
-            run_guarded(self._confirm(box, events, previous, written), self.what)
+            run_guarded(self._confirm(box, messages, previous, written), self.what)
         )
         self.in_flight.append(done)
         self.sent_at[done] = time.monotonic()
@@ -234,56 +308,58 @@ class Checkpoint:
         confirmed = time.time()
         step = metrics.batch_step_seconds.labels
         step("written_to_confirmed").observe(confirmed - written)
-        first = batch[0].message.timestamp if batch else None
+        first = batch[0].timestamp if batch else None
         if first is not None and first > 0:  # end to end: the record's time to its output
             step("record_to_confirmed").observe(max(0.0, confirmed - first))
         if previous is not None:
             await asyncio.shield(previous)  # acks in order
-        for event in batch:
-            event.ack()  # the message's last reader: its offset becomes committable
+        ack = self.app.consumer.ack
+        for message in batch:
+            ack(message)  # its offset becomes committable
 
     async def _feed(self) -> None:
-        consumer = self.app.consumer
         async for event in self.stream.events():
-            message = event.message
-            tp, offset = message.tp, message.offset
-            generation = self.app.consumer_generation_id
-            if generation != self.generation:
-                self.next_due.clear()  # a rebalance moved the positions
-                self.ends.clear()
-                self.behind.clear()  # what was fetched before may never come: no waiting
-                self.drained.set()
-                self.generation = generation
-            due = self.next_due.get(tp)
-            if due is None:
-                # The first record of a partition since a (re)assignment: faust sought to
-                # the committed offset, so anything between it and this record was skipped
-                # unless it holds no record (a fetch faust dropped before the stream saw
-                # any of the partition).
-                due = faust_fixes.committed_offset(consumer, tp)
-            if (
-                due is not None
-                and offset > due
-                and not faust_fixes.gap_covers(consumer, tp, due, offset)
-            ):
-                # faust read offsets due..offset-1 but never handed them to this stream.
-                # They are read again, and this record and the later ones of the partition
-                # wait for them: counting relies on each source partition arriving in
-                # offset order (a record applied after a later one of its partition is
-                # taken for a replay, pair_state.py), so nothing is processed out of order.
-                self.next_due[tp] = due
-                self._read_again(tp, due, offset)
-                self._note_backlog(tp, offset)  # set aside, but read: not awaited
-                continue
-            if due is None or offset >= due:
-                self.next_due[tp] = offset + 1
-            if self.queue.full():
-                await self.queue.put((event, time.time()))
-            else:  # no coroutine per record while there is room
-                self.queue.put_nowait((event, time.time()))
-            if self.queue.qsize() + 1 >= self.batch_max:
-                self.filled.set()
-            self._note_backlog(tp, offset)
+            waiting = self.arrive(event.message, event.message.tp)
+            if waiting is not None:
+                await waiting
+
+    def _take(self, message: Any) -> bool:
+        """Whether a queued record joins the batch. First as faust's stream decides when it
+        takes an event: a record fetched before the last rebalance, or taken while the flow
+        is stopped for one, is dropped untracked (the seek after the rebalance reads it
+        again). Then the order: a record after offsets faust never handed over waits for
+        their re-read."""
+        app = self.app
+        generation = self._generation()
+        if message.generation_id != generation or not app.flow_control.is_active():
+            return False
+        consumer = app.consumer
+        tp, offset = message.tp, message.offset
+        due = self.next_due.get(tp)
+        if due is None:
+            # The first record of a partition since a (re)assignment: faust sought to the
+            # committed offset, so anything between it and this record was skipped unless it
+            # holds no record (a fetch faust dropped before any of the partition was taken).
+            due = faust_fixes.committed_offset(consumer, tp)
+        if (
+            due is not None
+            and offset > due
+            and not faust_fixes.gap_covers(consumer, tp, due, offset)
+        ):
+            # faust read offsets due..offset-1 but never handed them over. They are read
+            # again, and this record and the later ones of the partition wait for them:
+            # counting relies on each source partition arriving in offset order (a record
+            # applied after a later one of its partition is taken for a replay,
+            # pair_state.py), so nothing is processed out of order.
+            self.next_due[tp] = due
+            self._read_again(tp, due, offset)
+            return False
+        if due is None or offset >= due:
+            self.next_due[tp] = offset + 1
+        if not message.tracked:  # pending until acked: faust's rebalance waits for it
+            message.tracked = True
+            consumer.track_message(message)
+        return True
 
     def _read_again(self, tp: Any, due: int, offset: int) -> None:
         """Ask for `tp` from `due` again: once when the hole is found, then at most every

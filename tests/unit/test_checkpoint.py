@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 import pytest
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from streamapp.worker import checkpoint as checkpoint_module
 from streamapp.worker import faust_fixes
@@ -20,26 +21,43 @@ TP = faust.types.TP("interactions", 3)
 
 
 class Event:
-    def __init__(self, offset: int, acks: list[int]) -> None:
+    """A fetched record (`message`, as faust's consumer makes it) and where its ack goes."""
+
+    def __init__(self, offset: int, acks: list[int], generation: int = 1) -> None:
         self.message = SimpleNamespace(
             tp=TP, topic=TP.topic, partition=TP.partition, offset=offset,
-            timestamp=1.0, key=None, value=b"{}",
+            timestamp=1.0, key=None, value=b"{}", generation_id=generation, tracked=False,
+            acks=acks,
         )  # fmt: skip
-        self._acks = acks
 
-    def ack(self) -> bool:
-        self._acks.append(self.message.offset)
-        return True
+
+class Feed:
+    """faust's fetch loop as the checkpoint sees it: each record handed to `arrive`
+    (faust_fixes 16.), in order."""
+
+    def __init__(self) -> None:
+        self.checkpoint: Checkpoint | None = None
+        self.waiting: list[asyncio.Future[None]] = []  # deliveries blocked on a full queue
+
+    def put_nowait(self, event: Event) -> None:
+        assert self.checkpoint is not None
+        waiting = self.checkpoint.arrive(event.message, TP)
+        if waiting is not None:
+            self.waiting.append(asyncio.ensure_future(waiting))
 
 
 class Stream:
+    """The agent's faust stream: iterated (that subscribes the topic), yields nothing while
+    the records come through `arrive`; `yielded` holds what it hands out itself."""
+
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queue = Feed()
+        self.yielded: asyncio.Queue[Any] = asyncio.Queue()
         self.enable_acks = True
 
     async def events(self) -> Any:
         while True:
-            event = await self.queue.get()
+            event = await self.yielded.get()
             if event is None:
                 return
             yield event
@@ -71,9 +89,24 @@ class Recorder:
 
 def fake_app(committed: int | None = None, end: int | None = None) -> Any:
     """`end`: the partition's end as the consumer's last fetch gave it (None: unknown)."""
-    consumer = SimpleNamespace(_gap={}, _committed_offset={TP: committed})
+    consumer = SimpleNamespace(_gap={}, _committed_offset={TP: committed}, unacked=[])
     consumer.highwater = lambda tp: end
-    return SimpleNamespace(consumer=consumer, consumer_generation_id=1)
+    consumer.ack = lambda message: message.acks.append(message.offset)
+    consumer.track_message = consumer.unacked.append
+    consumer.paused = []
+    consumer.on_buffer_full = consumer.paused.append
+    consumer.on_buffer_drop = consumer.paused.remove
+    flow = FlowControlEvent(initially_suspended=False)
+    return SimpleNamespace(
+        consumer=consumer,
+        consumer_generation_id=1,
+        conf=SimpleNamespace(stream_buffer_maxsize=4096),
+        flow_control=flow,
+        FlowControlQueue=lambda maxsize, clear_on_resume: ThrowableQueue(
+            maxsize=maxsize, flow_control=flow, clear_on_resume=clear_on_resume
+        ),
+        sensors=SimpleNamespace(on_topic_buffer_full=lambda tp: None),
+    )
 
 
 async def started(
@@ -85,6 +118,7 @@ async def started(
 ) -> tuple[Checkpoint, asyncio.Task[None]]:
     app = fake_app(committed, end)
     cp = Checkpoint(app, stream, handler, "interactions", batch_max=batch_max)
+    stream.queue.checkpoint = cp
     return cp, asyncio.ensure_future(cp.run())
 
 
@@ -407,3 +441,68 @@ def test_offsets_deleted_by_retention_before_they_were_read_are_committed_past(
     assert actions["rewind"] == []
     watch.check(None, [TP], {TP: 300}, now=10, starts={TP: 90})  # a commit above the start
     assert actions["gap"] == [(100, 250), (100, 250)]
+
+
+async def test_records_of_an_older_generation_or_taken_while_stopped_are_dropped() -> None:
+    """As faust's stream decides at its take: dropped records are neither tracked (faust's
+    rebalance would wait for their acks) nor acked (the seek reads them again)."""
+    handler = Recorder()
+    stream = Stream()
+    cp, task = await started(handler, stream)
+    app = cp.app
+    stream.queue.put_nowait(Event(0, handler.acks))
+    await settle()
+    handler.boxes[0].confirmed.set_result(None)
+    await settle()
+    assert handler.batches == [[0]] and handler.acks == [0]
+    app.consumer_generation_id = 2  # a rebalance; offset 1 was fetched before it
+    stream.queue.put_nowait(Event(1, handler.acks, generation=1))
+    stream.queue.put_nowait(Event(2, handler.acks, generation=2))
+    await settle()
+    assert handler.batches == [[0], [2]]
+    handler.boxes[1].confirmed.set_result(None)
+    await settle()
+    assert handler.acks == [0, 2]
+    assert [m.offset for m in app.consumer.unacked] == [0, 2]  # tracked when taken
+    await stopped(task, handler.boxes)
+
+
+async def test_the_queue_is_emptied_when_the_flow_resumes_after_a_rebalance() -> None:
+    handler = Recorder()
+    stream = Stream()
+    cp, task = await started(handler, stream)
+    cp.app.flow_control.suspend()
+    for offset in (5, 6):
+        stream.queue.put_nowait(Event(offset, handler.acks))
+    await settle()
+    assert handler.batches == []  # taken while stopped: dropped
+    stream.queue.put_nowait(Event(7, handler.acks))
+    assert cp.queue.qsize() == 1
+    cp.app.flow_control.resume()  # faust seeks to the committed offsets: read again
+    assert cp.queue.qsize() == 0
+    stream.queue.put_nowait(Event(5, handler.acks))
+    await settle()
+    assert handler.batches == [[5]] and cp.app.consumer.unacked[-1].offset == 5
+    await stopped(task, handler.boxes)
+
+
+async def test_a_full_queue_pauses_the_partition_and_the_fetch_loop_waits_for_room() -> None:
+    """faust's back-pressure for a stream's queue, on the checkpoint's: the partition is
+    taken out of fetching at 80 %, taken back once the queue drained."""
+    handler = Recorder()
+    stream = Stream()
+    cp, task = await started(handler, stream, batch_max=1000)
+    paused = cp.app.consumer.paused
+    size = cp.queue.maxsize
+    for offset in range(size + 1):  # nothing taken yet: the first batch is on its way
+        stream.queue.put_nowait(Event(offset, handler.acks))
+    assert paused  # the partition stopped being fetched
+    for _ in range(50):
+        await settle()
+        for box in handler.boxes:
+            if not box.confirmed.done():
+                box.confirmed.set_result(None)
+    await asyncio.wait_for(asyncio.gather(*stream.queue.waiting), 5)
+    assert [o for batch in handler.batches for o in batch] == list(range(size + 1))
+    assert paused == []  # taken back
+    await stopped(task, handler.boxes)
