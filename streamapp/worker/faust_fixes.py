@@ -130,17 +130,19 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    the back-pressure's take-back: partitions resumed at the end of a recovery or given by
    an assignment are fetched from faust's next call, as before, within a second.)
 
-16. Records of a batch reader handed over without an event (`Conductor._build_handler`).
+16. Records of a batch reader handed over without an event
+   (`Conductor._compile_message_handler`).
    faust hands each record to a stream as an event: the conductor decodes it, puts it on
    the stream's queue, and the stream takes it, tracks it, runs its sensors and yields it,
    about as much CPU per record as the worker's own counting (the benchmark's faust floor
    is that path and nothing else). A source stream that reads in batches (checkpoint.py)
-   registers a reader for its topic (`read_in_batches`); the conductor's callback for that
-   topic's partitions then waits for the app's flow control as faust's does and hands the
-   record itself to the reader, which queues it on a flow-controlled queue cleared when the
-   flow resumes, as a stream's queue is, and tracks and skips at the reader's take as the
-   stream does at its own (older generation, flow stopped). The reader's back-pressure is
-   faust's: the same partition pause at 80 % of the queue, the same take-back.
+   registers a reader for its topic (`read_in_batches`); the conductor's callback then
+   hands each record of that topic to the reader, after waiting for the app's flow
+   control as faust's delivery does, without faust's lock and per-partition callback. The
+   reader queues it on a flow-controlled queue that is emptied when the flow resumes, as a
+   stream's queue is, and at its take tracks the record or drops it by the stream's rules
+   (older generation, flow stopped). Its back-pressure is faust's: the same partition
+   pause at 80 % of the queue, the same take-back.
 
 The check `faust.__version__ == FAUST_VERSION` refuses any other faust at start-up: each
 correction was written against that version's code.
@@ -1148,33 +1150,36 @@ class BatchReader(Protocol):
 
 
 _readers: dict[str, BatchReader] = {}  # topic name -> its reader
-_original_build_handler = Conductor._build_handler
+_original_compile_message_handler = Conductor._compile_message_handler
 
 
 def read_in_batches(topic: str, reader: BatchReader | None) -> None:
-    """Records of `topic` go to `reader` from the next assignment on (None: to faust's
-    streams again). Also takes effect at once for the partitions already assigned: the
-    conductor's callback looks the reader up for every record."""
+    """Records of `topic` go to `reader` from now on (None: to faust's streams again)."""
     if reader is None:
         _readers.pop(topic, None)
     else:
         _readers[topic] = reader
 
 
-def _build_handler(self: Any, tp: Any, channels: Any) -> Any:
-    if tp.topic not in _readers:
-        return _original_build_handler(self, tp, channels)
-    streams = _original_build_handler(self, tp, channels)  # while no reader is registered
+def _compile_message_handler(self: Any) -> Any:
+    """The conductor's callback for every fetched record (faust's fetch loop calls it once
+    per record): a record of a topic with a reader goes to the reader; any other takes
+    faust's way (a lock, the partition's callback, the streams)."""
+    to_streams = _original_compile_message_handler(self)
     flow = self.app.flow_control
-    topic = tp.topic
+    readers = _readers
+    tps: dict[Any, TP] = {}  # faust's TP of each partition (the record carries aiokafka's)
 
     async def on_message(message: Any) -> None:
-        reader = _readers.get(topic)
+        reader = readers.get(message.topic)
         if reader is None:
-            return await streams(message)
+            return await to_streams(message)
         if not flow.is_active():  # a rebalance: wait as faust's delivery does
             await flow.acquire()
-        waiting = reader.arrive(message, tp)  # faust's TP: its pause asserts the type
+        tp = tps.get(message.tp)
+        if tp is None:
+            tp = tps[message.tp] = TP(message.topic, message.partition)
+        waiting = reader.arrive(message, tp)  # faust's TP: its partition pause asserts it
         if waiting is not None:
             await waiting
         return None
@@ -1309,7 +1314,7 @@ def apply() -> None:
     PartitionAssignor.on_assignment = _on_assignment  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
     Fetcher._get_actions_per_node = _actions_per_node  # type: ignore[method-assign]
-    Conductor._build_handler = _build_handler  # type: ignore[method-assign]
+    Conductor._compile_message_handler = _compile_message_handler  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread.seek_to_committed = _thread_seek_to_committed  # type: ignore[method-assign]
     faust_aiokafka.AIOKafkaConsumerThread._fetch_records = _fetch_records  # type: ignore[method-assign]
 

@@ -13,3 +13,12 @@ def test_home_partition_is_the_producers_choice() -> None:
     for user_id in ["123", "user-1", "ü-ñ", "x" * 200, *(f"u{i}" for i in range(500))]:
         want = DefaultPartitioner()(user_id.encode(), partitions, partitions)
         assert home_partition(user_id) == want
+
+
+def test_the_workers_conductor_hands_source_records_to_their_checkpoints() -> None:
+    """faust_fixes 16. is installed before the app's conductor compiled its callback: the
+    callback faust's fetch loop calls is the one that knows batch readers."""
+    from streamapp.worker.app import app
+
+    assert app.topics.on_message.__qualname__ == "_compile_message_handler.<locals>.on_message"
+    assert app.topics.on_message.__module__ == "streamapp.worker.faust_fixes"

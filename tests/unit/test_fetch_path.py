@@ -604,7 +604,7 @@ def test_every_correction_is_installed() -> None:
         ): faust_fixes._create_worker_consumer,
         (Fetcher, "_get_actions_per_node"): faust_fixes._actions_per_node,
         (Consumer, "on_buffer_drop"): faust_fixes._on_buffer_drop,
-        (Conductor, "_build_handler"): faust_fixes._build_handler,
+        (Conductor, "_compile_message_handler"): faust_fixes._compile_message_handler,
     }
     missing = [
         f"{cls.__name__}.{name}"
@@ -935,24 +935,28 @@ class Reader:
         return self.full
 
 
-def conductor_handler(
-    monkeypatch: pytest.MonkeyPatch, topic: str
-) -> tuple[Any, FlowControlEvent, list[int]]:
-    """faust_fixes' conductor callback for partition 0 of `topic`, with faust's own (the
-    stream path) replaced by a recorder."""
+def conductor_handler(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, FlowControlEvent, list[int]]:
+    """faust_fixes' conductor callback, with faust's own (lock, the partition's callback,
+    the streams) replaced by a recorder."""
     to_streams: list[int] = []
 
-    def streams_handler(self: Any, tp: Any, channels: Any) -> Any:
+    def faust_handler(self: Any) -> Any:
         async def on_message(message: Any) -> None:
             to_streams.append(message.offset)
 
         return on_message
 
-    monkeypatch.setattr(faust_fixes, "_original_build_handler", streams_handler)
+    monkeypatch.setattr(faust_fixes, "_original_compile_message_handler", faust_handler)
     flow = FlowControlEvent(initially_suspended=False)
     conductor = SimpleNamespace(app=SimpleNamespace(flow_control=flow))
-    handler = Conductor._build_handler(conductor, faust.types.TP(topic, 0), set())
-    return handler, flow, to_streams
+    return Conductor._compile_message_handler(conductor), flow, to_streams
+
+
+def fetched(topic: str, offset: int) -> Record:
+    """A record as faust's consumer makes it: `tp` is aiokafka's TopicPartition."""
+    from aiokafka import TopicPartition
+
+    return Record(topic=topic, partition=0, tp=TopicPartition(topic, 0), offset=offset)
 
 
 async def test_a_batch_readers_records_go_to_it_with_faust_tp_not_to_the_streams(
@@ -961,14 +965,14 @@ async def test_a_batch_readers_records_go_to_it_with_faust_tp_not_to_the_streams
     reader = Reader()
     faust_fixes.read_in_batches("t16", reader)
     try:
-        handler, _, to_streams = conductor_handler(monkeypatch, "t16")
+        handler, _, to_streams = conductor_handler(monkeypatch)
         for offset in (4, 5):
-            await handler(Record(offset=offset))
+            await handler(fetched("t16", offset))
         assert reader.got == [(4, faust.types.TP("t16", 0)), (5, faust.types.TP("t16", 0))]
         assert all(type(tp) is faust.types.TP for _, tp in reader.got)  # faust's pause asserts it
         assert to_streams == []
         faust_fixes.read_in_batches("t16", None)  # the reader stopped: faust's streams again
-        await handler(Record(offset=6))
+        await handler(fetched("t16", 6))
         assert to_streams == [6] and len(reader.got) == 2
     finally:
         faust_fixes.read_in_batches("t16", None)
@@ -977,8 +981,8 @@ async def test_a_batch_readers_records_go_to_it_with_faust_tp_not_to_the_streams
 async def test_other_topics_keep_fausts_own_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
     faust_fixes.read_in_batches("t16", Reader())
     try:
-        handler, _, to_streams = conductor_handler(monkeypatch, "another")
-        await handler(Record(offset=1))
+        handler, _, to_streams = conductor_handler(monkeypatch)
+        await handler(fetched("another", 1))
         assert to_streams == [1]
     finally:
         faust_fixes.read_in_batches("t16", None)
@@ -990,16 +994,16 @@ async def test_a_batch_reader_gets_nothing_while_the_flow_is_stopped_and_waits_w
     reader = Reader()
     faust_fixes.read_in_batches("t16", reader)
     try:
-        handler, flow, _ = conductor_handler(monkeypatch, "t16")
+        handler, flow, _ = conductor_handler(monkeypatch)
         flow.suspend()  # a rebalance
-        delivery = asyncio.ensure_future(handler(Record(offset=1)))
+        delivery = asyncio.ensure_future(handler(fetched("t16", 1)))
         await asyncio.sleep(0.01)
         assert reader.got == [] and not delivery.done()
         flow.resume()
         await asyncio.wait_for(delivery, 5)
         assert [offset for offset, _ in reader.got] == [1]
         reader.full = asyncio.get_running_loop().create_future()
-        delivery = asyncio.ensure_future(handler(Record(offset=2)))
+        delivery = asyncio.ensure_future(handler(fetched("t16", 2)))
         await asyncio.sleep(0.01)
         assert not delivery.done()  # the fetch loop waits for room, as for a stream's queue
         reader.full.set_result(None)
