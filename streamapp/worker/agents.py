@@ -52,6 +52,7 @@ async def through_checkpoint(stream: StreamT, handler: Handler, what: str) -> No
         if checkpoints.get(what) is checkpoint:
             del checkpoints[what]
             faust_fixes.read_in_batches(topic, None)
+        checkpoint.close()
 
 
 @app.agent(topics.interactions)

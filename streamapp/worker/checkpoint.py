@@ -46,6 +46,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from faust.types import TP
+
 from streamapp import metrics
 from streamapp.core.parsing import Record
 from streamapp.kafka.outbox import Outbox, run_guarded
@@ -172,8 +174,26 @@ class Checkpoint:
         return None
 
     async def _arrive_later(self, item: tuple[Any, float], tp: Any) -> None:
-        await self.queue.put(item)
+        """Wait for room, as faust's delivery waits for a stream's queue. A rebalance
+        empties the queue (faust's flow control) and with it cancels this wait: the record
+        is dropped, untracked, and the seek that ends the rebalance reads it again. Raised
+        out of faust's fetch loop, that cancellation crashed the worker."""
+        try:
+            await self.queue.put(item)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the fetch loop itself is being stopped
+            return
         self._arrived(item[0], tp)
+
+    def close(self) -> None:
+        """The checkpoint stops reading: what it queued is dropped (untracked: read again
+        from the commit), a fetch loop waiting for room goes on, and the partitions its
+        queue had paused are fetched again."""
+        self.queue.clear()
+        for tp in self._pressure:
+            self.app.consumer.on_buffer_drop(tp)
 
     def _generation(self) -> int:
         """The consumer's generation; what this checkpoint knew of positions and ends is
@@ -268,6 +288,11 @@ class Checkpoint:
     async def _process(self, batch: list[tuple[Any, float]]) -> None:
         taken = time.time()
         messages = [message for message, _ in batch]
+        # faust's "stream is not processing" check reads when each partition last had a
+        # record taken (the stream's sensor set it; the LeanMonitor keeps it).
+        inbound, now = self.app.monitor.stream_inbound_time, time.monotonic()
+        for message in messages:
+            inbound[message.tp] = now
         records = [record_of(message) for message in messages]
         box = await run_guarded(self.handler(records), self.what)
         written = time.time()
@@ -319,7 +344,8 @@ class Checkpoint:
 
     async def _feed(self) -> None:
         async for event in self.stream.events():
-            waiting = self.arrive(event.message, event.message.tp)
+            message = event.message  # its tp is aiokafka's: faust's partition pause asserts
+            waiting = self.arrive(message, TP(message.topic, message.partition))
             if waiting is not None:
                 await waiting
 

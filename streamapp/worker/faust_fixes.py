@@ -142,7 +142,11 @@ runs the aiokafka consumer in a thread of its own and feeds streams from `_drain
    reader queues it on a flow-controlled queue that is emptied when the flow resumes, as a
    stream's queue is, and at its take tracks the record or drops it by the stream's rules
    (older generation, flow stopped). Its back-pressure is faust's: the same partition
-   pause at 80 % of the queue, the same take-back.
+   pause at 80 % of the queue, the same take-back; a wait for room that the rebalance's
+   emptying of the queue cancels drops that record too (faust's own delivery waits in a
+   task of its own, so the cancellation never reaches the fetch loop). faust's producer
+   buffer, which faust's delivery also waits for, is not used by the worker's output
+   (kafka/outbox.py).
 
 The check `faust.__version__ == FAUST_VERSION` refuses any other faust at start-up: each
 correction was written against that version's code.

@@ -1,5 +1,10 @@
 """The faust wiring's own small pieces, without a broker."""
 
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 import streamapp.app  # noqa: F401 - the app with its agents, as the worker loads it
@@ -22,3 +27,30 @@ def test_the_workers_conductor_hands_source_records_to_their_checkpoints() -> No
 
     assert app.topics.on_message.__qualname__ == "_compile_message_handler.<locals>.on_message"
     assert app.topics.on_message.__module__ == "streamapp.worker.faust_fixes"
+
+
+def test_a_source_agent_makes_its_checkpoint_the_topics_reader_while_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the registration, records would take faust's stream (and its cost) again."""
+    from streamapp.worker import agents, faust_fixes
+
+    seen: dict[str, Any] = {}
+
+    class Checkpoint:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.closed = False
+
+        async def run(self) -> None:
+            seen["reader"] = faust_fixes._readers.get("t-agents")
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(agents, "Checkpoint", Checkpoint)
+    stream = SimpleNamespace(channel=SimpleNamespace(get_topic_name=lambda: "t-agents"))
+    # asyncio.run, not an async test: this module's tests run before the session's loop
+    # exists, and the sync tests of test_fetch_path.py need the loop that one sets.
+    asyncio.run(agents.through_checkpoint(stream, None, "t-agents-source"))  # type: ignore[arg-type]
+    assert isinstance(seen["reader"], Checkpoint) and seen["reader"].closed
+    assert "t-agents" not in faust_fixes._readers and "t-agents-source" not in agents.checkpoints

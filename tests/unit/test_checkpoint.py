@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka import TopicPartition
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from streamapp.worker import checkpoint as checkpoint_module
@@ -25,10 +26,17 @@ class Event:
 
     def __init__(self, offset: int, acks: list[int], generation: int = 1) -> None:
         self.message = SimpleNamespace(
-            tp=TP, topic=TP.topic, partition=TP.partition, offset=offset,
-            timestamp=1.0, key=None, value=b"{}", generation_id=generation, tracked=False,
+            tp=TopicPartition(TP.topic, TP.partition),
+            topic=TP.topic,
+            partition=TP.partition,
+            offset=offset,
+            timestamp=1.0,
+            key=None,
+            value=b"{}",
+            generation_id=generation,
+            tracked=False,
             acks=acks,
-        )  # fmt: skip
+        )  # fmt: skip  (tp: aiokafka's, as on faust's messages)
 
 
 class Feed:
@@ -106,6 +114,7 @@ def fake_app(committed: int | None = None, end: int | None = None) -> Any:
             maxsize=maxsize, flow_control=flow, clear_on_resume=clear_on_resume
         ),
         sensors=SimpleNamespace(on_topic_buffer_full=lambda tp: None),
+        monitor=SimpleNamespace(stream_inbound_time={}),
     )
 
 
@@ -506,3 +515,78 @@ async def test_a_full_queue_pauses_the_partition_and_the_fetch_loop_waits_for_ro
     assert [o for batch in handler.batches for o in batch] == list(range(size + 1))
     assert paused == []  # taken back
     await stopped(task, handler.boxes)
+
+
+def fill(cp: Checkpoint, acks: list[int]) -> None:
+    """Queue records until the checkpoint's queue is full (nothing takes them)."""
+    for offset in range(cp.queue.maxsize):
+        assert cp.arrive(Event(offset, acks).message, TP) is None
+
+
+async def test_a_rebalance_that_empties_a_full_queue_releases_the_waiting_fetch_loop() -> None:
+    """faust's flow control empties the queue on a rebalance, which cancels the fetch loop's
+    wait for room: the record is dropped (read again after the seek), and nothing is raised
+    into faust's fetch loop (raised there, it crashed the worker)."""
+    acks: list[int] = []
+    app = fake_app()
+    cp = Checkpoint(app, Stream(), Recorder(), "interactions", batch_max=100)
+    fill(cp, acks)
+    waiting = cp.arrive(Event(cp.queue.maxsize, acks).message, TP)
+    assert waiting is not None
+    delivery = asyncio.ensure_future(waiting)
+    await settle()
+    assert not delivery.done()
+    app.flow_control.suspend()
+    app.flow_control.clear()  # faust's on_partitions_revoked
+    await asyncio.wait_for(delivery, 5)
+    assert delivery.exception() is None and cp.queue.qsize() == 0
+
+
+async def test_a_stopping_fetch_loop_is_still_cancelled() -> None:
+    app = fake_app()
+    cp = Checkpoint(app, Stream(), Recorder(), "interactions", batch_max=100)
+    fill(cp, [])
+    delivery = asyncio.ensure_future(cp.arrive(Event(cp.queue.maxsize, []).message, TP))
+    await settle()
+    delivery.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await delivery
+
+
+async def test_a_full_queue_pauses_its_partition_once_with_fausts_tp() -> None:
+    """One pause per partition however many records arrive past 80 % (the queue knows the
+    callbacks by identity), and faust's TP, whose pause asserts the type, also for records
+    that come through the stream (their tp is aiokafka's)."""
+    app = fake_app()
+    stream = Stream()
+    cp = Checkpoint(app, stream, Recorder(), "interactions", batch_max=100)
+    feeder = asyncio.ensure_future(cp._feed())
+    for offset in range(cp.queue.maxsize):
+        stream.yielded.put_nowait(Event(offset, []))
+    await asyncio.sleep(0.05)
+    assert cp.queue.qsize() == cp.queue.maxsize
+    assert app.consumer.paused == [TP] and type(app.consumer.paused[0]) is faust.types.TP
+    feeder.cancel()
+
+
+async def test_taking_records_tells_fausts_idle_stream_check() -> None:
+    handler = Recorder()
+    stream = Stream()
+    cp, task = await started(handler, stream)
+    stream.queue.put_nowait(Event(0, handler.acks))
+    await settle()
+    assert TP in cp.app.monitor.stream_inbound_time
+    await stopped(task, handler.boxes)
+
+
+async def test_a_closed_checkpoint_drops_its_queue_and_resumes_its_partitions() -> None:
+    acks: list[int] = []
+    app = fake_app()
+    cp = Checkpoint(app, Stream(), Recorder(), "interactions", batch_max=100)
+    fill(cp, acks)
+    delivery = asyncio.ensure_future(cp.arrive(Event(cp.queue.maxsize, acks).message, TP))
+    await settle()
+    assert app.consumer.paused == [TP]
+    cp.close()
+    await asyncio.wait_for(delivery, 5)
+    assert cp.queue.qsize() == 0 and app.consumer.paused == [] and acks == []
