@@ -157,7 +157,16 @@ def summarise(raw: Path, top: int = 10) -> dict:
 # in this order): standby replay of another worker's changelogs, this worker's own counting
 # and output, or the rest (faust's consumer path, which carries both, aiokafka, the loop).
 SPLIT = (
-    ("standby", ("faust/tables/recovery.py", "apply_changelog_batch", "changelog_restore")),
+    (
+        "standby",
+        (
+            "faust/tables/recovery.py",
+            "apply_changelog_batch",
+            "changelog_restore",
+            "_apply_standby_fetch",  # faust_fixes 11.: standby records a fetch at a time
+            "_write_changelog_records",
+        ),
+    ),
     (
         "own_partitions",
         (
