@@ -4,7 +4,8 @@
 
 Runs the steps of one processing batch (streamapp/worker/ingest.py) in one process, without
 Kafka or faust: parse the source records (parsing.accept_interaction), count them into pair
-state on a real RocksDB database (counting.count_batch), write the batch (one WriteBatch),
+state on a real RocksDB database opened with the worker's options (counting.PartitionCount,
+a slice of 64 at a time, as the worker does), write the batch (WriteBatches of a few users),
 append the changelog records to Kafka record batches (aiokafka's BatchBuilder, as the
 Outbox does), and build and encode one update per touched pair (features.feature_vector,
 orjson). The sum is the part of the worker's CPU per event that is streamapp's and not
@@ -26,8 +27,8 @@ import orjson
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from bench.data import Sampler, interaction
-from bench.topk_micro import CATEGORIES, WEEK_S, WEIGHTS, Db, Profiles
-from streamapp.core.counting import count_batch
+from bench.topk_micro import CATEGORIES, WEEK_S, WEIGHTS, Db, Profiles, worker_options
+from streamapp.core.counting import PartitionCount
 from streamapp.core.features import feature_vector
 from streamapp.core.pair_state import US
 from streamapp.core.parsing import Record, accept_interaction
@@ -35,6 +36,7 @@ from streamapp.core.score import Scoring
 from streamapp.runtime import tune_gc
 
 BATCH = 2_000  # STREAMAPP_BATCH_MAX's default; a backlog comes in whole batches
+SLICE = 64  # ingest.SLICE_EVENTS and SLICE_PAIRS
 
 
 def new_batch() -> BatchBuilder:
@@ -47,6 +49,7 @@ def main() -> None:
     p.add_argument("--users", type=int, default=10_000)
     p.add_argument("--sellers", type=int, default=1_000)
     p.add_argument("--batch", type=int, default=BATCH)
+    p.add_argument("--slice", type=int, default=SLICE)
     args = p.parse_args()
     rng = random.Random(7)
     sampler = Sampler(args.users, args.sellers, 0.8, 1.0, seed=7)
@@ -72,7 +75,7 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="ingest-micro-")
     spent: dict[str, float] = dict.fromkeys(("parse", "count", "write", "changelog", "update"), 0.0)
     try:
-        pairs = Db(f"{folder}/pairs")
+        pairs = Db(f"{folder}/pairs", worker_options())
 
         def step(name: str, fn: Callable[[], Any]) -> Any:
             t0 = time.perf_counter()
@@ -80,30 +83,33 @@ def main() -> None:
             spent[name] += time.perf_counter() - t0
             return out
 
+        def scan(prefix: bytes) -> list[bytes]:
+            return list(pairs.scan(0, prefix))
+
         for start in range(0, len(records), args.batch):
             chunk = records[start : start + args.batch]
             items = step("parse", lambda c=chunk: [accept_interaction(r, 1 << 20) for r in c])
-            result = step(
-                "count",
-                lambda i=items: count_batch(
-                    i,
-                    pairs.read_one,
-                    now,
-                    WEEK_S,
-                    WEEK_S,
-                    WEIGHTS,
-                    scan_pairs=lambda prefix: list(pairs.scan(0, prefix)),
-                ),
-            )
-            step("write", lambda r=result: pairs.write(r.pair_writes))
+            # As ingest.count_into_state: applied a slice at a time, written a few users
+            # at a time (the worker yields to its event loop between any two steps).
+            count = PartitionCount(WEEK_S, WEEK_S, WEIGHTS)
+            for at in range(0, len(items), args.slice):
+                step(
+                    "count",
+                    lambda c=count, s=items[at : at + args.slice]: c.apply(s, pairs.read_one, now),
+                )
+            while writes := step(
+                "count", lambda c=count: c.finish(pairs.read_one, scan, args.slice)
+            ):
+                step("write", lambda w=writes: pairs.write(w))
 
-            def changelog(r: Any = result) -> None:
-                batch = new_batch()
-                for key, value in r.pair_writes.items():
-                    if batch.append(key=key, value=value, timestamp=None, headers=[]) is None:
-                        batch = new_batch()
+                def changelog(w: Any = writes) -> None:
+                    batch = new_batch()
+                    for key, value in w.items():
+                        if batch.append(key=key, value=value, timestamp=None, headers=[]) is None:
+                            batch = new_batch()
 
-            step("changelog", changelog)
+                step("changelog", changelog)
+            result = count.result
 
             def updates(r: Any = result) -> None:
                 batch = new_batch()

@@ -42,8 +42,8 @@ CATEGORIES = ["shoes", "games", "books", "garden", "music", "toys", "food", "too
 class Db:
     """One RocksDB database as a lookup.PartitionReader (partition 0)."""
 
-    def __init__(self, path: str) -> None:
-        self.db = Rdict(path, Options(raw_mode=True))
+    def __init__(self, path: str, options: Options | None = None) -> None:
+        self.db = Rdict(path, options or Options(raw_mode=True))
 
     def read(self, partition: int, key: bytes) -> bytes | None:
         return self.db.get(key)
@@ -59,6 +59,22 @@ class Db:
 
     def write(self, writes: dict[bytes, bytes | None]) -> None:
         write_batch(self.db, writes)
+
+
+def worker_options() -> Options:
+    """The options the worker opens a pair table partition with (faust's rocksdict driver
+    with worker/tables.py's settings at their defaults): its bloom filter and block cache
+    decide what a read of a missing key costs."""
+    from faust.stores.rocksdb import RocksDBOptions  # only the micro-benchmarks need faust
+
+    options: Options = RocksDBOptions(
+        block_cache_size=16 * 1024 * 1024,  # STREAMAPP_ROCKSDB_CACHE_MB's default
+        write_buffer_size=8 * 1024 * 1024,  # STREAMAPP_ROCKSDB_WRITE_BUFFER_MB's default
+        max_write_buffer_number=2,
+        use_rocksdict=True,
+    ).as_options()
+    options.create_if_missing(True)
+    return options
 
 
 class Profiles:

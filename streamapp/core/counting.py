@@ -1,10 +1,11 @@
 """Counting a batch of interactions into pair state: the hot path's pure core.
 
-`count_batch` takes the interactions of one partition in arrival order, reads each touched
-pair once, applies its interactions one by one (PairState.apply: replays and duplicates
-are recognised there), and returns every write the batch makes (pair values, their
-chunks, the users' rankings) plus what to publish. Any split of a partition's
-sequence into batches gives the same states as one interaction at a time
+`PartitionCount` takes the interactions of one partition in arrival order, a slice at a
+time, reads each touched pair once, applies its interactions one by one (PairState.apply:
+replays and duplicates are recognised there), and then gives every write the batch makes
+(pair values, their chunks, the users' rankings), a few users at a time, plus what to
+publish. `count_batch` does both in one call. Any split of a partition's sequence into
+batches, and of a batch into slices, gives the same states as one interaction at a time
 (tests/unit/test_counting.py).
 """
 
@@ -37,13 +38,6 @@ def user_sellers(user_id: str, scan_pairs: Scan) -> list[str]:
     return [key[n:].decode() for key in scan_pairs(prefix) if CHUNK_SEP not in key[n:]]
 
 
-def _chunk_loader(load_pair: Load, key: bytes) -> Load:
-    def load_chunk(suffix: bytes) -> bytes | None:
-        return load_pair(key + suffix)
-
-    return load_chunk
-
-
 @dataclass(slots=True)
 class Touched:
     """A pair changed (or re-applied) by the batch."""
@@ -60,11 +54,140 @@ class Touched:
 
 @dataclass(slots=True)
 class BatchResult:
-    pair_writes: Writes = field(default_factory=dict)
+    pair_writes: Writes = field(default_factory=dict)  # count_batch's (finish gives them)
     touched: dict[bytes, Touched] = field(default_factory=dict)
     counted: int = 0
     duplicates: int = 0
     replays: int = 0
+
+
+class PartitionCount:
+    """The interactions of one partition in one processing batch, applied a slice at a time
+    (`apply`) and written at the end a few users at a time (`finish`). A pair the batch
+    touches in several slices is read, decoded, encoded and written once, and its place in
+    the user's ranking moves once; the worker yields to the event loop between any two
+    calls. Until `finish` has returned every write, the database holds the state before the
+    batch, which is what a lookup between two calls reads."""
+
+    def __init__(
+        self,
+        half_life_s: float,
+        dedupe_horizon_s: float,
+        weights: Sequence[float],
+        on_count: Callable[[Touched, str], None] | None = None,
+    ) -> None:
+        self.half_life_s = half_life_s
+        self.dedupe_horizon_s = dedupe_horizon_s
+        self.weights = weights
+        self.on_count = on_count
+        self.result = BatchResult()
+        # The database read of the current call: `load_pair` may be a handle the caller
+        # must not see kept past its next await (ingest's StateStore.db). In a list the
+        # chunk readers share, not on self: a reader that held self would make a cycle,
+        # and the batch's states would wait for the garbage collector instead of going
+        # when the batch ends (20 % more CPU per interaction, bench.ingest_micro).
+        self._load: list[Load] = [_nothing]
+        self._loaders: dict[bytes, Load] = {}  # each touched pair's chunk reader
+        self._unfinished: list[list[tuple[bytes, Touched]]] | None = None  # users left to write
+        self._fp = seller_ranking.fingerprint(weights, half_life_s)
+
+    @property
+    def touched(self) -> dict[bytes, Touched]:
+        return self.result.touched
+
+    def apply(self, interactions: Iterable[Interaction], load_pair: Load, now_us: int) -> None:
+        """Apply `interactions` (this partition, arrival order, after those applied before).
+        `load_pair` reads the stored bytes of a key of the pair table."""
+        if self._unfinished is not None:
+            raise RuntimeError("apply after finish")
+        self._load[0] = load_pair
+        result, touched, loaders = self.result, self.result.touched, self._loaders
+        weights, half_life_s, horizon_s = self.weights, self.half_life_s, self.dedupe_horizon_s
+        on_count = self.on_count
+        for event in interactions:
+            key = pair_key(event.user_id, event.seller_id)
+            pair = touched.get(key)
+            if pair is None:
+                stored = load_pair(key)
+                state = PairState.decode(stored) if stored else PairState()
+                pair = touched[key] = Touched(
+                    event.user_id,
+                    event.seller_id,
+                    state,
+                    order_before=(  # as order_of(stored): the state is as decoded yet
+                        seller_ranking.order(
+                            state.total, state.ref_us, state.acc, weights, half_life_s
+                        )
+                        if stored
+                        else None
+                    ),
+                )
+                loaders[key] = _chunk_loader(self._load, key)
+
+            outcome = pair.state.apply(event, now_us, half_life_s, horizon_s, loaders[key])
+            if outcome is Outcome.DUPLICATE:
+                result.duplicates += 1
+                continue
+            if outcome is Outcome.COUNTED:
+                result.counted += 1
+            else:
+                result.replays += 1
+                pair.replayed += 1
+            pair.covered_ids.append(event.id)
+            if on_count is not None:
+                on_count(pair, event.id)
+        self._load[0] = _nothing
+
+    def finish(self, load_pair: Load, scan_pairs: Scan, max_pairs: int | None = None) -> Writes:
+        """The next writes: every touched pair of some users (at least one user, about
+        `max_pairs` pairs; all when None) with their chunks and their ranking entries, in one
+        dict so that one write batch holds a pair and its place in the ranking (a serving
+        process's catch-up never sees one without the other). Empty once all were given.
+        `scan_pairs` lists the pair table's keys with a prefix, in order."""
+        if self._unfinished is None:
+            by_user: dict[str, list[tuple[bytes, Touched]]] = {}
+            for key, pair in self.result.touched.items():
+                by_user.setdefault(pair.user_id, []).append((key, pair))
+            self._unfinished = list(by_user.values())
+            self._unfinished.reverse()  # popped from the end: users in first-touched order
+        writes: Writes = {}
+        taken = 0
+        unfinished = self._unfinished
+        while unfinished and (max_pairs is None or taken < max_pairs):
+            user_pairs = unfinished.pop()
+            taken += len(user_pairs)
+            for key, pair in user_pairs:
+                # Written even when nothing was counted: after a crash the local value may
+                # be ahead of its changelog, and re-writing it lets the changelog catch up.
+                writes[key] = pair.state.encode()
+                chunk_writes = pair.state.chunk_writes
+                if chunk_writes:
+                    for suffix, value in chunk_writes.items():
+                        writes[key + suffix] = value
+                    chunk_writes.clear()
+            writes.update(
+                _ranking_writes(
+                    user_pairs[0][1].user_id,
+                    [pair for _, pair in user_pairs],
+                    self._fp,
+                    load_pair,
+                    scan_pairs,
+                    self.weights,
+                    self.half_life_s,
+                )
+            )
+        return writes
+
+
+def _nothing(key: bytes) -> bytes | None:
+    raise RuntimeError("a pair's chunk was read outside PartitionCount.apply")
+
+
+def _chunk_loader(load: list[Load], key: bytes) -> Load:
+    def load_chunk(suffix: bytes) -> bytes | None:
+        return load[0](key + suffix)
+
+    return load_chunk
 
 
 def count_batch(
@@ -78,65 +201,15 @@ def count_batch(
     *,
     scan_pairs: Scan,
 ) -> BatchResult:
-    """Apply `interactions` (one partition, arrival order). `load_pair` reads the stored
-    bytes of a key of the pair table; `scan_pairs` lists its keys with a prefix, in order.
-    `weights` order each user's sellers for top-k (seller_ranking: kept in the pair table).
-    `on_count` sees the pair right after each interaction it counts or replays (one update
-    per interaction)."""
-    result = BatchResult()
-    touched = result.touched
-    # Each touched pair's chunk reader, for this call only: `load_pair` may be a database
-    # handle the caller must not see kept past its next await (ingest's StateStore.db).
-    chunk_loaders: dict[bytes, Load] = {}
-    for event in interactions:
-        key = pair_key(event.user_id, event.seller_id)
-        pair = touched.get(key)
-        if pair is None:
-            stored = load_pair(key)
-            state = PairState.decode(stored) if stored else PairState()
-            pair = touched[key] = Touched(
-                event.user_id,
-                event.seller_id,
-                state,
-                order_before=(  # as order_of(stored): the state is as decoded yet
-                    seller_ranking.order(state.total, state.ref_us, state.acc, weights, half_life_s)
-                    if stored
-                    else None
-                ),
-            )
-            chunk_loaders[key] = _chunk_loader(load_pair, key)
-
-        outcome = pair.state.apply(event, now_us, half_life_s, dedupe_horizon_s, chunk_loaders[key])
-        if outcome is Outcome.DUPLICATE:
-            result.duplicates += 1
-            continue
-        if outcome is Outcome.COUNTED:
-            result.counted += 1
-        else:
-            result.replays += 1
-            pair.replayed += 1
-        pair.covered_ids.append(event.id)
-        if on_count is not None:
-            on_count(pair, event.id)
-
-    for key, pair in touched.items():
-        # Written even when nothing was counted: after a crash the local value may be ahead
-        # of its changelog, and re-writing it lets the changelog catch up.
-        result.pair_writes[key] = pair.state.encode()
-        for suffix, value in pair.state.chunk_writes.items():
-            result.pair_writes[key + suffix] = value
-        pair.state.chunk_writes.clear()
-    by_user: dict[str, list[Touched]] = {}
-    for pair in touched.values():
-        by_user.setdefault(pair.user_id, []).append(pair)
-    fp = seller_ranking.fingerprint(weights, half_life_s)
-    for user_id, user_pairs in by_user.items():
-        # In the pair table, so that one write batch holds a pair and its place in the
-        # ranking: a serving process's catch-up never sees one without the other.
-        result.pair_writes.update(
-            _ranking_writes(user_id, user_pairs, fp, load_pair, scan_pairs, weights, half_life_s)
-        )
-    return result
+    """Apply `interactions` (one partition, arrival order) and return every write at once
+    (a PartitionCount in one slice). `load_pair` reads the stored bytes of a key of the pair
+    table; `scan_pairs` lists its keys with a prefix, in order. `weights` order each user's
+    sellers for top-k (seller_ranking: kept in the pair table). `on_count` sees the pair
+    right after each interaction it counts or replays (one update per interaction)."""
+    count = PartitionCount(half_life_s, dedupe_horizon_s, weights, on_count)
+    count.apply(interactions, load_pair, now_us)
+    count.result.pair_writes = count.finish(load_pair, scan_pairs)
+    return count.result
 
 
 def _ranking_writes(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -92,6 +92,12 @@ class Outbox:
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         self.pending.setdefault((topic, partition), []).append((key, value))
+
+    def extend(
+        self, topic: str, partition: int, records: Iterable[tuple[bytes, bytes | None]]
+    ) -> None:
+        """Several records of one topic partition, in order (a write batch's changelog)."""
+        self.pending.setdefault((topic, partition), []).extend(records)
 
     async def add_keyed(self, topic: str, key: bytes | None, value: bytes, fallback: int) -> None:
         """By key like any Kafka producer; a record without a key keeps `fallback` (its

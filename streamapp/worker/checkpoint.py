@@ -67,13 +67,13 @@ def _tp_of(record: Record) -> tuple[str, int]:
 
 def record_of(message: Any) -> Record:
     ts = message.timestamp
-    return Record(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp_us=round(ts * 1000) * 1000 if ts is not None and ts >= 0 else None,
-        key=message.key,
-        value=message.value,
+    return Record(  # positional: one is made per record
+        message.topic,
+        message.partition,
+        message.offset,
+        round(ts * 1000) * 1000 if ts is not None and ts >= 0 else None,  # timestamp_us
+        message.key,
+        message.value,
     )
 
 

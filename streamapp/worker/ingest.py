@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from streamapp import metrics
-from streamapp.core.counting import Touched, count_batch
+from streamapp.core.counting import PartitionCount, Touched
 from streamapp.core.features import feature_vector, no_chunks
 from streamapp.core.models import KIND_INDEX
 from streamapp.core.pair_state import Interaction
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 state_lock = asyncio.Lock()
 SLICE_EVENTS = 64  # counted between two looks at the clock
+SLICE_PAIRS = 64  # pairs written between two looks at the clock (with their users' others)
 SLICE_S = 0.001  # longest the event loop is held before lookups get a turn
 MAX_IDS = 64
 MAX_DEAD_LETTER_KEY = 16 * 1024
@@ -58,6 +59,11 @@ class Slicer:
 
     def __init__(self) -> None:
         self.deadline = time.perf_counter() + SLICE_S
+
+    def due(self) -> bool:
+        """Whether the slice is over (a per-record loop asks this before it awaits tick:
+        a coroutine per record costs more than the look at the clock)."""
+        return time.perf_counter() >= self.deadline
 
     async def tick(self) -> None:
         if time.perf_counter() >= self.deadline:
@@ -143,7 +149,8 @@ async def on_interactions(records: Sequence[Record]) -> Outbox:
             here.setdefault(home, []).append(result)  # already where re-keying would send it
         else:
             box.add(by_user_topic, home, result.user_id.encode(), _routed(result))
-        await slicer.tick()
+        if slicer.due():
+            await slicer.tick()
     await count_into_state(here, box, slicer)
     await box.send()
     return box
@@ -198,32 +205,25 @@ async def count_into_state(
                 vector = vector_of(pair, p, at, iso_micros(at))
                 publish(box, pair.user_id, vector, interaction_id, 1, [interaction_id])
 
+            count = PartitionCount(
+                settings.half_life_s, settings.dedupe_horizon_s, weights, on_count if each else None
+            )
             for start in range(0, len(items), SLICE_EVENTS):
-                # The databases' own get, looked up once per slice (no await inside one).
-                result = count_batch(
-                    items[start : start + SLICE_EVENTS],
-                    pairs.db(partition).get,
-                    now_us(),
-                    settings.half_life_s,
-                    settings.dedupe_horizon_s,
-                    weights,
-                    on_count if each else None,
-                    scan_pairs=scan_pairs,
-                )
-                pairs.write(partition, result.pair_writes)
-                for key, value in result.pair_writes.items():
-                    box.add(pairs.changelog, partition, key, value)
-                for key, pair in result.touched.items():
-                    before = touched.get((partition, key))
-                    if before is not None:
-                        pair.covered_ids[:0] = before.covered_ids
-                    touched[(partition, key)] = pair
-                metrics.counted.inc(result.counted)
-                metrics.duplicates.inc(result.duplicates)
-                metrics.replays.inc(result.replays)
-                if each:  # on_count published one update per interaction counted or replayed
-                    metrics.updates.inc(result.counted + result.replays)
+                # The database's own get, looked up again for each call (none awaits).
+                count.apply(items[start : start + SLICE_EVENTS], pairs.db(partition).get, now_us())
                 await slicer.tick()
+            while writes := count.finish(pairs.db(partition).get, scan_pairs, SLICE_PAIRS):
+                pairs.write(partition, writes)
+                box.extend(pairs.changelog, partition, writes.items())
+                await slicer.tick()
+            result = count.result
+            for key, pair in result.touched.items():
+                touched[(partition, key)] = pair
+            metrics.counted.inc(result.counted)
+            metrics.duplicates.inc(result.duplicates)
+            metrics.replays.inc(result.replays)
+            if each:  # on_count published one update per interaction counted or replayed
+                metrics.updates.inc(result.counted + result.replays)
         if not each:
             as_of = now_us()
             as_of_text = iso_micros(as_of)  # one as_of for the batch's updates

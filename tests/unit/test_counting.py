@@ -6,11 +6,12 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamapp.core import seller_ranking
-from streamapp.core.counting import count_batch, pair_key, user_sellers
+from streamapp.core.counting import PartitionCount, count_batch, pair_key, user_sellers
 from streamapp.core.features import feature_vector
 from streamapp.core.models import KIND_INDEX
 from streamapp.core.pair_state import CHUNK_SEP, Interaction, PairState
@@ -90,6 +91,75 @@ def test_any_split_into_batches_gives_the_same_state(records, resend, cuts) -> N
         assert_vector_equal(got, truth.vector(user, seller, NOW))
         listed = user_sellers(user, split[0].scan)
         assert listed == sorted(s for u, s in truth.pairs if u == user)
+
+
+def run_sliced(batches: list[list[Interaction]], slice_n: int, finish_n: int) -> Table:
+    """As the worker counts a batch: applied `slice_n` at a time, written at most about
+    `finish_n` pairs at a time; checks that the table does not change before the writes."""
+    pairs = Table()
+    for batch in batches:
+        count = PartitionCount(WEEK_S, WEEK_S, SCORING.weights)
+        before = dict(pairs)
+        for start in range(0, len(batch), slice_n):
+            count.apply(batch[start : start + slice_n], pairs.load, NOW_US)
+            assert pairs == before  # a lookup between two slices reads the state before
+        written: set[str] = set()
+        while writes := count.finish(pairs.load, pairs.scan, finish_n):
+            users = {p.user_id for k, p in count.touched.items() if k in writes}
+            assert users and not users & written  # whole users, each once
+            written |= users
+            pairs.apply(writes)
+        assert written == {p.user_id for p in count.touched.values()}
+        assert count.finish(pairs.load, pairs.scan, finish_n) == {}
+    return pairs
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=records,
+    cuts=st.lists(st.integers(0, 100), max_size=4),
+    slice_n=st.integers(1, 20),
+    finish_n=st.integers(1, 6),
+)
+def test_slices_and_partial_writes_give_what_one_call_gives(
+    records, cuts, slice_n, finish_n
+) -> None:
+    """ingest.count_into_state's way (PartitionCount: slices, then a few users' writes at a
+    time, each in its own write batch) leaves the table count_batch leaves, on any split."""
+    offsets = [0, 0, 0]
+    stream: list[Interaction] = []
+    for n, user, seller, kind, ago, partition in records:
+        on_us = to_micros(from_micros(NOW_US - ago * US_PER_S))
+        stream.append(
+            Interaction(
+                f"i{n}", user, seller, KIND_INDEX[kind], on_us, partition, offsets[partition]
+            )
+        )
+        offsets[partition] += 1
+    bounds = sorted({0, len(stream), *(c for c in cuts if c <= len(stream))})
+    batches = [stream[a:b] for a, b in itertools.pairwise(bounds)]
+    whole, _ = run(batches)
+    assert run_sliced(batches, slice_n, finish_n) == whole
+
+
+def test_a_hot_pairs_chunks_are_read_within_a_slice_only() -> None:
+    """A pair that spilled into chunks reads them through the database of the current
+    apply; a chunk read outside one is a bug (the handle may be closed by then)."""
+    items = [Interaction(f"h{n}", "u", "s", 1, NOW_US - n * US_PER_S, 0, n) for n in range(2_500)]
+    pairs, _ = run([items])
+    count = PartitionCount(WEEK_S, WEEK_S, SCORING.weights)
+    late = [Interaction("late", "u", "s", 1, NOW_US - 2_600 * US_PER_S, 0, 2_500)]
+    reads: list[bytes] = []
+
+    def load(key: bytes) -> bytes | None:
+        reads.append(key)
+        return pairs.load(key)
+
+    count.apply(late, load, NOW_US)  # an old event time: lands in the oldest time chunk
+    assert any(CHUNK_SEP in key for key in reads)
+    loader = count._loaders[pair_key("u", "s")]  # what the pair's state was handed
+    with pytest.raises(RuntimeError, match=r"outside PartitionCount\.apply"):
+        loader(CHUNK_SEP + b"t1")
 
 
 def test_a_users_sellers_are_the_keys_of_its_pairs_alone() -> None:
