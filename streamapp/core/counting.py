@@ -66,8 +66,8 @@ class PartitionCount:
     (`apply`) and written at the end a few users at a time (`finish`). A pair the batch
     touches in several slices is read, decoded, encoded and written once, and its place in
     the user's ranking moves once; the worker yields to the event loop between any two
-    calls. Until `finish` has returned every write, the database holds the state before the
-    batch, which is what a lookup between two calls reads."""
+    calls. A lookup between two calls reads each user as before the batch until that
+    user's write, and whole afterwards (all of a user's writes are in one write batch)."""
 
     def __init__(
         self,
@@ -101,6 +101,12 @@ class PartitionCount:
         if self._unfinished is not None:
             raise RuntimeError("apply after finish")
         self._load[0] = load_pair
+        try:
+            self._apply(interactions, load_pair, now_us)
+        finally:
+            self._load[0] = _nothing  # the handle is not kept past this call
+
+    def _apply(self, interactions: Iterable[Interaction], load_pair: Load, now_us: int) -> None:
         result, touched, loaders = self.result, self.result.touched, self._loaders
         weights, half_life_s, horizon_s = self.weights, self.half_life_s, self.dedupe_horizon_s
         on_count = self.on_count
@@ -136,7 +142,6 @@ class PartitionCount:
             pair.covered_ids.append(event.id)
             if on_count is not None:
                 on_count(pair, event.id)
-        self._load[0] = _nothing
 
     def finish(self, load_pair: Load, scan_pairs: Scan, max_pairs: int | None = None) -> Writes:
         """The next writes: every touched pair of some users (at least one user, about

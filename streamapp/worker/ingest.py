@@ -66,7 +66,7 @@ class Slicer:
         return time.perf_counter() >= self.deadline
 
     async def tick(self) -> None:
-        if time.perf_counter() >= self.deadline:
+        if self.due():
             await asyncio.sleep(0)
             self.deadline = time.perf_counter() + SLICE_S
 

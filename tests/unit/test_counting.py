@@ -142,6 +142,53 @@ def test_slices_and_partial_writes_give_what_one_call_gives(
     assert run_sliced(batches, slice_n, finish_n) == whole
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    records=records,
+    cuts=st.lists(st.integers(0, 100), max_size=4),
+    finish_n=st.integers(1, 4),
+    crash_after=st.lists(st.integers(0, 6), min_size=1, max_size=5),
+)
+def test_a_crash_between_two_write_batches_and_the_replay_give_what_one_call_gives(
+    records, cuts, finish_n, crash_after
+) -> None:
+    """The worker stops after some of a batch's write batches (a SIGKILL; nothing of the
+    batch was acked) and the batch is read again and counted in full: the pairs already
+    written are recognised as replays, the others counted, and the table, the users'
+    rankings included, is the one an uninterrupted count leaves."""
+    offsets = [0, 0, 0]
+    stream: list[Interaction] = []
+    for n, user, seller, kind, ago, partition in records:
+        on_us = to_micros(from_micros(NOW_US - ago * US_PER_S))
+        stream.append(
+            Interaction(
+                f"i{n}", user, seller, KIND_INDEX[kind], on_us, partition, offsets[partition]
+            )
+        )
+        offsets[partition] += 1
+    bounds = sorted({0, len(stream), *(c for c in cuts if c <= len(stream))})
+    batches = [stream[a:b] for a, b in itertools.pairwise(bounds)]
+    whole, _ = run(batches)
+    pairs = Table()
+    crashes = iter(crash_after)
+    for batch in batches:
+        stop_after = next(crashes, None)  # write batches that land before the crash
+        count = PartitionCount(WEEK_S, WEEK_S, SCORING.weights)
+        count.apply(batch, pairs.load, NOW_US)
+        written = 0
+        while (stop_after is None or written < stop_after) and (
+            writes := count.finish(pairs.load, pairs.scan, finish_n)
+        ):
+            pairs.apply(writes)
+            written += 1
+        if stop_after is not None:  # the replay, in full
+            count = PartitionCount(WEEK_S, WEEK_S, SCORING.weights)
+            count.apply(batch, pairs.load, NOW_US)
+            while writes := count.finish(pairs.load, pairs.scan, finish_n):
+                pairs.apply(writes)
+    assert pairs == whole
+
+
 def test_a_hot_pairs_chunks_are_read_within_a_slice_only() -> None:
     """A pair that spilled into chunks reads them through the database of the current
     apply; a chunk read outside one is a bug (the handle may be closed by then)."""
