@@ -520,12 +520,17 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
         )
     if "ready_empty_s" in rec:
+        # Issue 21: a rebuild at most a quarter of the time the worker took to ingest the
+        # same interactions (worker start -> last update), measured in the same run.
+        ingest_s = ing.get("seconds_total")
+        ratio = rec["ready_empty_s"] / ingest_s if ingest_s else None
         out.append(
             (
                 "Ready after restart, empty data dir",
-                f"{rec['ready_empty_s']:.2f} s",
-                "",
-                "",
+                f"{rec['ready_empty_s']:.2f} s"
+                + ("" if ratio is None else f" = {ratio:.2f} x the ingest's {ingest_s:.1f} s"),
+                "≤ 0.25 x the ingest's time",
+                _verdict(None if ratio is None else ratio <= 0.25),
                 f"full changelog recovery: {sum(rec.get('changelog_records', {}).values()):,} "
                 f"records, {rec.get('records_per_s') or 0:,}/s; peak RSS "
                 f"{rec['empty_peak_rss_kb'] / 1024:,.0f} MiB; "

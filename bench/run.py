@@ -1421,6 +1421,9 @@ async def stage_recovery(ctx: Ctx) -> None:
     after = [stable_part(v) for v in await query(ctx, pairs)]
     out["empty_matched"] = sum(a == b for a, b in zip(before, after, strict=True))
     out["data_dir_mib"] = round(data_dir_bytes(empty) / 2**20, 1)
+    ingest_s = ctx.stages.get("ingest", {}).get("seconds_total")
+    if ingest_s:  # issue 21's target: <= 0.25
+        out["ratio_to_ingest"] = round(out["ready_empty_s"] / ingest_s, 3)
     log(f"recovery: ready after {out['ready_empty_s']} s from an empty data dir")
     await asyncio.to_thread(worker.stop, 60)
 
