@@ -29,6 +29,35 @@ def test_the_workers_conductor_hands_source_records_to_their_checkpoints() -> No
     assert app.topics.on_message.__module__ == "streamapp.worker.faust_fixes"
 
 
+def test_the_table_manager_starts_the_tables_without_a_fixed_second() -> None:
+    """faust_fixes 17.: the worker's table manager registers the changelogs and starts
+    recovery at once (faust's own on_start sleeps a second first), and only while running."""
+    from faust.tables.manager import TableManager
+
+    from streamapp.worker import faust_fixes
+
+    assert TableManager.on_start is faust_fixes._table_manager_on_start
+    done: list[str] = []
+
+    async def step(name: str) -> None:
+        done.append(name)
+
+    async def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s")
+
+    manager = SimpleNamespace(
+        should_stop=False,
+        sleep=no_sleep,
+        _update_channels=lambda: step("channels"),
+        recovery=SimpleNamespace(start=lambda: step("recovery")),
+    )
+    asyncio.run(faust_fixes._table_manager_on_start(manager))
+    assert done == ["channels", "recovery"]
+    manager.should_stop, done[:] = True, []
+    asyncio.run(faust_fixes._table_manager_on_start(manager))
+    assert done == []
+
+
 def test_a_source_agent_makes_its_checkpoint_the_topics_reader_while_it_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
