@@ -93,6 +93,23 @@ def test_any_split_into_batches_gives_the_same_state(records, resend, cuts) -> N
         assert listed == sorted(s for u, s in truth.pairs if u == user)
 
 
+def in_batches(records: list[tuple], cuts: list[int]) -> list[list[Interaction]]:
+    """The drawn records as interactions (source offsets in order per partition), cut into
+    batches at `cuts`."""
+    offsets = [0, 0, 0]
+    stream: list[Interaction] = []
+    for n, user, seller, kind, ago, partition in records:
+        on_us = to_micros(from_micros(NOW_US - ago * US_PER_S))
+        stream.append(
+            Interaction(
+                f"i{n}", user, seller, KIND_INDEX[kind], on_us, partition, offsets[partition]
+            )
+        )
+        offsets[partition] += 1
+    bounds = sorted({0, len(stream), *(c for c in cuts if c <= len(stream))})
+    return [stream[a:b] for a, b in itertools.pairwise(bounds)]
+
+
 def run_sliced(batches: list[list[Interaction]], slice_n: int, finish_n: int) -> Table:
     """As the worker counts a batch: applied `slice_n` at a time, written at most about
     `finish_n` pairs at a time; checks that the table does not change before the writes."""
@@ -126,18 +143,7 @@ def test_slices_and_partial_writes_give_what_one_call_gives(
 ) -> None:
     """ingest.count_into_state's way (PartitionCount: slices, then a few users' writes at a
     time, each in its own write batch) leaves the table count_batch leaves, on any split."""
-    offsets = [0, 0, 0]
-    stream: list[Interaction] = []
-    for n, user, seller, kind, ago, partition in records:
-        on_us = to_micros(from_micros(NOW_US - ago * US_PER_S))
-        stream.append(
-            Interaction(
-                f"i{n}", user, seller, KIND_INDEX[kind], on_us, partition, offsets[partition]
-            )
-        )
-        offsets[partition] += 1
-    bounds = sorted({0, len(stream), *(c for c in cuts if c <= len(stream))})
-    batches = [stream[a:b] for a, b in itertools.pairwise(bounds)]
+    batches = in_batches(records, cuts)
     whole, _ = run(batches)
     assert run_sliced(batches, slice_n, finish_n) == whole
 
@@ -156,18 +162,7 @@ def test_a_crash_between_two_write_batches_and_the_replay_give_what_one_call_giv
     batch was acked) and the batch is read again and counted in full: the pairs already
     written are recognised as replays, the others counted, and the table, the users'
     rankings included, is the one an uninterrupted count leaves."""
-    offsets = [0, 0, 0]
-    stream: list[Interaction] = []
-    for n, user, seller, kind, ago, partition in records:
-        on_us = to_micros(from_micros(NOW_US - ago * US_PER_S))
-        stream.append(
-            Interaction(
-                f"i{n}", user, seller, KIND_INDEX[kind], on_us, partition, offsets[partition]
-            )
-        )
-        offsets[partition] += 1
-    bounds = sorted({0, len(stream), *(c for c in cuts if c <= len(stream))})
-    batches = [stream[a:b] for a, b in itertools.pairwise(bounds)]
+    batches = in_batches(records, cuts)
     whole, _ = run(batches)
     pairs = Table()
     crashes = iter(crash_after)
