@@ -41,8 +41,10 @@ def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=min(max(micros, MIN_MICROS), MAX_MICROS))
 
 
+_DAY_US = 86_400_000_000
 _DAYS: dict[int, str] = {}  # days since the epoch -> "YYYY-MM-DD" (a few thousand at most)
-_SECONDS: dict[int, str] = {}  # seconds since the epoch -> "YYYY-MM-DDTHH:MM:SS"
+# Second of the day -> "THH:MM:SS", filled as seconds are met (86,400 at most, 5 MB).
+_CLOCK: list[str | None] = [None] * 86_400
 # Whole texts of the first and last event times of the pairs asked for lately: a ranking
 # service asks for the same pairs again and again, and these never change for a pair
 # until it is counted again.
@@ -52,27 +54,24 @@ _TEXTS: dict[int, str] = {}
 def iso_micros(micros: int) -> str:
     """ISO-8601 (UTC, +00:00) of microseconds since the epoch, exactly as
     datetime.isoformat() writes it; never raises. Every lookup and update formats three of
-    these: the text up to the second is cached (the same pairs are asked for again and
-    again), the rest is arithmetic."""
+    these: the date and the time of day come from tables, the rest is one format."""
     if not MIN_MICROS <= micros <= MAX_MICROS:
         return from_micros(micros).isoformat()
-    seconds, us = divmod(micros, 1_000_000)
-    text = _SECONDS.get(seconds)
-    if text is None:
-        days, second = divmod(seconds, 86_400)
-        date = _DAYS.get(days)
-        if date is None:
-            if len(_DAYS) > 100_000:
-                _DAYS.clear()
-            date = _DAYS[days] = (EPOCH + timedelta(days=days)).date().isoformat()
-        hour, rest = divmod(second, 3600)
-        minute, sec = divmod(rest, 60)
-        if len(_SECONDS) > 200_000:
-            _SECONDS.clear()
-        text = _SECONDS[seconds] = f"{date}T{hour:02d}:{minute:02d}:{sec:02d}"
+    days, rest = divmod(micros, _DAY_US)  # floor division: rest >= 0 before 1970 too
+    date = _DAYS.get(days)
+    if date is None:
+        if len(_DAYS) > 100_000:
+            _DAYS.clear()
+        date = _DAYS[days] = (EPOCH + timedelta(days=days)).date().isoformat()
+    second, us = divmod(rest, 1_000_000)
+    clock = _CLOCK[second]
+    if clock is None:
+        hour, left = divmod(second, 3600)
+        minute, sec = divmod(left, 60)
+        clock = _CLOCK[second] = f"T{hour:02d}:{minute:02d}:{sec:02d}"
     if us:
-        return f"{text}.{us:06d}+00:00"
-    return text + "+00:00"
+        return f"{date}{clock}.{us:06d}+00:00"
+    return f"{date}{clock}+00:00"
 
 
 def event_iso(micros: int) -> str:

@@ -22,3 +22,13 @@ def test_times_within_one_second_share_the_cache_but_not_the_fraction() -> None:
     assert iso_micros(base + 1) == "2027-01-15T08:00:00.000001+00:00"
     assert iso_micros(base + 999_999) == "2027-01-15T08:00:00.999999+00:00"
     assert iso_micros(base - 1) == "2027-01-15T07:59:59.999999+00:00"
+
+
+def test_the_edges_of_days_and_of_the_calendar() -> None:
+    day = 86_400 * 1_000_000
+    edges = [MIN_MICROS, MIN_MICROS + 1, MAX_MICROS, MAX_MICROS - 1, -1, 0, 1]
+    for midnight in (-day, 0, day, 20_000 * day):  # before and after 1970
+        edges += [midnight - 1_000_000, midnight - 1, midnight, midnight + 999_999]
+        edges += [midnight + day - 1_000_000, midnight + day - 1]  # 23:59:59 of that day
+    for micros in edges:
+        assert iso_micros(micros) == from_micros(micros).isoformat(), micros
