@@ -1210,8 +1210,29 @@ async def closed_loop(ctx: Ctx, url: str, seconds: float, connections: int = 16)
 
 async def serve_processes(ctx: Ctx, serve: Serve, seconds: float = 6.0) -> dict[str, Any]:
     """Issue 20: bulk(100) capacity of one serving process, then of two on the same port
-    (STREAMAPP_SERVE_REUSE_PORT), the second beside the first; worker idle."""
-    one = await closed_loop(ctx, serve.url, seconds)
+    (STREAMAPP_SERVE_REUSE_PORT), the second beside the first; worker idle. Each run says
+    where the CPU went (each serving process, this process's clients, the machine): on two
+    cores the clients and two servers compete for the same CPUs."""
+
+    async def measured(servers: list[Serve]) -> dict[str, Any]:
+        before = {s.pid: proc_cpu_s(s.pid) for s in servers}
+        client0 = proc_cpu_s(os.getpid())
+        window = CpuWindow().start()
+        result = await closed_loop(ctx, serve.url, seconds)
+        cpu = window.stop()
+        wall = cpu["wall_s"]
+
+        def pct(now: float | None, then: float | None) -> float | None:
+            return None if now is None or then is None else round(100 * (now - then) / wall, 1)
+
+        result["cpu_pct_of_one_core"] = {
+            "servers": [pct(proc_cpu_s(s.pid), before[s.pid]) for s in servers],
+            "client": pct(proc_cpu_s(os.getpid()), client0),
+            "machine_busy_pct_of_all": cpu["machine_busy_pct"],
+        }
+        return result
+
+    one = await measured([serve])
     second = Serve(serve.worker, ctx.workdir / "serve-2.log")
     second.port = serve.port
     second.start(ctx.reaper)
@@ -1223,7 +1244,7 @@ async def serve_processes(ctx: Ctx, serve: Serve, seconds: float = 6.0) -> dict[
                 raise TimeoutError("the second serving process did not listen in time")
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)  # its first catch-up
-        two = await closed_loop(ctx, serve.url, seconds)
+        two = await measured([serve, second])
     finally:
         await asyncio.to_thread(second.stop, 30)
     ratio = two["requests_per_s"] / one["requests_per_s"] if one["requests_per_s"] else None
