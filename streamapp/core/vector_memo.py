@@ -44,16 +44,25 @@ HEAD, MIDDLE, BASE, RAW, FAVORITES, CATEGORIES, TIMES, TIMES_N, REF_US, WEIGHTED
 FEW_TIMES = 8
 
 
+# Entries of a dropped generation freed per entry kept: a generation holds at most the
+# entries kept since it began, so what waits to be freed stays below one generation.
+FREED_PER_KEEP = 2
+
+
 class VectorMemo:
     """Pair key -> the as_of-independent part of its vector, in two generations: when the
     newer fills up it becomes the older and the oldest is dropped, so a pair asked for
-    again within about CAPACITY other pairs is kept (an approximate LRU at dict cost)."""
+    again within about CAPACITY other pairs is kept (an approximate LRU at dict cost).
+    A dropped generation is freed a few entries at a time (FREED_PER_KEEP), not at once:
+    freeing 20,000 entries in one go held the event loop 5 ms, in the middle of a
+    query."""
 
     def __init__(self, scoring: Scoring, capacity: int = CAPACITY) -> None:
         self.scoring = scoring
         self.capacity = capacity
         self._new: dict[bytes, _Entry] = {}
         self._old: dict[bytes, _Entry] = {}
+        self._dropped: list[dict[bytes, _Entry]] = []  # generations being freed
         self._tuples: dict[frozenset[str], tuple[str, ...]] = {}
         self._new_bytes = 0
 
@@ -158,9 +167,19 @@ class VectorMemo:
     def _keep(self, key: bytes, entry: _Entry) -> None:
         size = entry_bytes(entry)
         if len(self._new) >= self.capacity or self._new_bytes + size > BYTES_PER_GENERATION:
+            if self._old:
+                self._dropped.append(self._old)
             self._old, self._new, self._new_bytes = self._new, {}, 0
         self._new[key] = entry
         self._new_bytes += size
+        dropped = self._dropped
+        if dropped:
+            oldest = dropped[0]
+            for _ in range(FREED_PER_KEEP):
+                if not oldest:
+                    dropped.pop(0)
+                    break
+                oldest.popitem()
 
 
 def entry_bytes(entry: _Entry) -> int:

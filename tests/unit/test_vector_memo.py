@@ -168,3 +168,21 @@ def test_the_memo_is_bounded_by_entries_and_by_bytes(monkeypatch) -> None:
         for generation in (src.memo._new, src.memo._old):
             assert len(generation) <= 25
             assert sum(vector_memo.entry_bytes(entry) for entry in generation.values()) <= budget
+
+
+def test_a_dropped_generation_is_freed_a_few_entries_at_a_time() -> None:
+    from streamapp.core.vector_memo import FREED_PER_KEEP, VectorMemo
+
+    memo = VectorMemo(SCORING, capacity=10)
+    entry = (b"h", b"m", 0.0, b"raw", (), (), None, 0, 0, 0.0)
+    waiting = []
+    for n in range(200):
+        memo._keep(f"k{n}".encode(), entry)
+        waiting.append(sum(len(d) for d in memo._dropped))
+        # Never more than one generation waits, and a swap never frees one at once.
+        assert waiting[-1] <= memo.capacity
+        assert len(memo._new) <= memo.capacity and len(memo._old) <= memo.capacity
+    # Right after each swap the old generation waits whole, then drains FREED_PER_KEEP a keep.
+    swaps = [n for n in range(1, 200) if waiting[n] > waiting[n - 1]]
+    assert swaps and all(waiting[n] == memo.capacity - FREED_PER_KEEP for n in swaps)
+    assert len(memo) == len(memo._new) + len(memo._old)
