@@ -1,6 +1,8 @@
 """Micro-benchmark: what a bulk(100) query costs in the lookup code itself (issue 20).
 
     python -m bench.bulk_micro            # 100,000 interactions, 2,000 users, 500 sellers
+    # first sights enough to fill the memo's generations again and again (vectors_max_ms):
+    python -m bench.bulk_micro --queries 1500 --interactions 200000 --users 4000 --sellers 1000
 
 Builds the state through the worker's counting code into a real RocksDB database (as
 bench/topk_micro.py does), then times, in one process and without HTTP, the three parts of
@@ -35,6 +37,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--interactions", type=int, default=100_000)
     p.add_argument("--queries", type=int, default=300)
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--sellers", type=int, default=500)
     p.add_argument(
         "--hot-pairs",
         type=int,
@@ -51,8 +55,8 @@ def main() -> None:
         items = [
             Interaction(
                 f"i{n}",
-                f"u{rng.randrange(2000)}",
-                f"s{rng.randrange(500)}",
+                f"u{rng.randrange(args.users)}",
+                f"s{rng.randrange(args.sellers)}",
                 rng.randrange(4),
                 now - rng.randrange(30 * DAY_US),
                 0,
@@ -62,8 +66,8 @@ def main() -> None:
         ]
         count_into(pairs, items, now)
         known = sorted({(i.user_id, i.seller_id) for i in items})
-        cats = {f"s{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(500)}
-        favs = {f"u{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(2000)}
+        cats = {f"s{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(args.sellers)}
+        favs = {f"u{n}": frozenset(rng.sample(CATEGORIES, 2)) for n in range(args.users)}
         src = lookup.Sources(
             pairs, Profiles(favs), Profiles(cats), lambda _: 0, Scoring(WEIGHTS, WEEK_S, 1.0)
         )
@@ -94,6 +98,7 @@ def main() -> None:
         def ms(values: list[float]) -> float:
             return round(statistics.median(values) * 1000, 3)
 
+        slowest = sorted(compute)
         out = {
             "queries": len(parse),
             "hot_pairs": args.hot_pairs,
@@ -101,6 +106,11 @@ def main() -> None:
             "parse_ms": ms(parse),
             "vectors_ms": ms(compute),
             "encode_ms": ms(encode),
+            # The tail: a query that also pays for something held back (the memo's
+            # generations, a collection of the young objects) shows here, not in the median.
+            "vectors_p99_ms": round(slowest[int(0.99 * (len(slowest) - 1))] * 1000, 3),
+            "vectors_max_ms": round(slowest[-1] * 1000, 3),
+            "stalls": sum(t > 3 * statistics.median(compute) for t in compute),  # > 3 x median
         }
         out["total_ms"] = round(out["parse_ms"] + out["vectors_ms"] + out["encode_ms"], 3)
         out["us_per_pair"] = round(out["total_ms"] * 10, 1)
