@@ -44,8 +44,10 @@ HEAD, MIDDLE, BASE, RAW, FAVORITES, CATEGORIES, TIMES, TIMES_N, REF_US, WEIGHTED
 FEW_TIMES = 8
 
 
-# Entries of a dropped generation freed per entry kept: a generation holds at most the
-# entries kept since it began, so what waits to be freed stays below one generation.
+# Entries of the dropped generation freed per entry kept, at least; and at least as many
+# bytes as were kept (entry_bytes). A generation ends after CAPACITY entries or
+# BYTES_PER_GENERATION bytes kept, so the dropped one is gone by then, whichever ends it
+# (less than one entry's bytes may be left, freed at the swap).
 FREED_PER_KEEP = 2
 
 
@@ -53,16 +55,17 @@ class VectorMemo:
     """Pair key -> the as_of-independent part of its vector, in two generations: when the
     newer fills up it becomes the older and the oldest is dropped, so a pair asked for
     again within about CAPACITY other pairs is kept (an approximate LRU at dict cost).
-    A dropped generation is freed a few entries at a time (FREED_PER_KEEP), not at once:
-    freeing 20,000 entries in one go held the event loop 5 ms, in the middle of a
-    query."""
+    The dropped generation is freed a few entries per entry kept (FREED_PER_KEEP), not at
+    once: freeing 20,000 entries in one go held the event loop 5 ms, in the middle of a
+    query. At most one dropped generation waits."""
 
     def __init__(self, scoring: Scoring, capacity: int = CAPACITY) -> None:
         self.scoring = scoring
         self.capacity = capacity
         self._new: dict[bytes, _Entry] = {}
         self._old: dict[bytes, _Entry] = {}
-        self._dropped: list[dict[bytes, _Entry]] = []  # generations being freed
+        self._dropped: dict[bytes, _Entry] = {}  # the generation being freed
+        self._unfreed = 0  # bytes kept since the swap less bytes freed of the dropped one
         self._tuples: dict[frozenset[str], tuple[str, ...]] = {}
         self._new_bytes = 0
 
@@ -167,19 +170,19 @@ class VectorMemo:
     def _keep(self, key: bytes, entry: _Entry) -> None:
         size = entry_bytes(entry)
         if len(self._new) >= self.capacity or self._new_bytes + size > BYTES_PER_GENERATION:
-            if self._old:
-                self._dropped.append(self._old)
+            self._dropped.clear()  # less than one entry's bytes: the freeing kept pace
+            self._dropped, self._unfreed = self._old, 0
             self._old, self._new, self._new_bytes = self._new, {}, 0
         self._new[key] = entry
         self._new_bytes += size
         dropped = self._dropped
         if dropped:
-            oldest = dropped[0]
-            for _ in range(FREED_PER_KEEP):
-                if not oldest:
-                    dropped.pop(0)
-                    break
-                oldest.popitem()
+            unfreed = self._unfreed + size
+            freed = 0
+            while dropped and (freed < FREED_PER_KEEP or unfreed > 0):
+                unfreed -= entry_bytes(dropped.popitem()[1])
+                freed += 1
+            self._unfreed = unfreed
 
 
 def entry_bytes(entry: _Entry) -> int:

@@ -170,19 +170,39 @@ def test_the_memo_is_bounded_by_entries_and_by_bytes(monkeypatch) -> None:
             assert sum(vector_memo.entry_bytes(entry) for entry in generation.values()) <= budget
 
 
-def test_a_dropped_generation_is_freed_a_few_entries_at_a_time() -> None:
-    from streamapp.core.vector_memo import FREED_PER_KEEP, VectorMemo
+def test_a_dropped_generation_is_freed_a_few_entries_at_a_time(monkeypatch) -> None:
+    from streamapp.core import vector_memo
+    from streamapp.core.vector_memo import FREED_PER_KEEP, VectorMemo, entry_bytes
 
-    memo = VectorMemo(SCORING, capacity=10)
-    entry = (b"h", b"m", 0.0, b"raw", (), (), None, 0, 0, 0.0)
-    waiting = []
-    for n in range(200):
-        memo._keep(f"k{n}".encode(), entry)
-        waiting.append(sum(len(d) for d in memo._dropped))
-        # Never more than one generation waits, and a swap never frees one at once.
-        assert waiting[-1] <= memo.capacity
+    # Small entries fill generations by count, then big ones by bytes: the dropped
+    # generation of small entries must still be gone before the next swap.
+    budget = 20_000
+    monkeypatch.setattr(vector_memo, "BYTES_PER_GENERATION", budget)
+    memo = VectorMemo(SCORING, capacity=40)
+
+    def entry(text_bytes: int) -> tuple:
+        return (b"h" * text_bytes, b"m", 0.0, b"raw", (), (), None, 0, 0, 0.0)
+
+    sizes = [300] * 200 + [2_000] * 60 + [300] * 100 + [1_000] * 50
+    biggest = max(entry_bytes(entry(n)) for n in sizes)
+    for n, text_bytes in enumerate(sizes):
+        old_before = memo._old
+        left_before = sum(entry_bytes(e) for e in memo._dropped.values())
+        memo._keep(f"k{n}".encode(), entry(text_bytes))
+        waiting = memo._dropped
         assert len(memo._new) <= memo.capacity and len(memo._old) <= memo.capacity
-    # Right after each swap the old generation waits whole, then drains FREED_PER_KEEP a keep.
-    swaps = [n for n in range(1, 200) if waiting[n] > waiting[n - 1]]
-    assert swaps and all(waiting[n] == memo.capacity - FREED_PER_KEEP for n in swaps)
-    assert len(memo) == len(memo._new) + len(memo._old)
+        if memo._old is not old_before:  # a swap: the previous generation waits, whole
+            assert left_before < biggest  # what was left of the one before: under an entry
+            assert len(waiting) >= len(old_before) - FREED_PER_KEEP
+        # Never more than one generation waits, in entries and in bytes.
+        assert len(waiting) <= memo.capacity
+        assert sum(entry_bytes(e) for e in waiting.values()) <= budget
+
+    # Answers do not change across swaps: the memo small enough to roll over many times.
+    pairs = Table()
+    src = lookup.Sources(Reader(pairs), Profiles({}), Profiles({}), lambda _: 0, SCORING)
+    count(pairs, [("u1", f"s{n}", 0, NOW_US - n * US) for n in range(60)], SCORING.weights)
+    src.memo.capacity = 7
+    wanted = [("u1", f"s{n}") for n in range(60)]
+    for as_of in (NOW_US, NOW_US + 3 * US, NOW_US + 86_400 * US):
+        assert ask(src, wanted, as_of) == [expected(pairs, src, u, s, as_of) for u, s in wanted]
