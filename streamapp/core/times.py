@@ -42,7 +42,7 @@ def from_micros(micros: int) -> datetime:
 
 
 _DAY_US = 86_400_000_000
-_DAYS: dict[int, str] = {}  # days since the epoch -> "YYYY-MM-DD" (a few thousand at most)
+_DAYS: dict[int, str] = {}  # days since the epoch -> "YYYY-MM-DD" (cleared past 100,000)
 # Second of the day -> "THH:MM:SS", filled as seconds are met (86,400 at most, 5 MB).
 _CLOCK: list[str | None] = [None] * 86_400
 # Whole texts of the first and last event times of the pairs asked for lately: a ranking
