@@ -3,6 +3,7 @@ as one interaction at a time, and the same numbers as the brute-force truth."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -199,9 +200,48 @@ def test_a_hot_pairs_chunks_are_read_within_a_slice_only() -> None:
 
     count.apply(late, load, NOW_US)  # an old event time: lands in the oldest time chunk
     assert any(CHUNK_SEP in key for key in reads)
-    loader = count._loaders[pair_key("u", "s")]  # what the pair's state was handed
+    loader = count._load_chunk  # what the pair's state was handed
     with pytest.raises(RuntimeError, match=r"outside PartitionCount\.apply"):
         loader(CHUNK_SEP + b"t1")
+
+
+def test_hot_pairs_in_one_slice_read_their_own_chunks() -> None:
+    """One chunk reader serves the pairs of a slice in turn: interleaved old events of two
+    hot pairs of one user (and one of another user) each read their own pair's chunks and
+    count as if applied one at a time."""
+    hot = [("u", "s"), ("u", "t"), ("v", "s")]
+    history = [
+        # Five time chunks each, of times the other pairs do not have.
+        Interaction(f"h{u}{s}{n}", u, s, 1, NOW_US - n * US_PER_S - i, 0, i * 6_000 + n)
+        for i, (u, s) in enumerate(hot)
+        for n in range(6_000)
+    ]
+    # Each round goes deeper into the history, so each pair reads a chunk it has not read.
+    late = [
+        Interaction(
+            f"late{u}{s}{n}", u, s, n % 4, NOW_US - (5_900 - 1_100 * n) * US_PER_S, 1, 10 * n + i
+        )
+        for n in range(5)
+        for i, (u, s) in enumerate(hot)
+    ]
+    one_by_one, _ = run([history] + [[event] for event in late])
+    pairs, _ = run([history])
+    reads: list[bytes] = []
+
+    def load(key: bytes) -> bytes | None:
+        reads.append(key)
+        return pairs.load(key)
+
+    count = PartitionCount(WEEK_S, WEEK_S, SCORING.weights)
+    count.apply(late, load, NOW_US)
+    while writes := count.finish(pairs.load, pairs.scan, 2):
+        pairs.apply(writes)
+    assert pairs == one_by_one
+    chunk_reads = collections.Counter(key.split(CHUNK_SEP)[0] for key in reads if CHUNK_SEP in key)
+    # Each pair read its own chunks, as many as the others: its seen ids' and, round after
+    # round, time chunks it had not read before.
+    assert set(chunk_reads) == {pair_key(u, s) for u, s in hot}
+    assert len(set(chunk_reads.values())) == 1 and min(chunk_reads.values()) > 6
 
 
 def test_a_users_sellers_are_the_keys_of_its_pairs_alone() -> None:
