@@ -56,7 +56,7 @@ class VectorMemo:
     newer fills up it becomes the older and the oldest is dropped, so a pair asked for
     again within about CAPACITY other pairs is kept (an approximate LRU at dict cost).
     The dropped generation is freed a few entries per entry kept (FREED_PER_KEEP), not at
-    once: freeing 20,000 entries in one go held the event loop 5 ms, in the middle of a
+    once: freeing 20,000 entries in one go held the event loop 6-8 ms, in the middle of a
     query. At most one dropped generation waits."""
 
     def __init__(self, scoring: Scoring, capacity: int = CAPACITY) -> None:
