@@ -522,8 +522,7 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     if "ready_empty_s" in rec:
         # Issue 21: a rebuild at most a quarter of the time the worker took to ingest the
         # same interactions (worker start -> last update), measured in the same run.
-        ingest_s = ing.get("seconds_total")
-        ratio = rec["ready_empty_s"] / ingest_s if ingest_s else None
+        ingest_s, ratio = ing.get("seconds_total"), rec.get("ratio_to_ingest")
         out.append(
             (
                 "Ready after restart, empty data dir",
