@@ -11,10 +11,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict
+from rocksdict import AccessType, Cache, Options, Rdict
 
 from streamapp.kafka.profile_catalog import ProfileCatalog
-from streamapp.kafka.rocksdb import keys_with_prefix
+from streamapp.kafka.rocksdb import keys_with_prefix, open_db, table_options
 
 log = logging.getLogger("streamapp.serve")
 
@@ -66,11 +66,8 @@ def open_secondary(primary: str, scratch: Path, cache: Cache | None = None) -> R
     scratch.parent.mkdir(parents=True, exist_ok=True)
     options = Options(raw_mode=True)
     options.set_max_open_files(-1)  # required of a secondary: the primary deletes files
-    if cache is not None:
-        table = BlockBasedOptions()
-        table.set_block_cache(cache)
-        options.set_block_based_table_factory(table)
-    return Rdict(primary, options, access_type=AccessType.secondary(str(scratch)))
+    table_options(options, cache if cache is not None else Cache(8 * 1024 * 1024))
+    return open_db(primary, options, AccessType.secondary(str(scratch)))
 
 
 class Secondaries:

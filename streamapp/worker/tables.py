@@ -19,6 +19,7 @@ from typing import Any
 from streamapp.core.counting import pair_key
 from streamapp.core.partitioning import HomePartitions
 from streamapp.kafka.profile_catalog import profile_catalogs
+from streamapp.kafka.rocksdb import BLOOM_BITS_PER_KEY
 from streamapp.worker.app import app, settings
 from streamapp.worker.state_store import StateStore
 
@@ -37,6 +38,7 @@ def _options(cache_mb: int) -> dict[str, Any]:
         "block_cache_size": cache_mb * 1024 * 1024,
         "write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024,
         "max_write_buffer_number": 2,
+        "bloom_filter_size": BLOOM_BITS_PER_KEY,
     }
 
 
