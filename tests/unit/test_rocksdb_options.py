@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict
+from rocksdict import AccessType, Cache, Options, Rdict
 
 from streamapp.kafka.rocksdb import open_db, table_options
 from streamapp.serving.secondaries import Secondaries
@@ -34,12 +34,10 @@ def written(path: Path, n: int = 3_000) -> None:
 
 
 def counted_options(cache_mib: int) -> Options:
+    """The pair table's table options with RocksDB's statistics on."""
     options = Options(raw_mode=True)
     options.enable_statistics()
-    table = BlockBasedOptions()
-    table.set_block_cache(Cache(cache_mib * MIB))
-    table.set_bloom_filter(10, False)
-    options.set_block_based_table_factory(table)
+    table_options(options, Cache(cache_mib * MIB))
     return options
 
 
