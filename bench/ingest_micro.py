@@ -7,8 +7,8 @@ Kafka or faust: parse the source records (parsing.accept_interaction), count the
 state on a real RocksDB database opened with the worker's options (counting.PartitionCount,
 a slice of 64 at a time, as the worker does), write the batch (WriteBatches of a few users),
 append the changelog records to Kafka record batches (aiokafka's BatchBuilder, as the
-Outbox does), and build and encode one update per touched pair (features.feature_vector,
-orjson). The sum is the part of the worker's CPU per event that is streamapp's and not
+Outbox does), and build and encode one update per touched pair (features.text_parts and
+update_text). The sum is the part of the worker's CPU per event that is streamapp's and not
 faust's, aiokafka's network or asyncio's: compare it with `stages.ingest.cpu_us_per_event`
 minus `stages.faust_floor.cpu_us_per_event` of the same machine.
 """
@@ -29,10 +29,11 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from bench.data import Sampler, interaction
 from bench.topk_micro import CATEGORIES, WEEK_S, WEIGHTS, Db, Profiles, worker_options
 from streamapp.core.counting import PartitionCount
-from streamapp.core.features import feature_vector
+from streamapp.core.features import text_parts, update_text
 from streamapp.core.pair_state import US
 from streamapp.core.parsing import Record, accept_interaction
 from streamapp.core.score import Scoring
+from streamapp.core.times import iso_micros
 from streamapp.runtime import tune_gc
 
 BATCH = 2_000  # STREAMAPP_BATCH_MAX's default; a backlog comes in whole batches
@@ -112,9 +113,10 @@ def main() -> None:
             result = count.result
 
             def updates(r: Any = result) -> None:
+                as_of_json = orjson.dumps(iso_micros(now))
                 batch = new_batch()
                 for key, pair in r.touched.items():
-                    vector = feature_vector(
+                    parts = text_parts(
                         pair.user_id,
                         pair.seller_id,
                         pair.state,
@@ -125,10 +127,7 @@ def main() -> None:
                         lambda suffix, k=key: pairs.read_one(k + suffix),
                     )
                     ids = pair.covered_ids
-                    vector["interaction_id"] = ids[-1]
-                    vector["interactions_covered"] = len(ids)
-                    vector["interaction_ids"] = ids
-                    value = orjson.dumps(vector)
+                    value = update_text(parts, as_of_json, ids[-1], len(ids), ids)
                     if batch.append(key=key, value=value, timestamp=None, headers=[]) is None:
                         batch = new_batch()
 

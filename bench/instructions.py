@@ -1,6 +1,6 @@
 """Instructions, not seconds: the lookup and ingest code's cost under callgrind (issues 20, 21).
 
-    python -m bench.instructions                 # both figures for this tree (~4 minutes)
+    python -m bench.instructions                 # every figure for this tree (~8 minutes)
     python -m bench.instructions --what bulk     # a bulk(100) of memo hits only
     python -m bench.instructions --tree DIR      # another checkout, run from inside it
 
@@ -35,6 +35,12 @@ FIGURES = {
         ["--interactions", "10000", "--hot-pairs", "500"],
         ("--queries", 50, 150),
         "bulk(100) query",
+    ),
+    "first": (
+        "bench.bulk_micro",
+        ["--interactions", "40000"],
+        ("--queries", 50, 150),
+        "bulk(100) query, most pairs at first sight",
     ),
     "ingest": (
         "bench.ingest_micro",
@@ -82,12 +88,12 @@ def figure(tree: Path, name: str) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--what", choices=[*FIGURES, "both"], default="both")
+    p.add_argument("--what", choices=[*FIGURES, "all"], default="all")
     p.add_argument("--tree", type=Path, default=Path.cwd(), help="checkout to measure")
     args = p.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("bench.instructions needs valgrind (apt-get install valgrind)")
-    for name in FIGURES if args.what == "both" else [args.what]:
+    for name in FIGURES if args.what == "all" else [args.what]:
         per = figure(args.tree.resolve(), name)
         print(f"{name}: {per:,.0f} instructions per {FIGURES[name][3]} ({args.tree})")
 

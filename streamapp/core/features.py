@@ -14,7 +14,7 @@ import orjson
 from streamapp.core.models import KIND_ORDER
 from streamapp.core.pair_state import Loader, PairState
 from streamapp.core.score import Scoring, interaction_score
-from streamapp.core.times import event_iso, iso_micros
+from streamapp.core.times import iso_micros
 
 KIND_NAMES = tuple(kind.value for kind in KIND_ORDER)
 LIKE, VIEW, PURCHASE, OTHER = KIND_NAMES  # the stored order of the counts
@@ -103,8 +103,8 @@ def static_parts(
             c[1],
             c[2],
             c[3],
-            event_iso(state.first_us),
-            event_iso(state.last_us),
+            iso_micros(state.first_us),
+            iso_micros(state.last_us),
             match,
             overlap,
             jaccard,
@@ -163,28 +163,80 @@ _TEXT = (
 )
 
 
+_HEAD = (
+    b'{"id":%%b,"user_id":%%b,"seller_id":%%b,"number_of_interactions":%%d,'
+    b'"interactions_by_kind":{"%s":%%d,"%s":%%d,"%s":%%d,"%s":%%d}'
+    % tuple(n.encode() for n in KIND_NAMES)
+)
+
+
+def head_text(
+    pid: str, user_id: str, seller_id: str, like: int, view: int, purchase: int, other: int
+) -> bytes:
+    """The vector's text before its windows (_TEXT's "head"; `pid`: pair_id): one format,
+    the ids encoded by orjson."""
+    dumps = orjson.dumps
+    return _HEAD % (
+        dumps(pid),
+        dumps(user_id),
+        dumps(seller_id),
+        like + view + purchase + other,
+        like,
+        view,
+        purchase,
+        other,
+    )
+
+
+def category_text(match: bool, overlap: int, jaccard: float) -> bytes:
+    """The category features (category_features) as the end of _TEXT's "middle" (no
+    braces): the same for every pair of a user's favorites and a seller's categories, so a
+    caller may keep it per pair of sets."""
+    return orjson.dumps(
+        {"favorites_match": match, "category_overlap": overlap, "category_jaccard": jaccard}
+    )[1:-1]
+
+
+# category_part's texts, per pair of sets (the same few sets recur); emptied when full.
+_CATEGORY_PARTS: dict[tuple[frozenset[str], frozenset[str]], tuple[bytes, bool]] = {}
+CATEGORY_PARTS_MAX = 20_000
+
+
+def category_part(favorites: frozenset[str], categories: frozenset[str]) -> tuple[bytes, bool]:
+    """(category_text, favorites_match) of a user's favorites and a seller's categories,
+    remembered per pair of sets."""
+    found = _CATEGORY_PARTS.get((favorites, categories))
+    if found is None:
+        if len(_CATEGORY_PARTS) >= CATEGORY_PARTS_MAX:
+            _CATEGORY_PARTS.clear()
+        match, overlap, jaccard = category_features(favorites, categories)
+        found = _CATEGORY_PARTS[(favorites, categories)] = (
+            category_text(match, overlap, jaccard),
+            match,
+        )
+    return found
+
+
+def middle_text(first: str | None, last: str | None, category: bytes) -> bytes:
+    """_TEXT's "middle": the first and last event times (ISO texts, which need no escaping:
+    digits, '-', ':', '.', '+' and 'T') and `category` (category_text)."""
+    if first is None or last is None:
+        return b'"first_interaction_at":%b,"last_interaction_at":%b,%b' % (
+            orjson.dumps(first),
+            orjson.dumps(last),
+            category,
+        )
+    return b'"first_interaction_at":"%b","last_interaction_at":"%b",%b' % (
+        first.encode(),
+        last.encode(),
+        category,
+    )
+
+
 def static_text(parts: StaticParts) -> tuple[bytes, bytes]:
     """(head, middle) of the vector's JSON text (_TEXT) for these static parts."""
-    pid, user_id, seller_id, total, like, view, purchase, other, first, last = parts[:10]
-    head = orjson.dumps(
-        {
-            "id": pid,
-            "user_id": user_id,
-            "seller_id": seller_id,
-            "number_of_interactions": total,
-            "interactions_by_kind": {LIKE: like, VIEW: view, PURCHASE: purchase, OTHER: other},
-        }
-    )[:-1]
-    middle = orjson.dumps(
-        {
-            "first_interaction_at": first,
-            "last_interaction_at": last,
-            "favorites_match": parts[10],
-            "category_overlap": parts[11],
-            "category_jaccard": parts[12],
-        }
-    )[1:-1]
-    return head, middle
+    head = head_text(*parts[0:3], *parts[4:8])
+    return head, middle_text(parts[8], parts[9], category_text(*parts[10:13]))
 
 
 def vector_text(
@@ -192,6 +244,59 @@ def vector_text(
 ) -> bytes:
     """The vector's JSON text; `as_of_json` is orjson.dumps(as_of text)."""
     return _TEXT % (head, w1, w7, w30, middle, orjson.dumps(score), as_of_json)
+
+
+# An affinity update: the vector's fields, then what it covers (models.AffinityUpdate).
+_UPDATE_TEXT = _TEXT[:-1] + b',"interaction_id":%b,"interactions_covered":%d,"interaction_ids":%b}'
+TextParts = tuple[bytes, bytes, int, int, int, float]
+
+
+def text_parts(
+    user_id: str,
+    seller_id: str,
+    state: PairState | None,
+    favorites: frozenset[str],
+    categories: frozenset[str],
+    as_of_us: int,
+    scoring: Scoring,
+    load: Loader = no_chunks,
+) -> TextParts:
+    """(head, middle, w1, w7, w30, score) of the vector feature_vector() gives, for
+    vector_text and update_text: the same numbers, formatted without a dict."""
+    category, match = category_part(favorites, categories)
+    score = scoring.favorites_bonus if match else 0.0
+    if state is not None and state.total:
+        like, view, purchase, other = state.counts
+        w1, w7, w30 = state.window_counts(as_of_us, load)
+        score += interaction_score(state, as_of_us, scoring)
+        first: str | None = iso_micros(state.first_us)
+        last: str | None = iso_micros(state.last_us)
+    else:
+        like = view = purchase = other = w1 = w7 = w30 = 0
+        first = last = None
+    head = head_text(pair_id(user_id, seller_id), user_id, seller_id, like, view, purchase, other)
+    return head, middle_text(first, last, category), w1, w7, w30, score
+
+
+def update_text(
+    parts: TextParts, as_of_json: bytes, last_id: str, covered: int, ids: list[str] | None
+) -> bytes:
+    """An affinity update's JSON text: the vector of `parts` (text_parts) at the as_of of
+    `as_of_json` (orjson.dumps of its text), then the interactions it covers; the bytes
+    orjson.dumps gives the update as a dict (tests/unit/test_features.py)."""
+    head, middle, w1, w7, w30, score = parts
+    return _UPDATE_TEXT % (
+        head,
+        w1,
+        w7,
+        w30,
+        middle,
+        orjson.dumps(score),
+        as_of_json,
+        orjson.dumps(last_id),
+        covered,
+        orjson.dumps(ids),
+    )
 
 
 def feature_vector(

@@ -78,26 +78,31 @@ async def vector_texts(src: Sources, pairs: list[tuple[str, str]], as_of_us: int
     user_categories, seller_categories = src.users.categories, src.sellers.categories
     memo, scoring = src.memo, src.scoring
 
-    def build(
+    def build_chunked(
         partition: int,
         pair: tuple[str, str],
         key: bytes,
-        raw: bytes | None,
+        raw: bytes,
         fav: frozenset[str],
         cats: frozenset[str],
     ) -> bytes:
-        """A vector the memo does not hold for these bytes and sets."""
+        """A hot pair's vector: its windows read chunks, which the memo does not keep."""
         user_id, seller_id = pair
-        text = memo.build(key, user_id, seller_id, raw, fav, cats, as_of_us, as_of_json)
-        if text is not None:
-            return text
 
-        def load(suffix: bytes) -> bytes | None:  # a hot pair: its windows read chunks
+        def load(suffix: bytes) -> bytes | None:
             return read(partition, key + suffix)
 
-        state = PairState.decode_for_lookup(raw) if raw else None
+        state = PairState.decode_for_lookup(raw)
         vector = feature_vector(
-            user_id, seller_id, state, fav, cats, as_of_us, scoring, load, as_of_text
+            user_id,
+            seller_id,
+            state,
+            fav,
+            cats,
+            as_of_us,
+            scoring,
+            load,
+            as_of_text,
         )
         return orjson.dumps(vector)
 
@@ -116,10 +121,11 @@ async def vector_texts(src: Sources, pairs: list[tuple[str, str]], as_of_us: int
                 fav = favorites[user_id] = user_categories(user_id)
             favs.append(fav)
         cats = [seller_categories(seller_id) for _, seller_id in group]
-        for n, text in enumerate(memo.hits(keys, raws, favs, cats, as_of_us, as_of_json)):
+        texts = memo.texts(group, keys, raws, favs, cats, as_of_us, as_of_json)
+        for n, text in enumerate(texts):
             pair = group[n]
             if text is None:
-                text = build(partition, pair, keys[n], raws[n], favs[n], cats[n])
+                text = build_chunked(partition, pair, keys[n], raws[n], favs[n], cats[n])  # type: ignore[arg-type]
             done[pair] = text
     return [done[pair] for pair in pairs]
 

@@ -409,11 +409,9 @@ class PairView:
     )
 
     def __init__(self, raw: bytes) -> None:
-        head = HEADER.unpack_from(raw)
-        if head[0] != VALUE_FORMAT:
-            raise ValueError(f"unknown pair state format {head[0]}")
-        n_off, n_t, n_s, n_tc = head[13:17]
-        start = HEADER.size + 16 * n_off
+        head = header(raw)
+        n_t, n_s, n_tc = head[14:17]
+        start = inline_times_at(head)
         self.counts = head[1:5]
         self.first_us, self.last_us, self.ref_us = head[5], head[6], head[7]
         self.acc = head[8:12]
@@ -485,8 +483,32 @@ def few_window_counts(times: Sequence[int], as_of_us: int) -> tuple[int, int, in
     return w1, w7, w30
 
 
+# The fields of a stored header (`header`) a first-sight lookup reads.
+H_COUNTS, H_FIRST, H_LAST, H_REF, H_ACC = 1, 5, 6, 7, 8  # counts: 1..4, acc: 8..11
+H_N_OFFSETS, H_N_TIMES, H_N_TIME_CHUNKS = 13, 14, 16
+FEW_TIMES = 8  # what few_times reads
+_FEW: list[struct.Struct] = [struct.Struct(f"<{n}q") for n in range(FEW_TIMES + 1)]
+
+
+def header(raw: bytes) -> tuple[int | float, ...]:
+    """The stored value's header fields (HEADER_FORMAT, indexed by the H_ names): what a
+    lookup reads of a pair without building a PairView."""
+    h = HEADER.unpack_from(raw)
+    if h[0] != VALUE_FORMAT:
+        raise ValueError(f"unknown pair state format {h[0]}")
+    return h
+
+
+def inline_times_at(h: tuple[int | float, ...]) -> int:
+    """Where a value with header `h` keeps its inline event times (8 bytes each)."""
+    return HEADER.size + 16 * int(h[H_N_OFFSETS])
+
+
+def few_times(raw: bytes, at: int, n: int) -> tuple[int, ...]:
+    """n <= FEW_TIMES inline event times from offset `at`, as a tuple."""
+    return _FEW[n].unpack_from(raw, at)  # type: ignore[return-value]
+
+
 def summary(raw: bytes) -> Summary:
-    v = HEADER.unpack_from(raw)
-    if v[0] != VALUE_FORMAT:
-        raise ValueError(f"unknown pair state format {v[0]}")
+    v = header(raw)
     return Summary(v[1] + v[2] + v[3] + v[4], v[7], (v[8], v[9], v[10], v[11]))

@@ -45,10 +45,6 @@ _DAY_US = 86_400_000_000
 _DAYS: dict[int, str] = {}  # days since the epoch -> "YYYY-MM-DD" (cleared past 100,000)
 # Second of the day -> "THH:MM:SS", filled as seconds are met (86,400 at most, 5 MB).
 _CLOCK: list[str | None] = [None] * 86_400
-# Whole texts of the first and last event times of the pairs asked for lately: a ranking
-# service asks for the same pairs again and again, and these never change for a pair
-# until it is counted again.
-_TEXTS: dict[int, str] = {}
 
 
 def iso_micros(micros: int) -> str:
@@ -72,17 +68,6 @@ def iso_micros(micros: int) -> str:
     if us:
         return f"{date}{clock}.{us:06d}+00:00"
     return f"{date}{clock}+00:00"
-
-
-def event_iso(micros: int) -> str:
-    """iso_micros of a pair's first or last event time, remembered by value (an as_of,
-    new on every call, goes through iso_micros alone)."""
-    text = _TEXTS.get(micros)
-    if text is None:
-        if len(_TEXTS) > 200_000:
-            _TEXTS.clear()
-        text = _TEXTS[micros] = iso_micros(micros)
-    return text
 
 
 def now_us() -> int:

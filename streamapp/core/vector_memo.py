@@ -8,22 +8,48 @@ sets. A lookup reads the pair as always and takes the entry only where those are
 (a byte compare, two small set compares), so an answer is the one feature_vector() gives,
 never an older one: windows and score are computed at every call from the kept bytes, with
 the same arithmetic. The static parts are kept as the vector's JSON text around the moving
-fields (features.static_text), so a hit is one format, not a dict built and encoded.
+fields (features.head_text, middle_text), so a hit is one format, not a dict built and
+encoded.
 
 An entry is one tuple of plain values (bytes, strings, numbers, tuples of them), which the
 garbage collector stops tracking at its first pass: a memo of tens of thousands of objects
 it had to scan made collections of 9 ms. Hot pairs whose event times spill into chunks
-(PairView.tchunks) are not kept: their windows read further keys, whose bytes an entry
-could not vouch for.
+(pair_state.H_N_TIME_CHUNKS) are not kept: their windows read further keys, whose bytes an
+entry could not vouch for.
+
+A first sight reads the stored header (pair_state.header) and formats the texts directly,
+with the category features' text kept per pair of sets: no PairView, no dicts encoded
+(bench/bulk_micro.py: 14 -> 12 us a pair, most of a bulk query's pairs at first sight).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from streamapp.core.features import SCORE_BASE, static_parts, static_text, vector_text
-from streamapp.core.pair_state import PairView, few_window_counts, inline_window_counts
+from streamapp.core.features import (
+    category_part,
+    head_text,
+    middle_text,
+    pair_id,
+    vector_text,
+)
+from streamapp.core.pair_state import (
+    FEW_TIMES,
+    H_ACC,
+    H_COUNTS,
+    H_FIRST,
+    H_LAST,
+    H_N_TIME_CHUNKS,
+    H_N_TIMES,
+    H_REF,
+    few_times,
+    few_window_counts,
+    header,
+    inline_times_at,
+    inline_window_counts,
+)
 from streamapp.core.score import Scoring, decay, weighted_sum
+from streamapp.core.times import iso_micros
 
 # Entries per generation, and the bytes they may hold (entry_bytes: a pair keeps up to
 # 1,024 event times inline, 8 KB, plus its vector's text): two generations hold at most
@@ -32,7 +58,7 @@ CAPACITY = 20_000
 BYTES_PER_GENERATION = 16 * 1024 * 1024
 TIME_BYTES = 44  # an event time kept as a Python int (36 bytes) and its slot in a tuple
 
-# An entry: the vector's JSON text around its moving fields (features.static_text: head,
+# An entry: the vector's JSON text around its moving fields (features._TEXT's head and
 # middle) and the part of the score that does not decay, then what they were built from and
 # what the moving fields need: the stored bytes, the favorites and the categories (as
 # tuples, one per distinct set), the inline event times (a tuple of them where there are at
@@ -41,7 +67,6 @@ TIME_BYTES = 44  # an event time kept as a Python int (36 bytes) and its slot in
 # One tuple, so one object for the collector to see once.
 _Entry = tuple[Any, ...]
 HEAD, MIDDLE, BASE, RAW, FAVORITES, CATEGORIES, TIMES, TIMES_N, REF_US, WEIGHTED = range(10)
-FEW_TIMES = 8
 
 
 # Entries of the dropped generation freed per entry kept, at least; and at least as many
@@ -67,13 +92,18 @@ class VectorMemo:
         self._dropped: dict[bytes, _Entry] = {}  # the generation being freed
         self._unfreed = 0  # bytes kept since the swap less bytes freed of the dropped one
         self._tuples: dict[frozenset[str], tuple[str, ...]] = {}
+        self._categories: dict[
+            tuple[frozenset[str], frozenset[str]],
+            tuple[bytes, float, tuple[str, ...], tuple[str, ...]],
+        ] = {}
         self._new_bytes = 0
 
     def __len__(self) -> int:
         return len(self._new) + len(self._old)
 
-    def hits(
+    def texts(
         self,
+        pairs: list[tuple[str, str]],
         keys: list[bytes],
         raws: list[bytes | None],
         favorites: list[frozenset[str]],
@@ -81,20 +111,21 @@ class VectorMemo:
         as_of_us: int,
         as_of_json: bytes,
     ) -> list[bytes | None]:
-        """The JSON texts of the pairs stored under `keys` as `raws` where the memo holds an
-        entry built from these bytes and sets; None for the others (the caller builds those
-        with `build`). One loop for a slice of a query: most of a bulk query's cost per pair
+        """The JSON texts of the vectors of `pairs`, stored under `keys` as `raws`: from the
+        memo where it holds an entry built from these bytes and sets, else built (and kept);
+        None for a pair whose windows read chunks (the caller builds it with feature_vector
+        and a loader). One loop for a slice of a query: most of a bulk query's cost per pair
         was calls."""
-        new_get, old_get, keep = self._new.get, self._old.get, self._keep
+        new_get, old_get, keep, build = self._new.get, self._old.get, self._keep, self.build
         scoring = self.scoring
         out: list[bytes | None] = []
         append = out.append
-        for key, raw, fav, cats in zip(keys, raws, favorites, categories, strict=True):
+        for pair, key, raw, fav, cats in zip(pairs, keys, raws, favorites, categories, strict=True):
             entry = new_get(key)
             if entry is None:
                 entry = old_get(key)
                 if entry is None:
-                    append(None)
+                    append(build(key, pair[0], pair[1], raw, fav, cats, as_of_us, as_of_json))
                     continue
                 keep(key, entry)
             kept_fav, kept_cats = entry[FAVORITES], entry[CATEGORIES]
@@ -106,7 +137,7 @@ class VectorMemo:
                 and fav.issuperset(kept_fav)
                 and cats.issuperset(kept_cats)
             ):
-                append(None)
+                append(build(key, pair[0], pair[1], raw, fav, cats, as_of_us, as_of_json))
                 continue
             times = entry[TIMES]
             if times is None:  # nothing counted
@@ -133,30 +164,53 @@ class VectorMemo:
         as_of_json: bytes,
     ) -> bytes | None:
         """The JSON text of the vector of the pair stored under `key` as `raw`, built and
-        kept for the next `hits` (`as_of_json`: the as_of text as JSON); None where the
-        pair's windows read chunks (the caller builds it with feature_vector and a
-        loader)."""
-        view = PairView(raw) if raw else None
-        if view is not None and view.tchunks:
-            return None
+        kept for the next `texts` (`as_of_json`: the as_of text as JSON); None where the
+        pair's windows read chunks."""
         scoring = self.scoring
-        parts = static_parts(user_id, seller_id, view, favorites, categories, scoring)
-        base = parts[SCORE_BASE]
-        if view is not None and view.total:  # as feature_vector() computes them
-            w1, w7, w30 = inline_window_counts(view.times, as_of_us)
-            weighted = weighted_sum(view.acc, scoring)
-            score = base + decay(weighted, view.ref_us, as_of_us, scoring)
-            n, ref_us = len(view.times), view.ref_us
-            times: tuple[int, ...] | int | None = (
-                tuple(view.times) if n <= FEW_TIMES else view.times_at
-            )
+        category_json, base, fav_t, cats_t = self._category_parts(favorites, categories)
+        if raw:
+            h = header(raw)
+            if h[H_N_TIME_CHUNKS]:
+                return None
+            like, view, purchase, other = h[H_COUNTS : H_COUNTS + 4]
         else:
-            w1 = w7 = w30 = 0
-            score, weighted, times, n, ref_us = base, 0.0, None, 0, 0
-        head, middle = static_text(parts)
-        fav_t, cats_t = self._tuple(favorites), self._tuple(categories)
+            like = view = purchase = other = 0
+        pid = pair_id(user_id, seller_id)
+        head = head_text(pid, user_id, seller_id, like, view, purchase, other)  # type: ignore[arg-type]
+        if raw and like + view + purchase + other:  # as feature_vector() computes them
+            n, ref_us, at = h[H_N_TIMES], h[H_REF], inline_times_at(h)
+            if n <= FEW_TIMES:
+                times: tuple[int, ...] | int | None = few_times(raw, at, n)  # type: ignore[arg-type]
+                w1, w7, w30 = few_window_counts(times, as_of_us)  # type: ignore[arg-type]
+            else:
+                times = at
+                in_place = memoryview(raw)[at : at + 8 * n].cast("q")  # type: ignore[operator]
+                w1, w7, w30 = inline_window_counts(in_place, as_of_us)  # type: ignore[arg-type]
+            weighted = weighted_sum(h[H_ACC : H_ACC + 4], scoring)  # type: ignore[arg-type]
+            score = base + decay(weighted, ref_us, as_of_us, scoring)  # type: ignore[arg-type]
+            first, last = iso_micros(h[H_FIRST]), iso_micros(h[H_LAST])  # type: ignore[arg-type]
+        else:
+            w1 = w7 = w30 = n = ref_us = 0
+            score, weighted, times, first, last = base, 0.0, None, None, None
+        middle = middle_text(first, last, category_json)
         self._keep(key, (head, middle, base, raw, fav_t, cats_t, times, n, ref_us, weighted))
         return vector_text(head, middle, w1, w7, w30, score, as_of_json)
+
+    def _category_parts(
+        self, favorites: frozenset[str], categories: frozenset[str]
+    ) -> tuple[bytes, float, tuple[str, ...], tuple[str, ...]]:
+        """The category features' text (features.category_text), the score's part that
+        does not decay and the two sets as an entry keeps them (_tuple), one per pair of
+        sets: the same few sets recur."""
+        found = self._categories.get((favorites, categories))
+        if found is None:
+            if len(self._categories) >= self.capacity:
+                self._categories.clear()
+            text, match = category_part(favorites, categories)
+            base = self.scoring.favorites_bonus if match else 0.0
+            found = (text, base, self._tuple(favorites), self._tuple(categories))
+            self._categories[(favorites, categories)] = found
+        return found
 
     def _tuple(self, categories: frozenset[str]) -> tuple[str, ...]:
         """The set as a tuple, one per distinct set (the same few sets recur)."""

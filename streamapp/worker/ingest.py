@@ -26,7 +26,7 @@ import orjson
 
 from streamapp import metrics
 from streamapp.core.counting import PartitionCount, Touched
-from streamapp.core.features import feature_vector, no_chunks
+from streamapp.core.features import no_chunks, text_parts, update_text
 from streamapp.core.models import KIND_INDEX
 from streamapp.core.pair_state import Interaction
 from streamapp.core.parsing import (
@@ -202,8 +202,9 @@ async def count_into_state(
 
             def on_count(pair: Touched, interaction_id: str, p: int = partition) -> None:
                 at = now_us()
-                vector = vector_of(pair, p, at, iso_micros(at))
-                publish(box, pair.user_id, vector, interaction_id, 1, [interaction_id])
+                as_of_json = orjson.dumps(iso_micros(at))
+                text = update_of(pair, p, at, as_of_json, interaction_id, 1, [interaction_id])
+                publish(box, pair.user_id, text)
 
             count = PartitionCount(
                 settings.half_life_s, settings.dedupe_horizon_s, weights, on_count if each else None
@@ -226,15 +227,15 @@ async def count_into_state(
                 metrics.updates.inc(result.counted + result.replays)
         if not each:
             as_of = now_us()
-            as_of_text = iso_micros(as_of)  # one as_of for the batch's updates
+            as_of_json = orjson.dumps(iso_micros(as_of))  # one as_of for the batch's updates
             published = 0
             for (partition, key), pair in touched.items():
                 ids = pair.covered_ids
                 if not ids:
                     continue  # only duplicates: nothing changed
-                vector = vector_of(pair, partition, as_of, as_of_text, key)
-                last, many = ids[-1], len(ids) <= MAX_IDS
-                publish(box, pair.user_id, vector, last, len(ids), ids if many else None)
+                listed = ids if len(ids) <= MAX_IDS else None
+                text = update_of(pair, partition, as_of, as_of_json, ids[-1], len(ids), listed, key)
+                publish(box, pair.user_id, text)
                 published += 1
                 await slicer.tick()
             metrics.updates.inc(published)
@@ -245,27 +246,25 @@ async def count_into_state(
         await box.send()
 
 
-def publish(
-    box: Outbox,
-    user_id: str,
-    vector: dict[str, Any],
+def publish(box: Outbox, user_id: str, update: bytes) -> None:
+    """Queue one update (the caller counts it in metrics.updates, once per batch)."""
+    partition = _updates["partition_of"](user_id)
+    box.add(topics.affinity_updates_name, partition, user_id.encode(), update)
+
+
+def update_of(
+    pair: Touched,
+    partition: int,
+    as_of_us: int,
+    as_of_json: bytes,
     last_id: str,
     covered: int,
     ids: list[str] | None,
-) -> None:
-    """Queue one update (the caller counts it in metrics.updates, once per batch)."""
-    vector["interaction_id"] = last_id
-    vector["interactions_covered"] = covered
-    vector["interaction_ids"] = ids
-    partition = _updates["partition_of"](user_id)
-    box.add(topics.affinity_updates_name, partition, user_id.encode(), orjson.dumps(vector))
-
-
-def vector_of(
-    pair: Touched, partition: int, as_of_us: int, as_of_text: str, key: bytes | None = None
-) -> dict[str, Any]:
-    """The vector an update publishes: the pair's new state, the current profiles.
-    `key`: the pair's key when the caller has it."""
+    key: bytes | None = None,
+) -> bytes:
+    """The update's JSON text: the vector of the pair's new state and the current profiles
+    (features.text_parts), then the interactions it covers. `key`: the pair's key when the
+    caller has it."""
     load = no_chunks
     if pair.state.tchunks:  # only a hot pair's window counts read chunk records
         pair_key = tables.pair_key(pair.user_id, pair.seller_id) if key is None else key
@@ -273,7 +272,7 @@ def vector_of(
         def load(suffix: bytes) -> bytes | None:
             return tables.pairs.get(partition, pair_key + suffix)
 
-    return feature_vector(
+    parts = text_parts(
         pair.user_id,
         pair.seller_id,
         pair.state,
@@ -282,8 +281,8 @@ def vector_of(
         as_of_us,
         scoring,
         load,
-        as_of_text,
     )
+    return update_text(parts, as_of_json, last_id, covered, ids)
 
 
 # -- profiles ----------------------------------------------------------------------------

@@ -5,12 +5,24 @@ every size and sign, and the contract's model reads it back."""
 from __future__ import annotations
 
 import orjson
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamapp.core.features import assemble, static_text, vector_text
-from streamapp.core.models import FeatureVector
+from streamapp.core.counting import pair_key
+from streamapp.core.features import (
+    assemble,
+    feature_vector,
+    static_text,
+    text_parts,
+    update_text,
+    vector_text,
+)
+from streamapp.core.models import AffinityUpdate, FeatureVector
+from streamapp.core.pair_state import US, PairState
+from streamapp.core.score import Scoring
 from streamapp.core.times import iso_micros
+from tests.unit.memory import MemoryTable as Table
+from tests.unit.test_seller_ranking import CATEGORIES, NOW_US, WEEK_S, count
 
 # Any text, control characters and line separators included (the encoder must escape what
 # ids never hold, too), and the id styles the contract names.
@@ -77,3 +89,55 @@ def test_text_reads_as_the_contract_model() -> None:
         "OTHER": 0,
     }
     assert orjson.loads(text)["number_of_interactions"] == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    user=ids,
+    seller=ids,
+    offsets=st.lists(st.integers(-40 * 86400, 2 * 86400), max_size=30),
+    favorites=st.frozensets(st.sampled_from(CATEGORIES)),
+    categories=st.frozensets(st.sampled_from(CATEGORIES)),
+    as_of_s=st.integers(-400 * 86400, 3 * 86400),
+    covered=st.lists(ids, min_size=1, max_size=4),
+    listed=st.booleans(),
+    bonus=st.sampled_from([0.0, 1.5, -2.0]),
+)
+def test_an_update_is_the_encoded_vector_and_its_interactions(
+    user: str,
+    seller: str,
+    offsets: list[int],
+    favorites: frozenset[str],
+    categories: frozenset[str],
+    as_of_s: int,
+    covered: list[str],
+    listed: bool,
+    bonus: float,
+) -> None:
+    """update_text(text_parts(...)) is byte for byte the update the worker encoded as a dict
+    (feature_vector and three fields), for states as counting leaves them (full, as the
+    worker holds them, and as a lookup reads them), never counted pairs, every id style."""
+    scoring = Scoring((3.0, 1.0, 5.0, 0.5), WEEK_S, bonus)
+    pairs = Table()
+    events = [(user, seller, n % 4, NOW_US + s * US) for n, s in enumerate(offsets)]
+    if events:
+        count(pairs, events, scoring.weights)
+    raw = pairs.get(pair_key(user, seller))
+    states = [PairState.decode(raw), PairState.decode_for_lookup(raw)] if raw else [None]
+    as_of = NOW_US + as_of_s * US + 17
+    as_of_json = orjson.dumps(iso_micros(as_of))
+    ids_or_none = covered if listed else None
+    for state in states:
+        vector = feature_vector(user, seller, state, favorites, categories, as_of, scoring)
+        vector |= {
+            "interaction_id": covered[-1],
+            "interactions_covered": len(covered),
+            "interaction_ids": ids_or_none,
+        }
+        parts = text_parts(user, seller, state, favorites, categories, as_of, scoring)
+        text = update_text(parts, as_of_json, covered[-1], len(covered), ids_or_none)
+        assert text == orjson.dumps(vector)
+        assert vector_text(*parts, as_of_json) == orjson.dumps(
+            feature_vector(user, seller, state, favorites, categories, as_of, scoring)
+        )
+        AffinityUpdate.model_validate_json(text)

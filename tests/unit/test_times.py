@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamapp.core.times import MAX_MICROS, MIN_MICROS, event_iso, from_micros, iso_micros
+from streamapp.core.times import MAX_MICROS, MIN_MICROS, from_micros, iso_micros
 
 
 @given(st.integers(MIN_MICROS - 10**12, MAX_MICROS + 10**12))
@@ -13,7 +13,6 @@ def test_iso_micros_is_isoformat_for_every_time(micros: int) -> None:
     want = from_micros(micros).isoformat()
     assert iso_micros(micros) == want
     assert iso_micros(micros) == want  # the second time from the cache
-    assert event_iso(micros) == want and event_iso(micros) == want  # remembered by value
 
 
 def test_times_within_one_second_share_the_cache_but_not_the_fraction() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import random
 
+import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -206,3 +208,30 @@ def test_a_dropped_generation_is_freed_a_few_entries_at_a_time(monkeypatch) -> N
     wanted = [("u1", f"s{n}") for n in range(60)]
     for as_of in (NOW_US, NOW_US + 3 * US, NOW_US + 86_400 * US):
         assert ask(src, wanted, as_of) == [expected(pairs, src, u, s, as_of) for u, s in wanted]
+
+
+@pytest.mark.parametrize("n_times", [0, 1, 8, 9, 200, INLINE])
+@pytest.mark.parametrize(("user", "seller"), [("u1", "s1"), ("u-1", 'q"s\\1'), ("ünï", "😀\u2028")])
+def test_the_texts_are_the_encoded_vector_byte_for_byte(
+    n_times: int, user: str, seller: str
+) -> None:
+    """Built (first sight) and again from the memo, with the few event times kept as numbers
+    (at most 8) or read in place from the stored bytes (more): the exact bytes of
+    orjson.dumps(feature_vector(...)), for plain and escaped ids and pairs never counted."""
+    pairs = Table()
+    favs = {user: frozenset({"shoes", "games"})}
+    cats = {seller: frozenset({"games", "books", "garden"})}
+    src = lookup.Sources(Reader(pairs), Profiles(favs), Profiles(cats), lambda _: 0, SCORING)
+    # Spread over the last 40 days: some in each window, some older than all of them.
+    events = [
+        (user, seller, i % 4, NOW_US - (i * 40 * 86400 * US) // max(n_times, 1))
+        for i in range(n_times)
+    ]
+    count(pairs, events, SCORING.weights, batch=97)
+    assert bool(pairs.get(pair_key(user, seller))) == bool(n_times)
+    for as_of in (NOW_US, NOW_US - 10 * 86400 * US, NOW_US + 2 * 86400 * US + 7, NOW_US):
+        want = orjson.dumps(expected(pairs, src, user, seller, as_of))
+        for _ in range(2):  # built, then from the memo
+            got = asyncio.run(lookup.vector_texts(src, [(user, seller)], as_of))
+            assert got == [want]
+    assert len(src.memo) == 1
