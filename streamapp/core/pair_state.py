@@ -31,7 +31,7 @@ import struct
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 US = 1_000_000
 DAY_US = 86_400 * US
@@ -490,7 +490,7 @@ FEW_TIMES = 8  # what few_times reads
 _FEW: list[struct.Struct] = [struct.Struct(f"<{n}q") for n in range(FEW_TIMES + 1)]
 
 
-def header(raw: bytes) -> tuple[int | float, ...]:
+def header(raw: bytes) -> tuple[Any, ...]:
     """The stored value's header fields (HEADER_FORMAT, indexed by the H_ names): what a
     lookup reads of a pair without building a PairView."""
     h = HEADER.unpack_from(raw)
@@ -499,9 +499,9 @@ def header(raw: bytes) -> tuple[int | float, ...]:
     return h
 
 
-def inline_times_at(h: tuple[int | float, ...]) -> int:
+def inline_times_at(h: tuple[Any, ...]) -> int:
     """Where a value with header `h` keeps its inline event times (8 bytes each)."""
-    return HEADER.size + 16 * int(h[H_N_OFFSETS])
+    return HEADER.size + 16 * h[H_N_OFFSETS]
 
 
 def few_times(raw: bytes, at: int, n: int) -> tuple[int, ...]:

@@ -176,19 +176,19 @@ class VectorMemo:
         else:
             like = view = purchase = other = 0
         pid = pair_id(user_id, seller_id)
-        head = head_text(pid, user_id, seller_id, like, view, purchase, other)  # type: ignore[arg-type]
+        head = head_text(pid, user_id, seller_id, like, view, purchase, other)
         if raw and like + view + purchase + other:  # as feature_vector() computes them
             n, ref_us, at = h[H_N_TIMES], h[H_REF], inline_times_at(h)
             if n <= FEW_TIMES:
-                times: tuple[int, ...] | int | None = few_times(raw, at, n)  # type: ignore[arg-type]
-                w1, w7, w30 = few_window_counts(times, as_of_us)  # type: ignore[arg-type]
+                times: tuple[int, ...] | int | None = few_times(raw, at, n)
+                w1, w7, w30 = few_window_counts(times, as_of_us)
             else:
                 times = at
-                in_place = memoryview(raw)[at : at + 8 * n].cast("q")  # type: ignore[operator]
-                w1, w7, w30 = inline_window_counts(in_place, as_of_us)  # type: ignore[arg-type]
-            weighted = weighted_sum(h[H_ACC : H_ACC + 4], scoring)  # type: ignore[arg-type]
-            score = base + decay(weighted, ref_us, as_of_us, scoring)  # type: ignore[arg-type]
-            first, last = iso_micros(h[H_FIRST]), iso_micros(h[H_LAST])  # type: ignore[arg-type]
+                in_place = memoryview(raw)[at : at + 8 * n].cast("q")
+                w1, w7, w30 = inline_window_counts(in_place, as_of_us)
+            weighted = weighted_sum(h[H_ACC : H_ACC + 4], scoring)
+            score = base + decay(weighted, ref_us, as_of_us, scoring)
+            first, last = iso_micros(h[H_FIRST]), iso_micros(h[H_LAST])
         else:
             w1 = w7 = w30 = n = ref_us = 0
             score, weighted, times, first, last = base, 0.0, None, None, None
