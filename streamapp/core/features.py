@@ -310,8 +310,9 @@ def feature_vector(
     load: Loader = no_chunks,
     as_of_text: str | None = None,
 ) -> dict[str, Any]:
-    """The contract's feature vector (fields of models.FeatureVector), JSON-ready.
-    `as_of_text` is iso_micros(as_of_us) when the caller already has it (bulk queries)."""
+    """The contract's feature vector (fields of models.FeatureVector) as a dict: the plain
+    statement of what a vector is, which the text paths (text_parts, vector_memo) are
+    tested against byte for byte. `as_of_text`: iso_micros(as_of_us), if the caller has it."""
     parts = static_parts(user_id, seller_id, state, favorites, categories, scoring)
     score = parts[SCORE_BASE]
     if state is not None and state.total:

@@ -17,7 +17,7 @@ import orjson
 
 from streamapp.core import seller_ranking
 from streamapp.core.counting import pair_key, user_sellers
-from streamapp.core.features import feature_vector
+from streamapp.core.features import text_parts, vector_text
 from streamapp.core.pair_state import PairState, summary
 from streamapp.core.score import Ranked, Scoring, decayed, top_k
 from streamapp.core.times import iso_micros
@@ -61,8 +61,7 @@ async def vector_texts(src: Sources, pairs: list[tuple[str, str]], as_of_us: int
     """Feature vectors as JSON texts, one per input pair, at one as_of: the pairs of a
     partition read with multi-gets, each profile read once. Texts, not dicts: the answer
     of a lookup is these texts joined (features.vector_text)."""
-    as_of_text = iso_micros(as_of_us)
-    as_of_json = orjson.dumps(as_of_text)
+    as_of_json = orjson.dumps(iso_micros(as_of_us))
     home_partition = src.home_partition
     by_partition: dict[int, list[tuple[str, str]]] = {}
     for pair in dict.fromkeys(pairs):
@@ -93,18 +92,8 @@ async def vector_texts(src: Sources, pairs: list[tuple[str, str]], as_of_us: int
             return read(partition, key + suffix)
 
         state = PairState.decode_for_lookup(raw)
-        vector = feature_vector(
-            user_id,
-            seller_id,
-            state,
-            fav,
-            cats,
-            as_of_us,
-            scoring,
-            load,
-            as_of_text,
-        )
-        return orjson.dumps(vector)
+        parts = text_parts(user_id, seller_id, state, fav, cats, as_of_us, scoring, load)
+        return vector_text(*parts, as_of_json)
 
     since_turn = 0
     for partition, group in slices:

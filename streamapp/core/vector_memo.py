@@ -113,7 +113,7 @@ class VectorMemo:
     ) -> list[bytes | None]:
         """The JSON texts of the vectors of `pairs`, stored under `keys` as `raws`: from the
         memo where it holds an entry built from these bytes and sets, else built (and kept);
-        None for a pair whose windows read chunks (the caller builds it with feature_vector
+        None for a pair whose windows read chunks (the caller builds it with text_parts
         and a loader). One loop for a slice of a query: most of a bulk query's cost per pair
         was calls."""
         new_get, old_get, keep, build = self._new.get, self._old.get, self._keep, self.build
