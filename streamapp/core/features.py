@@ -233,12 +233,6 @@ def middle_text(first: str | None, last: str | None, category: bytes) -> bytes:
     )
 
 
-def static_text(parts: StaticParts) -> tuple[bytes, bytes]:
-    """(head, middle) of the vector's JSON text (_TEXT) for these static parts."""
-    head = head_text(*parts[0:3], *parts[4:8])
-    return head, middle_text(parts[8], parts[9], category_text(*parts[10:13]))
-
-
 def vector_text(
     head: bytes, middle: bytes, w1: int, w7: int, w30: int, score: float, as_of_json: bytes
 ) -> bytes:

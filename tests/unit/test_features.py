@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from streamapp.core.counting import pair_key
 from streamapp.core.features import (
     assemble,
+    category_text,
     feature_vector,
-    static_text,
+    head_text,
+    middle_text,
     text_parts,
     update_text,
     vector_text,
@@ -38,6 +40,12 @@ scores = (
     | st.sampled_from([0.0, -0.0, 1e-300, 1e300, 1.5, 1e16, 123456789.125, 0.1 + 0.2])
     | st.integers(-(2**63), 2**63 - 1)
 )
+
+
+def static_text(parts: tuple) -> tuple[bytes, bytes]:
+    """(head, middle) of the vector's text for static parts as feature_vector builds them."""
+    head = head_text(*parts[0:3], *parts[4:8])
+    return head, middle_text(parts[8], parts[9], category_text(*parts[10:13]))
 
 
 @given(
