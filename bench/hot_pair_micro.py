@@ -7,12 +7,12 @@ Counts interactions of one pair into a real RocksDB database (rocksdict, as the 
 tables) with the worker's own counting code (PartitionCount: apply, then finish and write
 the batch), 2,000 at a time, until the pair has each size's events; then times a batch that
 touches that pair once, and one that touches a new pair once (CPU time, best of 20). Event
-times are spread over the last 20 days in no order, so some land in an existing time chunk,
-as late events do. A pair past the 1,024 event times and seen ids a value holds inline pays
-for decoding and encoding all of them, and for reading every sealed seen-id chunk again, in
-each batch that touches it: the ingest rate of a worker whose state holds many such pairs
-falls as the state grows (docs/performance.md, 7 December, late morning). --profile prints
-where 200 touches at the last size go.
+times are spread over the last 20 days in no order, so most land in an existing time chunk,
+as late events do: the worst case. Each batch decodes, encodes and writes the pair's value
+(up to pair_state.INLINE event times and seen ids, 24 bytes a pair of them), checks one id
+against every sealed seen-id chunk (kept across batches by the worker's SealedIds, as here)
+and rewrites the time chunk a late event lands in. --profile prints where 200 touches at
+the last size go. Figures: docs/performance.md, 7 December.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 
 from bench.topk_micro import DAY_US, WEEK_S, WEIGHTS, Db
 from streamapp.core.counting import PartitionCount
-from streamapp.core.pair_state import US, Interaction
+from streamapp.core.pair_state import US, Interaction, SealedIds
 
 
 class Counter:
@@ -36,6 +36,7 @@ class Counter:
         self.db = db
         self.now_us = now_us
         self.n = 0
+        self.sealed = SealedIds()  # the worker's, kept across its batches
 
     def batch(self, pairs: list[tuple[str, str]]) -> float:
         """Count one interaction of each of `pairs`; the CPU seconds it took."""
@@ -45,7 +46,7 @@ class Counter:
             on = self.now_us - (n * 7919 * US) % (20 * DAY_US)
             items.append(Interaction(f"i{n}", user, seller, n % 4, on, 0, n))
             self.n += 1
-        count = PartitionCount(WEEK_S, WEEK_S, WEIGHTS)
+        count = PartitionCount(WEEK_S, WEEK_S, WEIGHTS, sealed=self.sealed)
         t0 = time.process_time()
         count.apply(items, self.db.read_one, self.now_us)
         while writes := count.finish(self.db.read_one, lambda p: list(self.db.scan(0, p)), 64):

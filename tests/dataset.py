@@ -54,6 +54,9 @@ def _iso(moment: datetime, rng: random.Random) -> str:
     return moment.replace(microsecond=0).isoformat()
 
 
+HOT_PAIRS = [("user-1", "seller-1"), ("user-2", "seller-1"), ("user-3", "seller-2")]
+
+
 def build(
     ns: Namespace,
     seed: int = 7,
@@ -61,7 +64,10 @@ def build(
     n_sellers: int = 200,
     n_interactions: int = 4000,
     bad_per_topic: int = 6,
+    hot_share: float = 0.0,
 ) -> DataSet:
+    """`hot_share` of the interactions go to three hot pairs, whose event times and ids
+    spill into chunk records (pair_state.INLINE) and fill them."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     ds = DataSet()
@@ -125,6 +131,8 @@ def build(
             continue
         if i < 40:
             uid, sid = "123", rng.choice(EXAMPLE_SELLERS)
+        elif hot_share and rng.random() < hot_share:
+            uid, sid = rng.choice(HOT_PAIRS)
         else:
             uid = rng.choices(ds.user_ids, user_weights)[0]
             sid = rng.choices(ds.seller_ids, seller_weights)[0]

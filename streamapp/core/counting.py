@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from streamapp.core import seller_ranking
-from streamapp.core.pair_state import CHUNK_SEP, Interaction, Outcome, PairState
+from streamapp.core.pair_state import CHUNK_SEP, Interaction, Outcome, PairState, SealedIds
 
 PAIR_SEPARATOR = "\x1f"  # ids never contain control characters (models.EntityId)
 
@@ -75,11 +75,15 @@ class PartitionCount:
         dedupe_horizon_s: float,
         weights: Sequence[float],
         on_count: Callable[[Touched, str], None] | None = None,
+        sealed: SealedIds | None = None,
     ) -> None:
         self.half_life_s = half_life_s
         self.dedupe_horizon_s = dedupe_horizon_s
         self.weights = weights
         self.on_count = on_count
+        # Sealed seen-id chunks kept across batches (the worker's, cleared on assignment).
+        self.sealed = sealed
+        self._generation = sealed.generation if sealed is not None else 0
         self.result = BatchResult()
         # The database read of the current call: `load_pair` may be a handle the caller
         # must not see kept past its next await (ingest's StateStore.db). In a list the
@@ -113,7 +117,7 @@ class PartitionCount:
         result, touched = self.result, self.result.touched
         current, load_chunk = self._pair, self._load_chunk
         weights, half_life_s, horizon_s = self.weights, self.half_life_s, self.dedupe_horizon_s
-        on_count = self.on_count
+        on_count, sealed = self.on_count, self.sealed
         for event in interactions:
             key = pair_key(event.user_id, event.seller_id)
             pair = touched.get(key)
@@ -132,9 +136,14 @@ class PartitionCount:
                         else None
                     ),
                 )
+                if sealed is not None and state.schunks:
+                    sealed.fill(key, state)
 
             current[0] = key
-            outcome = pair.state.apply(event, now_us, half_life_s, horizon_s, load_chunk)
+            state = pair.state
+            outcome = state.apply(event, now_us, half_life_s, horizon_s, load_chunk)
+            if state.sealed_read and sealed is not None:
+                sealed.keep(key, state, self._generation)
             if outcome is Outcome.DUPLICATE:
                 result.duplicates += 1
                 continue

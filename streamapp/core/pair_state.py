@@ -14,9 +14,11 @@ Everything a lookup needs is in here, cheap to update per event and exact at que
 Bounded size: the value stays small however hot the pair. Event times and seen ids keep
 up to `INLINE` entries in the value itself; beyond that they spill into chunk records
 stored next to it (key = pair key + `CHUNK_SEP` + kind + number), each at most
-`CHUNK_MAX` entries. Time chunks cover disjoint, ordered time ranges, so a window count
-reads at most the chunks that straddle its two ends; seen-id chunks are sealed in arrival
-order and dropped whole once the horizon has passed them.
+`CHUNK_MAX` entries, filling the last chunk before starting one. Time chunks cover
+disjoint, ordered time ranges, so a window count reads at most the chunks that straddle
+its two ends; seen-id chunks are sealed in arrival order, sorted, and dropped whole once
+the horizon has passed the newest id in them. The worker keeps the sealed chunks it has
+read across batches (`SealedIds`).
 
 The encoding is fixed-layout binary (struct + array): decoding a pair costs a few
 microseconds whatever its history, with no per-field Python work for the header.
@@ -41,7 +43,11 @@ WINDOW_RETENTION_US = max(WINDOWS_US.values())
 # Rebase the decay reference before 2^((on-ref)/h) leaves float range comfortably.
 REBASE_HALF_LIVES = 256.0
 
-INLINE = 1024  # event times / seen ids kept in the value itself
+# Event times / seen ids kept in the value itself. Small, because a batch that touches a
+# pair decodes, encodes and writes all of them: a hot pair's value of 1,024 of each
+# (24 KiB) cost 200-300 µs a batch (bench.hot_pair_micro); spills go to the last chunk
+# while it has room, so chunks stay few however small this is.
+INLINE = 256
 CHUNK_MAX = 2048  # entries per spilled chunk (16 KiB)
 CHUNK_SEP = b"\x1e"  # ids never contain control characters (models.EntityId)
 TIMES, SEEN = b"t", b"s"
@@ -121,9 +127,11 @@ class PairState:
     schunks: list[list[int]] = field(default_factory=list)  # [number, newest, count]
     next_chunk: int = 0
     # Not stored: chunks read or changed while this state is being updated.
-    chunk_cache: dict[bytes, list[int]] = field(default_factory=dict)
+    chunk_cache: dict[bytes, array] = field(default_factory=dict)
     chunk_writes: dict[bytes, bytes | None] = field(default_factory=dict)
     sealed_seen: dict[int, array] = field(default_factory=dict)  # chunk -> sorted hashes
+    # Sealed chunks read from the table, as (number, newest, count, hashes).
+    sealed_read: list[tuple[int, int, int, array]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -198,21 +206,22 @@ class PairState:
         return PairView(raw)
 
     # -- chunks --------------------------------------------------------------------------
-    def _chunk(self, kind: bytes, number: int, load: Loader) -> list[int]:
+    def _chunk(self, kind: bytes, number: int, load: Loader) -> array:
+        """A chunk's entries as an array: bisection and insertion work on it in place, and
+        writing it back is one copy (no list of ints either way)."""
         suffix = chunk_suffix(kind, number)
         cached = self.chunk_cache.get(suffix)
         if cached is None:
+            cached = self.chunk_cache[suffix] = array("q" if kind == TIMES else "Q")
             raw = load(suffix)
-            values = array("q" if kind == TIMES else "Q")
             if raw:
-                values.frombytes(raw)
-            cached = self.chunk_cache[suffix] = values.tolist()
+                cached.frombytes(raw)
         return cached
 
-    def _put_chunk(self, kind: bytes, number: int, values: list[int]) -> None:
+    def _put_chunk(self, kind: bytes, number: int, values: array) -> None:
         suffix = chunk_suffix(kind, number)
         self.chunk_cache[suffix] = values
-        self.chunk_writes[suffix] = array("q" if kind == TIMES else "Q", values).tobytes()
+        self.chunk_writes[suffix] = values.tobytes()
 
     def _drop_chunk(self, kind: bytes, number: int) -> None:
         suffix = chunk_suffix(kind, number)
@@ -239,27 +248,45 @@ class PairState:
             return False
         # Sealed chunks are sorted: a binary search in each, no set built per batch (a pair
         # with 100,000 ids has ~100 chunks: reading them is a copy, searching ~100 x 10 steps).
-        for number, _, _ in self.schunks:
-            hashes = self.sealed_seen.get(number)
-            if hashes is None:
-                hashes = array("Q")
-                raw = load(chunk_suffix(SEEN, number))
-                if raw:
-                    hashes.frombytes(raw)
-                self.sealed_seen[number] = hashes
+        for entry in self.schunks:
+            hashes = self._sealed(entry, load)
             i = bisect.bisect_left(hashes, digest)
             if i < len(hashes) and hashes[i] == digest:
                 return True
         return False
 
-    def _remember(self, digest: int, now_us: int) -> None:
+    def _sealed(self, entry: list[int], load: Loader) -> array:
+        """The sorted hashes of the sealed chunk `entry` ([number, newest, count]): read once
+        per state, and noted in `sealed_read` so a SealedIds can keep them for later
+        batches."""
+        number = entry[0]
+        hashes = self.sealed_seen.get(number)
+        if hashes is None:
+            hashes = self.sealed_seen[number] = array("Q")
+            raw = load(chunk_suffix(SEEN, number))
+            if raw:
+                hashes.frombytes(raw)
+            self.sealed_read.append((entry[0], entry[1], entry[2], hashes))
+        return hashes
+
+    def _remember(self, digest: int, now_us: int, load: Loader) -> None:
         self.seen[digest] = now_us
         if len(self.seen) > INLINE:
-            number = self._new_chunk()
+            # Sealed into the last chunk while it has room (it then goes when the newest of
+            # all its ids is past the horizon), else into a new one.
             hashes = sorted(self.seen)
-            self._put_chunk(SEEN, number, hashes)
-            self.schunks.append([number, max(self.seen.values()), len(hashes)])
-            self.sealed_seen[number] = array("Q", hashes)
+            newest = max(self.seen.values())
+            last = self.schunks[-1] if self.schunks else None
+            if last is not None and last[2] + len(hashes) <= CHUNK_MAX:
+                number = last[0]
+                hashes = sorted(self._sealed(last, load).tolist() + hashes)
+                self.schunks[-1] = [number, max(last[1], newest), len(hashes)]
+            else:
+                number = self._new_chunk()
+                self.schunks.append([number, newest, len(hashes)])
+            # A new array: one read from the table may be shared (SealedIds), never changed.
+            sealed = self.sealed_seen[number] = array("Q", hashes)
+            self._put_chunk(SEEN, number, sealed)
             self.seen = {}
 
     # -- event times ---------------------------------------------------------------------
@@ -268,11 +295,20 @@ class PairState:
         if not chunks or on_us >= chunks[-1][2]:
             bisect.insort(self.times, on_us)
             if len(self.times) > INLINE:
+                # The older half goes to the last chunk while it has room (every inline
+                # time is at or after its range), else to a new chunk.
                 half = len(self.times) // 2
                 lower, self.times = self.times[:half], self.times[half:]
-                number = self._new_chunk()
-                self._put_chunk(TIMES, number, lower)
-                chunks.append([number, lower[0], lower[-1], len(lower)])
+                if chunks and chunks[-1][3] + half <= CHUNK_MAX:
+                    number = chunks[-1][0]
+                    values = self._chunk(TIMES, number, load)
+                    values.extend(lower)
+                    chunks[-1] = [number, values[0], values[-1], len(values)]
+                else:
+                    number = self._new_chunk()
+                    values = array("q", lower)
+                    chunks.append([number, lower[0], lower[-1], len(lower)])
+                self._put_chunk(TIMES, number, values)
             return
         # The first chunk whose range reaches up to on_us (ranges are ordered).
         i = bisect.bisect_left([c[2] for c in chunks], on_us)
@@ -335,7 +371,7 @@ class PairState:
             digest = id_hash(event.id)
             if self._was_seen(digest, load):
                 return Outcome.DUPLICATE
-            self._remember(digest, now_us)
+            self._remember(digest, now_us, load)
 
         on = event.on_us
         kind = event.kind
@@ -359,6 +395,58 @@ class PairState:
             self._add_time(on, load)
         self._expire_times(horizon)
         return Outcome.COUNTED
+
+
+class SealedIds:
+    """Sealed seen-id chunks read from the pair table, kept across batches: a batch that
+    touches a hot pair would otherwise read all of them again to check one id (100,000 ids
+    within the horizon are 50 chunks; bench.hot_pair_micro). Bounded by `max_ids` hashes (8
+    bytes each), the least recently used go first.
+
+    A chunk is known by its pair and its whole entry (number, newest, count): one merged into
+    since has another entry, and numbers are never reused. That holds while nothing but the
+    owner's own counting writes its partitions, so the owner clears this on every change of
+    assignment (a partition restored from its changelog may hold another worker's chunks
+    under the same numbers); `generation` tells a batch that began before a clear not to
+    keep what it read."""
+
+    def __init__(self, max_ids: int = 4_000_000) -> None:
+        self.max_ids = max_ids
+        self.generation = 0
+        self._chunks: dict[tuple[bytes, int, int, int], array] = {}
+        self._ids = 0
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._ids = 0
+        self.generation += 1
+
+    def fill(self, key: bytes, state: PairState) -> None:
+        """Give the freshly decoded `state` of pair `key` the sealed chunks kept for it."""
+        chunks = self._chunks
+        for number, newest, count in state.schunks:
+            hashes = chunks.pop((key, number, newest, count), None)
+            if hashes is not None:
+                chunks[key, number, newest, count] = hashes  # now the most recently used
+                state.sealed_seen[number] = hashes
+
+    def keep(self, key: bytes, state: PairState, generation: int) -> None:
+        """Keep what `state` (pair `key`) read from the table, if no clear came since
+        `generation`."""
+        read = state.sealed_read
+        if generation == self.generation:
+            chunks = self._chunks
+            for number, newest, count, hashes in read:
+                if len(hashes) == count and (key, number, newest, count) not in chunks:
+                    chunks[key, number, newest, count] = hashes
+                    self._ids += count
+            while self._ids > self.max_ids:
+                oldest = next(iter(chunks))
+                self._ids -= len(chunks.pop(oldest))
+        read.clear()
 
 
 class Summary(NamedTuple):

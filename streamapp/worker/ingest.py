@@ -28,7 +28,7 @@ from streamapp import metrics
 from streamapp.core.counting import PartitionCount, Touched
 from streamapp.core.features import no_chunks, text_parts, update_text
 from streamapp.core.models import KIND_INDEX
-from streamapp.core.pair_state import Interaction
+from streamapp.core.pair_state import Interaction, SealedIds
 from streamapp.core.parsing import (
     Delete,
     Record,
@@ -52,6 +52,21 @@ SLICE_PAIRS = 64  # pairs written between two looks at the clock (with their use
 SLICE_S = 0.001  # longest the event loop is held before lookups get a turn
 MAX_IDS = 64
 MAX_DEAD_LETTER_KEY = 16 * 1024
+
+# Sealed seen-id chunks kept across batches (at most 4 million ids, 32 MiB of hashes):
+# valid while only this worker's counting writes its partitions, so forgotten whenever the
+# assignment changes (pair_state.SealedIds).
+sealed_ids = SealedIds()
+
+
+@app.on_partitions_revoked.connect
+async def _forget_sealed_ids_on_revoke(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+    sealed_ids.clear()
+
+
+@app.on_partitions_assigned.connect
+async def _forget_sealed_ids_on_assign(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+    sealed_ids.clear()
 
 
 class Slicer:
@@ -207,7 +222,11 @@ async def count_into_state(
                 publish(box, pair.user_id, text)
 
             count = PartitionCount(
-                settings.half_life_s, settings.dedupe_horizon_s, weights, on_count if each else None
+                settings.half_life_s,
+                settings.dedupe_horizon_s,
+                weights,
+                on_count if each else None,
+                sealed_ids,
             )
             for start in range(0, len(items), SLICE_EVENTS):
                 # The database's own get, looked up again for each call (none awaits).

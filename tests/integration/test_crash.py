@@ -32,16 +32,20 @@ def interactions(ns: Namespace, ds: DataSet, count: int, seed: int) -> list[Out]
     """Interactions as real producers send them: keys none / the user id / random bytes;
     about 5% sent twice by a retrying producer (same id, key and record timestamp); about
     15% without `on`, whose Kafka CreateTime lies minutes to 60 days in the past (a
-    backfill's timestamps) and so is their event time."""
+    backfill's timestamps) and so is their event time. About 10% go to three hot pairs,
+    whose event times and ids spill into chunk records (pair_state.INLINE)."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     out = []
     for n in range(count):
-        user = f"u{rng.randrange(300)}"
+        if rng.random() < 0.1:
+            user, seller = rng.choice([("u1", "s1"), ("u2", "s1"), ("u3", "s2")])
+        else:
+            user, seller = f"u{rng.randrange(300)}", f"s{rng.randrange(60)}"
         body: dict[str, str] = {
             "id": f"c{seed}-{n}",
             "user_id": user,
-            "seller_id": f"s{rng.randrange(60)}",
+            "seller_id": seller,
             "interaction_kind": rng.choice(["LIKE", "VIEW", "PURCHASE", "OTHER"]),
         }
         timestamp_ms = None

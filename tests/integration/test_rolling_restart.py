@@ -88,7 +88,7 @@ def test_a_rolling_restart_rebalances_no_one_and_stays_exact(
     bootstrap: str, workers, tmp_path: Path
 ) -> None:
     ns = Namespace(bootstrap)
-    ds = dataset.build(ns, n_users=150, n_sellers=80, n_interactions=2000, seed=41)
+    ds = dataset.build(ns, n_users=150, n_sellers=80, n_interactions=2000, seed=41, hot_share=0.4)
     ws = [new_worker(workers, ns, tmp_path / f"w{i}", f"w{i}").start() for i in (1, 2)]
     wait_until(lambda: all(w.get("/health")[0] == 200 for w in ws), 60, what="both ready")
     produce(ns.bootstrap, ds.records)

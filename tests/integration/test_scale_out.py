@@ -141,7 +141,7 @@ def test_workers_share_partitions_and_route_exactly(
     bootstrap: str, workers, tmp_path: Path
 ) -> None:
     ns = Namespace(bootstrap)
-    ds = dataset.build(ns, n_users=200, n_sellers=100, n_interactions=3000, seed=21)
+    ds = dataset.build(ns, n_users=200, n_sellers=100, n_interactions=3000, seed=21, hot_share=0.4)
     w1, w2 = two_loaded_workers(workers, ns, ds, tmp_path)
     assert_standbys_equal_owners([w1, w2], tmp_path)
 

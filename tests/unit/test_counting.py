@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import collections
 import itertools
+import random
+from array import array
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamapp.core import seller_ranking
+from streamapp.core import pair_state, seller_ranking
 from streamapp.core.counting import PartitionCount, count_batch, pair_key, user_sellers
 from streamapp.core.features import feature_vector
 from streamapp.core.models import KIND_INDEX
-from streamapp.core.pair_state import CHUNK_SEP, Interaction, PairState
+from streamapp.core.pair_state import CHUNK_SEP, Interaction, PairState, SealedIds
 from streamapp.core.score import Scoring
 from streamapp.core.times import from_micros, to_micros
 from tests.truth import Truth, assert_vector_equal
@@ -263,3 +267,157 @@ def test_a_users_sellers_are_the_keys_of_its_pairs_alone() -> None:
     for user, ids in sellers.items():
         assert user_sellers(user, pairs.scan) == sorted(ids)
     assert user_sellers("u2", pairs.scan) == []
+
+
+# One pair's record: (id number, pair, kind, seconds before the batch's clock).
+hot_records = st.lists(
+    st.tuples(
+        st.integers(0, 40),
+        st.sampled_from([("u1", "s1"), ("u1", "s2"), ("u2", "s1")]),
+        st.sampled_from(list(KIND_INDEX)),
+        st.integers(0, 40 * 86400),
+    ),
+    max_size=150,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    records=hot_records,
+    cuts=st.lists(st.integers(0, 150), max_size=10),
+    steps_s=st.lists(
+        st.sampled_from([0, 600, 7200, 40_000, 80_000, 86_400, 90_000, 2 * 86400]),
+        min_size=10,
+        max_size=10,
+    ),
+    crash_after=st.lists(st.integers(0, 3) | st.none(), min_size=10, max_size=10),
+    clear_at=st.lists(st.integers(0, 150), max_size=3),
+    max_ids=st.integers(0, 40),
+)
+def test_sealed_ids_kept_across_batches_change_nothing(
+    records, cuts, steps_s, crash_after, clear_at, max_ids
+) -> None:
+    """The worker keeps sealed seen-id chunks across batches (pair_state.SealedIds). With
+    chunks of a few entries, a clock that moves on between batches (ids expire from the
+    one-day horizon, times from the 30 days), crashes between write batches and their
+    replays, clears in the middle of a batch and an LRU bound that evicts: every outcome
+    and the table are those of counting without it. And an id counted twice was first
+    counted at least the horizon before."""
+    horizon_s = 86400.0
+    clock = [NOW_US + sum(steps_s[: i + 1]) * US_PER_S for i in range(len(steps_s))]
+    items = [
+        Interaction(f"i{n}", user, seller, KIND_INDEX[kind], 0, 0, offset)
+        for offset, (n, (user, seller), kind, ago) in enumerate(records)
+    ]
+    bounds = sorted({0, len(items), *(c for c in cuts if c <= len(items))})
+    batches = [(a, b) for a, b in itertools.pairwise(bounds)][: len(clock)]
+
+    def count_all(sealed: SealedIds | None) -> tuple[Table, list[tuple[int, int, int]]]:
+        pairs, outcomes = Table(), []
+        counted_at: dict[tuple[str, str, str], int] = {}
+        for i, (a, b) in enumerate(batches):
+            now = clock[i]
+            batch = [
+                item._replace(on_us=now - records[a + j][3] * US_PER_S)
+                for j, item in enumerate(items[a:b])
+            ]
+            for attempt in ("crashed", "whole") if crash_after[i] is not None else ("whole",):
+                count = PartitionCount(horizon_s, horizon_s, SCORING.weights, sealed=sealed)
+                for j, item in enumerate(batch):
+                    if sealed is not None and a + j in clear_at:
+                        sealed.clear()
+                    before = count.result.counted
+                    count.apply([item], pairs.load, now)
+                    key = (item.user_id, item.seller_id, item.id)
+                    if count.result.counted > before and attempt == "whole":
+                        if key in counted_at:  # counted again: only once the horizon passed
+                            assert now - counted_at[key] >= horizon_s * US_PER_S, key
+                        counted_at[key] = now
+                written = 0
+                while (attempt == "whole" or written < crash_after[i]) and (
+                    writes := count.finish(pairs.load, pairs.scan, 1)
+                ):
+                    pairs.apply(writes)
+                    written += 1
+                r = count.result
+                outcomes.append((r.counted, r.duplicates, r.replays))
+        return pairs, outcomes
+
+    with small_chunks():
+        plain = count_all(None)
+        sealed = SealedIds(max_ids)
+        assert count_all(sealed) == plain
+        assert sealed._ids <= max_ids
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("keep_sealed", [False, True])
+def test_an_id_sent_again_within_the_horizon_is_a_duplicate(seed: int, keep_sealed: bool) -> None:
+    """Hot pairs (chunks of a few entries) counted batch after batch while the clock moves
+    on by seconds to a day: ids sent again within the horizon of their first count, from
+    inline ids, sealed chunks, chunks merged into and chunks kept across batches (or not),
+    are all duplicates; ids never sent before all count; so the pair's count is exact."""
+    rng = random.Random(seed)
+    horizon_s = 86400.0
+    sealed = SealedIds(rng.choice([0, 20, 10_000])) if keep_sealed else None
+    pairs = Table()
+    hot = [("u1", "s1"), ("u1", "s2"), ("u2", "s1")]
+    counted_at: dict[tuple[str, str, str], int] = {}
+    now, offset, fresh = NOW_US, 0, 0
+    with small_chunks():
+        for _ in range(60):
+            now += rng.choice([0, 1, 600, 7200, 40_000, 80_000]) * US_PER_S
+            live = [k for k, t in counted_at.items() if now - t < horizon_s * US_PER_S]
+            batch, want = [], collections.Counter()
+            for _ in range(rng.randrange(1, 12)):
+                if live and rng.random() < 0.4:
+                    user, seller, iid = rng.choice(live)
+                    want["duplicates"] += 1
+                else:
+                    (user, seller), iid = rng.choice(hot), f"n{fresh}"
+                    fresh += 1
+                    counted_at[user, seller, iid] = now
+                    live.append((user, seller, iid))
+                    want["counted"] += 1
+                on = now - rng.randrange(40 * 86400) * US_PER_S
+                batch.append(Interaction(iid, user, seller, 1, on, 0, offset))
+                offset += 1
+            count = PartitionCount(horizon_s, horizon_s, SCORING.weights, sealed=sealed)
+            count.apply(batch, pairs.load, now)
+            while writes := count.finish(pairs.load, pairs.scan, 2):
+                pairs.apply(writes)
+            got = count.result
+            assert (got.counted, got.duplicates) == (want["counted"], want["duplicates"])
+    for user, seller in hot:
+        total = sum(1 for u, s, _ in counted_at if (u, s) == (user, seller))
+        assert PairState.decode(pairs[pair_key(user, seller)]).total == total
+
+
+def test_sealed_ids_give_a_chunk_only_as_it_was_read() -> None:
+    """A chunk is known by its whole entry: one merged into since (another count), or read
+    before a clear, is read from the table again."""
+    sealed = SealedIds()
+    hashes = array("Q", [1, 2, 3])
+    state = PairState(schunks=[[5, 100, 3]])
+    state.sealed_read.append((5, 100, 3, hashes))
+    sealed.keep(b"p", state, sealed.generation)
+    assert not state.sealed_read and len(sealed) == 1
+    fresh = PairState(schunks=[[5, 100, 3]])
+    sealed.fill(b"p", fresh)
+    assert fresh.sealed_seen == {5: hashes}
+    for other in (PairState(schunks=[[5, 100, 4]]), PairState(schunks=[[5, 101, 3]])):
+        sealed.fill(b"p", other)
+        assert other.sealed_seen == {}
+    sealed.fill(b"q", other := PairState(schunks=[[5, 100, 3]]))  # another pair's chunk 5
+    assert other.sealed_seen == {}
+    began = sealed.generation
+    sealed.clear()
+    assert len(sealed) == 0
+    state.sealed_read.append((6, 100, 3, hashes))
+    sealed.keep(b"p", state, began)  # read by a batch that began before the clear
+    assert len(sealed) == 0 and not state.sealed_read
+
+
+def small_chunks() -> AbstractContextManager[object]:
+    """Chunks of a few entries (as tests/unit/test_pair_state.py's)."""
+    return mock.patch.multiple(pair_state, INLINE=3, CHUNK_MAX=10)
