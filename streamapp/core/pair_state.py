@@ -63,23 +63,17 @@ HEADER = struct.Struct(HEADER_FORMAT)
 HEADER_FIELDS = 18
 
 
-def _body_format(n_off: int, n_t: int, n_s: int, n_tc: int, n_sc: int) -> str:
-    return f"{HEADER_FORMAT}{2 * n_off + n_t}q{n_s}Q{n_s + 4 * n_tc + 3 * n_sc}q"
+_INTS: dict[int, struct.Struct] = {}
 
 
-_BODIES: dict[tuple[int, int, int, int, int], struct.Struct] = {}
-
-
-def _body(sizes: tuple[int, int, int, int, int]) -> struct.Struct:
-    """The compiled layout of a value with these sizes. Cached here: struct's own cache
-    holds 100 formats and is emptied when full, and the sizes of the pairs one batch touches
-    take more than that (every count of inline times and seen ids is a format)."""
-    body = _BODIES.get(sizes)
-    if body is None:
-        if len(_BODIES) >= 4096:
-            _BODIES.clear()
-        body = _BODIES[sizes] = struct.Struct(_body_format(*sizes))
-    return body
+def _ints(n: int) -> struct.Struct:
+    """The layout of n stored 64-bit integers (offsets, chunk entries), compiled once."""
+    layout = _INTS.get(n)
+    if layout is None:
+        if len(_INTS) >= 4096:
+            _INTS.clear()
+        layout = _INTS[n] = struct.Struct(f"<{n}q")
+    return layout
 
 
 class Interaction(NamedTuple):
@@ -121,8 +115,12 @@ class PairState:
     ref_us: int = 0
     acc: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
     offsets: dict[int, int] = field(default_factory=dict)  # source partition -> offset
-    times: list[int] = field(default_factory=list)  # inline event times, sorted
-    seen: dict[int, int] = field(default_factory=dict)  # id hash -> counted at (wall clock)
+    # The inline parts as their stored bytes: decoding and encoding them is a copy, not a
+    # Python int per entry (a value of 256 of each cost 25-40 µs a batch as lists and a
+    # dict; bench.ingest_micro).
+    times: array = field(default_factory=lambda: array("q"))  # inline event times, sorted
+    seen_ids: bytearray = field(default_factory=bytearray)  # id hashes, 8 bytes each (LE)
+    seen_at: array = field(default_factory=lambda: array("q"))  # when each was counted
     tchunks: list[list[int]] = field(default_factory=list)  # [number, lo, hi, count], by lo
     schunks: list[list[int]] = field(default_factory=list)  # [number, newest, count]
     next_chunk: int = 0
@@ -140,61 +138,71 @@ class PairState:
 
     # -- binary form ---------------------------------------------------------------------
     def encode(self) -> bytes:
-        n_off, n_t, n_s = len(self.offsets), len(self.times), len(self.seen)
+        n_off, n_t, n_s = len(self.offsets), len(self.times), len(self.seen_at)
         n_tc, n_sc = len(self.tchunks), len(self.schunks)
-        values: list[int | float] = [
-            VALUE_FORMAT,
-            *self.counts,
-            self.first_us,
-            self.last_us,
-            self.ref_us,
-            *self.acc,
-            self.next_chunk,
-            n_off,
-            n_t,
-            n_s,
-            n_tc,
-            n_sc,
+        parts: list[bytes | bytearray] = [
+            HEADER.pack(
+                VALUE_FORMAT,
+                *self.counts,
+                self.first_us,
+                self.last_us,
+                self.ref_us,
+                *self.acc,
+                self.next_chunk,
+                n_off,
+                n_t,
+                n_s,
+                n_tc,
+                n_sc,
+            )
         ]
-        for partition, offset in self.offsets.items():
-            values.append(partition)
-            values.append(offset)
-        values += self.times
-        values += self.seen.keys()
-        values += self.seen.values()
-        for chunk in self.tchunks:
-            values += chunk
-        for chunk in self.schunks:
-            values += chunk
-        # One pack for the whole value (struct caches the compiled formats).
-        return _body((n_off, n_t, n_s, n_tc, n_sc)).pack(*values)
+        if n_off:
+            flat = [v for item in self.offsets.items() for v in item]
+            parts.append(_ints(2 * n_off).pack(*flat))
+        parts.append(self.times.tobytes())
+        parts.append(self.seen_ids)
+        parts.append(self.seen_at.tobytes())
+        if n_tc or n_sc:
+            flat = [v for chunk in self.tchunks for v in chunk]
+            flat += [v for chunk in self.schunks for v in chunk]
+            parts.append(_ints(len(flat)).pack(*flat))
+        return b"".join(parts)
 
     @classmethod
     def decode(cls, raw: bytes) -> PairState:
         head = HEADER.unpack_from(raw)
         if head[0] != VALUE_FORMAT:
             raise ValueError(f"unknown pair state format {head[0]}")
-        n_off, n_t, n_s, n_tc, n_sc = sizes = head[13:18]
-        v = _body(sizes).unpack(raw)
-        i = HEADER_FIELDS
-        offsets = v[i : i + 2 * n_off]
-        i += 2 * n_off
-        times = list(v[i : i + n_t])
-        i += n_t
-        seen = dict(zip(v[i : i + n_s], v[i + n_s : i + 2 * n_s], strict=True))
-        i += 2 * n_s
-        tchunks = [list(v[j : j + 4]) for j in range(i, i + 4 * n_tc, 4)]
-        i += 4 * n_tc
-        schunks = [list(v[j : j + 3]) for j in range(i, i + 3 * n_sc, 3)]
+        n_off, n_t, n_s, n_tc, n_sc = head[13:18]
+        at = HEADER.size + 16 * n_off
+        ends = at + 8 * n_t, at + 8 * (n_t + n_s), at + 8 * (n_t + 2 * n_s)
+        if len(raw) != ends[2] + 8 * (4 * n_tc + 3 * n_sc):
+            raise ValueError(f"pair state of {len(raw)} bytes, its header says otherwise")
+        view = memoryview(raw)
+        times, seen_at = array("q"), array("q")
+        times.frombytes(view[at : ends[0]])
+        seen_ids = bytearray(view[ends[0] : ends[1]])
+        seen_at.frombytes(view[ends[1] : ends[2]])
+        offsets: dict[int, int] = {}
+        if n_off:
+            flat = _ints(2 * n_off).unpack_from(raw, HEADER.size)
+            offsets = dict(zip(flat[::2], flat[1::2], strict=True))
+        tchunks: list[list[int]] = []
+        schunks: list[list[int]] = []
+        if n_tc or n_sc:
+            flat = _ints(4 * n_tc + 3 * n_sc).unpack_from(raw, ends[2])
+            tchunks = [list(flat[j : j + 4]) for j in range(0, 4 * n_tc, 4)]
+            schunks = [list(flat[j : j + 3]) for j in range(4 * n_tc, len(flat), 3)]
         return cls(
             counts=list(head[1:5]),
             first_us=head[5],
             last_us=head[6],
             ref_us=head[7],
             acc=list(head[8:12]),
-            offsets=dict(zip(offsets[::2], offsets[1::2], strict=True)),
+            offsets=offsets,
             times=times,
-            seen=seen,
+            seen_ids=seen_ids,
+            seen_at=seen_at,
             tchunks=tchunks,
             schunks=schunks,
             next_chunk=head[12],
@@ -238,16 +246,20 @@ class PairState:
             number = self.schunks.pop(0)[0]
             self._drop_chunk(SEEN, number)
             self.sealed_seen.pop(number, None)
-        if self.seen and next(iter(self.seen.values())) < oldest_us:
-            self.seen = {h: t for h, t in self.seen.items() if t >= oldest_us}
+        at = self.seen_at
+        if at and at[0] < oldest_us:
+            keep = [i for i, t in enumerate(at) if t >= oldest_us]
+            ids = self.seen_ids
+            self.seen_ids = bytearray().join(ids[8 * i : 8 * i + 8] for i in keep)
+            self.seen_at = array("q", [at[i] for i in keep])
 
     def _was_seen(self, digest: int, load: Loader) -> bool:
-        if digest in self.seen:
+        if _holds(self.seen_ids, digest.to_bytes(8, "little")):
             return True
         if not self.schunks:
             return False
         # Sealed chunks are sorted: a binary search in each, no set built per batch (a pair
-        # with 100,000 ids has ~100 chunks: reading them is a copy, searching ~100 x 10 steps).
+        # with 100,000 ids has ~50 chunks: reading them is a copy, searching ~50 x 11 steps).
         for entry in self.schunks:
             hashes = self._sealed(entry, load)
             i = bisect.bisect_left(hashes, digest)
@@ -270,12 +282,13 @@ class PairState:
         return hashes
 
     def _remember(self, digest: int, now_us: int, load: Loader) -> None:
-        self.seen[digest] = now_us
-        if len(self.seen) > INLINE:
+        self.seen_ids += digest.to_bytes(8, "little")
+        self.seen_at.append(now_us)
+        if len(self.seen_at) > INLINE:
             # Sealed into the last chunk while it has room (it then goes when the newest of
             # all its ids is past the horizon), else into a new one.
-            hashes = sorted(self.seen)
-            newest = max(self.seen.values())
+            hashes = sorted(array("Q", self.seen_ids))
+            newest = max(self.seen_at)
             last = self.schunks[-1] if self.schunks else None
             if last is not None and last[2] + len(hashes) <= CHUNK_MAX:
                 number = last[0]
@@ -287,7 +300,8 @@ class PairState:
             # A new array: one read from the table may be shared (SealedIds), never changed.
             sealed = self.sealed_seen[number] = array("Q", hashes)
             self._put_chunk(SEEN, number, sealed)
-            self.seen = {}
+            self.seen_ids = bytearray()
+            self.seen_at = array("q")
 
     # -- event times ---------------------------------------------------------------------
     def _add_time(self, on_us: int, load: Loader) -> None:
@@ -306,7 +320,7 @@ class PairState:
                     chunks[-1] = [number, values[0], values[-1], len(values)]
                 else:
                     number = self._new_chunk()
-                    values = array("q", lower)
+                    values = lower
                     chunks.append([number, lower[0], lower[-1], len(lower)])
                 self._put_chunk(TIMES, number, values)
             return
@@ -447,6 +461,17 @@ class SealedIds:
                 oldest = next(iter(chunks))
                 self._ids -= len(chunks.pop(oldest))
         read.clear()
+
+
+def _holds(ids: bytearray, needle: bytes) -> bool:
+    """Whether `ids` (8-byte entries) holds `needle`: a byte search, whose match must start
+    on an entry's boundary."""
+    i = ids.find(needle)
+    while i >= 0:
+        if i % 8 == 0:
+            return True
+        i = ids.find(needle, i + 1)
+    return False
 
 
 class Summary(NamedTuple):

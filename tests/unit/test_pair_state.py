@@ -1,10 +1,13 @@
 """Pair state against the brute-force truth model, including property-based tests."""
 
 import math
+import struct
+from array import array
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,7 +111,8 @@ def test_binary_roundtrip_keeps_everything() -> None:
             state, event(f"i{i}", "PURCHASE", NOW - timedelta(minutes=i), i, i % 3), chunks=chunks
         )
     again = PairState.decode(state.encode())
-    for name in ("counts", "first_us", "last_us", "ref_us", "acc", "offsets", "times", "seen"):
+    names = ("counts", "first_us", "last_us", "ref_us", "acc", "offsets", "times", "seen_ids")
+    for name in (*names, "seen_at"):
         assert getattr(again, name) == getattr(state, name), name
     assert again.tchunks == state.tchunks and again.schunks == state.schunks
     assert summary(state.encode()).total == 3 * INLINE
@@ -147,7 +151,7 @@ def test_expired_chunks_are_deleted() -> None:
     later = NOW_US + 31 * 86_400 * 1_000_000
     apply(state, event("late", "VIEW", from_micros(later), 10**6), now_us=later, chunks=chunks)
     assert not chunks  # every old time and every old id is gone
-    assert state.total == 3 * INLINE + 1 and state.times == [later]
+    assert state.total == 3 * INLINE + 1 and state.times.tolist() == [later]
 
 
 def test_unknown_pair_is_zero() -> None:
@@ -270,7 +274,7 @@ def test_spills_fill_the_last_chunk_before_starting_one() -> None:
     assert len(state.tchunks) <= n // CHUNK_MAX + 1
     assert len(state.schunks) <= n // CHUNK_MAX + 1
     assert sum(c[3] for c in state.tchunks) + len(state.times) == n
-    assert sum(c[2] for c in state.schunks) + len(state.seen) == n
+    assert sum(c[2] for c in state.schunks) + len(state.seen_at) == n
     assert len(state.encode()) <= 24 * INLINE + 1024
     assert apply(state, event("i7", "VIEW", NOW, n), chunks=chunks) is Outcome.DUPLICATE
 
@@ -299,3 +303,55 @@ def test_decay_survives_long_spans(gaps_days, half_life_days) -> None:
     got = feature_vector("u", "s", state, [], [], to_micros(as_of), scoring)["user_seller_score"]
     assert math.isfinite(got)
     assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-300)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(st.integers(0, 60), kinds, offsets_s, st.integers(0, 3)), max_size=90
+    ),
+)
+def test_the_stored_layout_is_the_documented_one(events) -> None:
+    """encode writes HEADER_FORMAT, then offsets, inline times, seen ids, the times they
+    were counted, and the time and seen-id chunk entries (what PairView, the serving
+    processes and values stored by earlier versions rely on), and decode reads it back."""
+    state = PairState()
+    with small_chunks():
+        for offset, (n, kind, shift, partition) in enumerate(events):
+            on = from_micros(to_micros(NOW + timedelta(seconds=shift)))
+            apply(state, event(f"i{n}", kind, on, offset, partition))
+    ids = list(array("Q", bytes(state.seen_ids)))
+    flat = [
+        *(v for item in state.offsets.items() for v in item),
+        *state.times,
+        *ids,
+        *state.seen_at,
+        *(v for chunk in state.tchunks for v in chunk),
+        *(v for chunk in state.schunks for v in chunk),
+    ]
+    sizes = (len(state.offsets), len(state.times), len(ids), len(state.tchunks), len(state.schunks))
+    n_off, n_t, n_s, n_tc, n_sc = sizes
+    layout = f"<B4Iqqq4dIIIIII{2 * n_off + n_t}q{n_s}Q{n_s + 4 * n_tc + 3 * n_sc}q"
+    head = (2, *state.counts, state.first_us, state.last_us, state.ref_us, *state.acc)
+    want = struct.pack(layout, *head, state.next_chunk, *sizes, *flat)
+    assert state.encode() == want
+    again = PairState.decode(want)
+    assert again.encode() == want
+    assert (again.times, again.seen_ids, again.seen_at) == (
+        state.times,
+        state.seen_ids,
+        state.seen_at,
+    )
+    with pytest.raises(ValueError):
+        PairState.decode(want + b"\0" * 8)
+
+
+def test_a_seen_id_is_found_only_on_an_entry_boundary() -> None:
+    ids = bytearray()
+    for digest in (0x1111111122222222, 0x3333333344444444):
+        ids += digest.to_bytes(8, "little")
+    assert pair_state._holds(ids, (0x3333333344444444).to_bytes(8, "little"))
+    assert pair_state._holds(ids, (0x1111111122222222).to_bytes(8, "little"))
+    # The last half of the first entry and the first half of the second: not an id.
+    assert not pair_state._holds(ids, (0x4444444411111111).to_bytes(8, "little"))
+    assert not pair_state._holds(bytearray(), b"\0" * 8)
