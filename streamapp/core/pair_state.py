@@ -60,7 +60,10 @@ VALUE_FORMAT = 2
 # n time chunks, n seen chunks
 HEADER_FORMAT = "<B4Iqqq4dIIIIII"
 HEADER = struct.Struct(HEADER_FORMAT)
-HEADER_FIELDS = 18
+# After the header, 8 bytes an entry, little-endian: the offsets (partition, offset: 2 q
+# each), the inline times (q), the seen ids' hashes (Q), when each was counted (q), the
+# time chunks' entries (number, lo, hi, count: 4 q) and the seen chunks' (number, newest,
+# count: 3 q). tests/unit/test_pair_state.py packs it with struct and compares.
 
 
 _INTS: dict[int, struct.Struct] = {}
@@ -116,8 +119,8 @@ class PairState:
     acc: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
     offsets: dict[int, int] = field(default_factory=dict)  # source partition -> offset
     # The inline parts as their stored bytes: decoding and encoding them is a copy, not a
-    # Python int per entry (a value of 256 of each cost 25-40 µs a batch as lists and a
-    # dict; bench.ingest_micro).
+    # Python int per entry (a value of 256 of each took 50 µs to decode and encode as a
+    # list and a dict, 7 µs so; docs/performance.md, 7 December, afternoon).
     times: array = field(default_factory=lambda: array("q"))  # inline event times, sorted
     seen_ids: bytearray = field(default_factory=bytearray)  # id hashes, 8 bytes each (LE)
     seen_at: array = field(default_factory=lambda: array("q"))  # when each was counted
