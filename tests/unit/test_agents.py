@@ -83,3 +83,33 @@ def test_a_source_agent_makes_its_checkpoint_the_topics_reader_while_it_runs(
     asyncio.run(agents.through_checkpoint(stream, None, "t-agents-source"))  # type: ignore[arg-type]
     assert isinstance(seen["reader"], Checkpoint) and seen["reader"].closed
     assert "t-agents" not in faust_fixes._readers and "t-agents-source" not in agents.checkpoints
+
+
+def test_kept_sealed_ids_are_forgotten_on_every_revocation_and_assignment() -> None:
+    """pair_state.SealedIds is valid only while this worker's own counting writes its
+    partitions: faust's rebalance signals clear it, so a batch that began before cannot keep
+    what it read either."""
+    from array import array
+
+    from streamapp.core.pair_state import PairState
+    from streamapp.worker import ingest
+    from streamapp.worker.app import app
+
+    sealed = ingest.sealed_ids
+
+    def keep_one() -> None:
+        state = PairState(schunks=[[1, 5, 2]])
+        state.sealed_read.append((1, 5, 2, array("Q", [3, 4])))
+        sealed.keep(b"p", state, sealed.generation)
+        assert len(sealed) == 1
+
+    async def rebalance() -> None:
+        keep_one()
+        await app.on_partitions_revoked.send(set())
+        assert len(sealed) == 0
+        keep_one()
+        began = sealed.generation
+        await app.on_partitions_assigned.send(set())
+        assert len(sealed) == 0 and sealed.generation > began
+
+    asyncio.run(rebalance())
