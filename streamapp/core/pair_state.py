@@ -110,6 +110,16 @@ def chunk_suffix(kind: bytes, number: int) -> bytes:
     return CHUNK_SEP + kind + str(number).encode()
 
 
+def read_chunk(kind: bytes, number: int, load: Loader) -> array:
+    """A chunk record's entries (none when it is absent): event times signed, id hashes
+    unsigned, 8 bytes each."""
+    values = array("q" if kind == TIMES else "Q")
+    raw = load(chunk_suffix(kind, number))
+    if raw:
+        values.frombytes(raw)
+    return values
+
+
 @dataclass(slots=True)
 class PairState:
     counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
@@ -223,10 +233,7 @@ class PairState:
         suffix = chunk_suffix(kind, number)
         cached = self.chunk_cache.get(suffix)
         if cached is None:
-            cached = self.chunk_cache[suffix] = array("q" if kind == TIMES else "Q")
-            raw = load(suffix)
-            if raw:
-                cached.frombytes(raw)
+            cached = self.chunk_cache[suffix] = read_chunk(kind, number, load)
         return cached
 
     def _put_chunk(self, kind: bytes, number: int, values: array) -> None:
@@ -277,10 +284,7 @@ class PairState:
         number = entry[0]
         hashes = self.sealed_seen.get(number)
         if hashes is None:
-            hashes = self.sealed_seen[number] = array("Q")
-            raw = load(chunk_suffix(SEEN, number))
-            if raw:
-                hashes.frombytes(raw)
+            hashes = self.sealed_seen[number] = read_chunk(SEEN, number, load)
             self.sealed_read.append((entry[0], entry[1], entry[2], hashes))
         return hashes
 
@@ -563,10 +567,7 @@ class PairView:
         def chunk(number: int) -> array:
             found = self._cache.get(number)
             if found is None:
-                found = self._cache[number] = array("q")
-                raw = load(chunk_suffix(TIMES, number))
-                if raw:
-                    found.frombytes(raw)
+                found = self._cache[number] = read_chunk(TIMES, number, load)
             return found
 
         return window_count(self.times, self.tchunks, as_of_us, window_us, chunk)

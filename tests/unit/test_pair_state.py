@@ -5,6 +5,7 @@ import struct
 from array import array
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -208,25 +209,26 @@ offsets_s = st.floats(min_value=-90 * 86400, max_value=2 * 86400, allow_nan=Fals
 kinds = st.sampled_from(["LIKE", "VIEW", "PURCHASE", "OTHER"])
 
 
+def truth_cases(ids: int, events: int) -> Any:
+    """Histories of up to `events` interactions drawing from `ids` ids, an as_of after
+    them, and a user's favorites and a seller's categories."""
+    return given(
+        events=st.lists(st.tuples(st.integers(0, ids), kinds, offsets_s), max_size=events),
+        as_of_shift_s=st.floats(min_value=0, max_value=10 * 86400, allow_nan=False),
+        fav=st.sets(st.sampled_from("abcd"), max_size=3),
+        cats=st.sets(st.sampled_from("abcd"), max_size=3),
+    )
+
+
 @settings(max_examples=300, deadline=None)
-@given(
-    events=st.lists(st.tuples(st.integers(0, 30), kinds, offsets_s), max_size=60),
-    as_of_shift_s=st.floats(min_value=0, max_value=10 * 86400, allow_nan=False),
-    fav=st.sets(st.sampled_from("abcd"), max_size=3),
-    cats=st.sets(st.sampled_from("abcd"), max_size=3),
-)
+@truth_cases(ids=30, events=60)
 def test_matches_brute_force_truth(events, as_of_shift_s, fav, cats) -> None:
     """Out-of-order times over ~90 days, duplicate ids, any as_of after processing."""
     check_against_truth(events, as_of_shift_s, fav, cats, Chunks())
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    events=st.lists(st.tuples(st.integers(0, 60), kinds, offsets_s), max_size=120),
-    as_of_shift_s=st.floats(min_value=0, max_value=10 * 86400, allow_nan=False),
-    fav=st.sets(st.sampled_from("abcd"), max_size=3),
-    cats=st.sets(st.sampled_from("abcd"), max_size=3),
-)
+@truth_cases(ids=60, events=120)
 def test_a_spilled_pair_matches_brute_force_truth(events, as_of_shift_s, fav, cats) -> None:
     """As above with chunks of a few entries: times and ids spill, fill the last chunk,
     split when a late time lands in a full one, and stay exact; so does the stored value
